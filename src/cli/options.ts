@@ -1,0 +1,24 @@
+import type { Argv } from 'yargs';
+
+/** `--adapter`, shared by every command that opens a GPU device. */
+export function withAdapter<T>(y: Argv<T>) {
+  return y.option('adapter', {
+    type: 'string',
+    describe:
+      'GPU adapter to use (substring of its name, see `adrs devices`); default $ADRS_ADAPTER, then a hardware GPU, then lavapipe',
+  });
+}
+
+/** `--json`, shared by every command. */
+export function withJson<T>(y: Argv<T>) {
+  return y.option('json', {
+    type: 'boolean',
+    default: false,
+    describe: 'Print one JSON object for machines',
+  });
+}
+
+/** Writes a JSON document to stdout. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}

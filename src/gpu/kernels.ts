@@ -1,0 +1,102 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** kernels/ at the package root: the same relative path from src/gpu and from dist/gpu. */
+export const KERNELS_DIR = fileURLToPath(new URL('../../kernels/', import.meta.url));
+
+/** A WGSL compilation failure, with every error as "file:line:col: message". */
+export class ShaderCompileError extends Error {
+  override name = 'ShaderCompileError';
+  constructor(
+    readonly file: string,
+    readonly diagnostics: string[],
+  ) {
+    super(`${file}: WGSL compilation failed: ${diagnostics[0] ?? 'unknown error'}`);
+  }
+}
+
+export interface PipelineKey {
+  /** A file name under kernels/ (e.g. "smoke.wgsl"), or any label when `code` is given. */
+  file: string;
+  entry: string;
+  /** Pipeline-overridable constants (WGSL `override` declarations). */
+  constants?: Record<string, number>;
+  /** WGSL source; read from kernels/<file> when absent. */
+  code?: string;
+}
+
+/**
+ * Compiles WGSL modules and compute pipelines once and caches them by (file, entry, overrides),
+ * so the hot path never creates a pipeline.
+ */
+export class KernelCache {
+  private modules = new Map<string, Promise<GPUShaderModule>>();
+  private pipelines = new Map<string, Promise<GPUComputePipeline>>();
+
+  constructor(private readonly device: GPUDevice) {}
+
+  pipeline(key: PipelineKey): Promise<GPUComputePipeline> {
+    const id = `${key.file}\u0000${key.entry}\u0000${JSON.stringify(key.constants ?? {})}\u0000${key.code ?? ''}`;
+    let p = this.pipelines.get(id);
+    if (!p) {
+      p = this.createPipeline(key);
+      this.pipelines.set(id, p);
+      p.catch(() => this.pipelines.delete(id));
+    }
+    return p;
+  }
+
+  module(file: string, code?: string): Promise<GPUShaderModule> {
+    const id = `${file}\u0000${code ?? ''}`;
+    let m = this.modules.get(id);
+    if (!m) {
+      m = compileModule(this.device, file, code ?? readKernel(file));
+      this.modules.set(id, m);
+      m.catch(() => this.modules.delete(id));
+    }
+    return m;
+  }
+
+  clear(): void {
+    this.modules.clear();
+    this.pipelines.clear();
+  }
+
+  private async createPipeline(key: PipelineKey): Promise<GPUComputePipeline> {
+    const module = await this.module(key.file, key.code);
+    this.device.pushErrorScope('validation');
+    const pipeline = await this.device
+      .createComputePipelineAsync({
+        layout: 'auto',
+        compute: { module, entryPoint: key.entry, constants: key.constants ?? {} },
+      })
+      .catch((error: unknown) => {
+        throw new ShaderCompileError(key.file, [
+          `${key.entry}: ${String((error as Error).message ?? error).split('\n')[0]}`,
+        ]);
+      });
+    const scopeError = await this.device.popErrorScope();
+    if (scopeError)
+      throw new ShaderCompileError(key.file, [`${key.entry}: ${scopeError.message.split('\n')[0]}`]);
+    return pipeline;
+  }
+}
+
+export function readKernel(file: string): string {
+  const path = `${KERNELS_DIR}${file}`;
+  if (!existsSync(path)) throw new Error(`kernel file not found: ${path}`);
+  return readFileSync(path, 'utf8');
+}
+
+/** Compiles WGSL and turns compiler errors into "file:line:col: message" diagnostics. */
+export async function compileModule(device: GPUDevice, file: string, code: string): Promise<GPUShaderModule> {
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ label: file, code });
+  const info = await module.getCompilationInfo();
+  await device.popErrorScope();
+  const errors = info.messages
+    .filter((m) => m.type === 'error')
+    .map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message.split('\n')[0]}`);
+  if (errors.length > 0) throw new ShaderCompileError(file, errors);
+  return module;
+}

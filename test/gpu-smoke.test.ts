@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
+import { ShaderCompileError } from '../src/gpu/kernels.js';
+import { runSmoke } from '../src/gpu/smoke.js';
+
+let gpu: GpuContext;
+beforeAll(async () => {
+  gpu = await acquireGpu();
+});
+afterAll(() => gpu?.destroy());
+
+describe('GPU runtime on lavapipe (or whatever adapter is present)', () => {
+  it('reports the adapter and its timestamp support', () => {
+    expect(gpu.info.name.length).toBeGreaterThan(0);
+    expect(gpu.hasTimestamps).toBe(gpu.info.timestampQuery);
+  });
+
+  it('runs the smoke kernel and matches the TypeScript reference exactly', async () => {
+    const n = 1000;
+    const a = Float32Array.from({ length: n }, (_, i) => (i * 37) % 101);
+    const out = await runSmoke(gpu, a, 3);
+    const expected = Float32Array.from(a, (v, i) => Math.fround(v * 3 + i));
+    expect(Array.from(out)).toEqual(Array.from(expected));
+  });
+
+  it('caches pipelines by (file, entry, overrides)', async () => {
+    const p1 = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: 5 } });
+    const p2 = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: 5 } });
+    const p3 = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: 6 } });
+    expect(p1).toBe(p2);
+    expect(p1).not.toBe(p3);
+  });
+
+  it('reports WGSL compile errors with file:line:col', async () => {
+    const code = 'fn main() {\n  let x: u32 = 1.5;\n}\n';
+    const error = await gpu.kernels.module('bad.wgsl', code).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ShaderCompileError);
+    expect((error as ShaderCompileError).diagnostics[0]).toMatch(/^bad\.wgsl:2:\d+: /);
+  });
+
+  it('surfaces validation errors instead of ignoring them', async () => {
+    gpu.device.createBuffer({ size: 4, usage: 0 });
+    await gpu.device.queue.onSubmittedWorkDone();
+    expect(() => gpu.check()).toThrow(/WebGPU error/);
+    expect(() => gpu.check()).not.toThrow();
+  });
+});
