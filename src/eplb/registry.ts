@@ -1,0 +1,24 @@
+import { UserError } from '../util/errors.js';
+import type { Balancer } from './balancer.js';
+
+/**
+ * Every named balancer. The first entry is the default (the best one we have): `adrs rebalance`
+ * without --balancer runs it. Add a balancer by adding it here.
+ */
+export const BALANCERS: readonly Balancer[] = [];
+
+export function listBalancers(): readonly Balancer[] {
+  return BALANCERS;
+}
+
+export function defaultBalancer(): Balancer {
+  return BALANCERS[0]!;
+}
+
+export function getBalancer(name: string): Balancer {
+  const found = BALANCERS.find((b) => b.name === name);
+  if (!found) {
+    throw new UserError(`unknown balancer '${name}'; choose one of: ${BALANCERS.map((b) => b.name).join(', ')}`);
+  }
+  return found;
+}
