@@ -1,0 +1,127 @@
+import type { Shape } from '../eplb/shape.js';
+import { stagingBuffer, storageBuffer, uniformBuffer } from '../gpu/buffers.js';
+import { UserError } from '../util/errors.js';
+
+/** How many placements, windows and pairs the evaluator's buffers hold. */
+export interface EvalCapacity {
+  placements: number;
+  windows: number;
+  pairs: number;
+}
+
+/** f32 words per pair in the output's summary section (see kernels/placement-eval.wgsl). */
+export const SUMMARY_WORDS = 8;
+
+/** The GPU buffers of a PlacementEvaluator and the bind groups over them. */
+export interface EvalBuffers {
+  capacity: EvalCapacity;
+  params: GPUBuffer;
+  windows: GPUBuffer;
+  placements: GPUBuffer;
+  pairs: GPUBuffer;
+  layerStats: GPUBuffer;
+  layerBad: GPUBuffer;
+  out: GPUBuffer;
+  /** Output plus 256 bytes for the timestamp pair, mapped once per call. */
+  staging: GPUBuffer;
+  layerBindGroup: GPUBindGroup;
+  pairBindGroup: GPUBindGroup;
+}
+
+function sizes(shape: Shape, c: EvalCapacity) {
+  const { layers: L, experts: E, replicas: R } = shape;
+  const out = 4 * c.pairs * (SUMMARY_WORDS + 2 * L);
+  return {
+    windows: 4 * c.windows * L * E,
+    placements: 4 * c.placements * L * (R + E),
+    pairs: 8 * c.pairs,
+    layerStats: 16 * c.pairs * L,
+    layerBad: 4 * c.pairs * L,
+    out,
+    staging: Math.ceil(out / 256) * 256 + 256,
+  };
+}
+
+/** Bytes of GPU memory the buffers for `capacity` take. */
+export function evalBufferBytes(shape: Shape, capacity: EvalCapacity): number {
+  return Object.values(sizes(shape, capacity)).reduce((a, b) => a + b, 0);
+}
+
+export function createEvalBuffers(
+  device: GPUDevice,
+  shape: Shape,
+  capacity: EvalCapacity,
+  layerPipeline: GPUComputePipeline,
+  pairPipeline: GPUComputePipeline,
+): EvalBuffers {
+  const s = sizes(shape, capacity);
+  const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  for (const [name, bytes] of Object.entries(s)) {
+    if (bytes > limit) {
+      throw new UserError(
+        `placement evaluator: the ${name} buffer for ${capacity.placements} placements, ${capacity.windows} windows, ` +
+          `${capacity.pairs} pairs needs ${bytes} B, over the device's ${limit} B; evaluate in smaller batches`,
+      );
+    }
+  }
+  const params = uniformBuffer(device, 48, 'placement-eval-params');
+  const windows = storageBuffer(device, s.windows, 'placement-eval-windows');
+  const placements = storageBuffer(device, s.placements, 'placement-eval-placements');
+  const pairs = storageBuffer(device, s.pairs, 'placement-eval-pairs');
+  const layerStats = storageBuffer(device, s.layerStats, 'placement-eval-layer-stats');
+  const layerBad = storageBuffer(device, s.layerBad, 'placement-eval-layer-bad');
+  const out = storageBuffer(device, s.out, 'placement-eval-out');
+  const staging = stagingBuffer(device, s.staging, 'placement-eval-read');
+  const entries = (pairsOf: Array<[number, GPUBuffer]>): GPUBindGroupEntry[] =>
+    pairsOf.map(([binding, buffer]) => ({ binding, resource: { buffer } }));
+  const layerBindGroup = device.createBindGroup({
+    label: 'placement-eval-layer',
+    layout: layerPipeline.getBindGroupLayout(0),
+    entries: entries([
+      [0, params],
+      [1, windows],
+      [2, placements],
+      [3, pairs],
+      [4, layerStats],
+      [5, layerBad],
+    ]),
+  });
+  const pairBindGroup = device.createBindGroup({
+    label: 'placement-eval-pair',
+    layout: pairPipeline.getBindGroupLayout(0),
+    entries: entries([
+      [0, params],
+      [4, layerStats],
+      [5, layerBad],
+      [6, out],
+    ]),
+  });
+  return {
+    capacity: { ...capacity },
+    params,
+    windows,
+    placements,
+    pairs,
+    layerStats,
+    layerBad,
+    out,
+    staging,
+    layerBindGroup,
+    pairBindGroup,
+  };
+}
+
+export function destroyEvalBuffers(b: EvalBuffers): void {
+  for (const buffer of [
+    b.params,
+    b.windows,
+    b.placements,
+    b.pairs,
+    b.layerStats,
+    b.layerBad,
+    b.out,
+    b.staging,
+  ]) {
+    buffer.destroy();
+  }
+}
