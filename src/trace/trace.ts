@@ -48,3 +48,18 @@ export function stepLoads(trace: Trace, step: number): Float32Array {
   const size = layers * experts;
   return trace.loads.subarray(step * size, (step + 1) * size);
 }
+
+/** Routing facts of DeepSeek-V3/R1: 256 routed experts, top-8, 8 groups of 32, top-4 groups per token. */
+export const DEEPSEEK_V3_ROUTING = {
+  model: 'DeepSeek-V3/R1',
+  experts: 256,
+  groups: 8,
+  topK: 8,
+  topKGroups: 4,
+} as const;
+
+/** The model facts of a manifest, without its data and provenance. */
+export type RoutingFacts = Pick<TraceManifest, 'model' | 'groups' | 'topK' | 'topKGroups'>;
+
+/** Trace names double as file names: keep them portable. */
+export const TRACE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;

@@ -1,0 +1,203 @@
+import { extname } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { calibrationTable, type TraceStatistics, traceStatistics } from '../../trace/calibration.js';
+import { writeTrace } from '../../trace/io.js';
+import { listBundledTraces, loadTrace, nameFromFile } from '../../trace/load.js';
+import { distribution, type LayerSkew, matrixSkew, SKEW_KEYS } from '../../trace/skew.js';
+import { defaultAnchorNames, generateTrace } from '../../trace/synthetic.js';
+import { stepLoads, TRACE_NAME_PATTERN, type Trace } from '../../trace/trace.js';
+import { check } from '../../util/errors.js';
+import { writeFileAtomic } from '../../util/files.js';
+import { printJson, withJson } from '../options.js';
+
+interface InfoArgs {
+  trace: string;
+  json: boolean;
+}
+interface GenArgs {
+  out?: string;
+  seed: number;
+  windows: number;
+  'steps-per-window': number;
+  'tokens-per-step': number;
+  name?: string;
+  report: boolean | string;
+  json: boolean;
+}
+interface ImportArgs {
+  file: string;
+  out: string;
+  name?: string;
+  source?: string;
+  attribution?: string;
+  json: boolean;
+}
+
+/** Shape, provenance, total load and per-layer skew of a trace. */
+export function describeTrace(trace: Trace) {
+  const m = trace.manifest;
+  let total = 0;
+  for (const v of trace.loads) total += v;
+  const perStep: number[] = [];
+  const skews: LayerSkew[] = [];
+  for (let s = 0; s < m.steps; s++) {
+    const step = matrixSkew(stepLoads(trace, s), m.layers, m.experts, m.groups);
+    skews.push(...step);
+    perStep.push(step.reduce((a, k) => a + k.cv, 0) / step.length);
+  }
+  const skew = Object.fromEntries(SKEW_KEYS.map((k) => [k, distribution(skews.map((x) => x[k]))]));
+  const { data: _data, generator, ...manifest } = m;
+  return {
+    path: trace.path,
+    ...manifest,
+    generator: generator ? { ...generator, timeline: undefined } : undefined,
+    totalLoad: total,
+    meanLoadPerStep: total / m.steps,
+    skew,
+    meanCvPerStep: perStep,
+  };
+}
+
+const info: CommandModule<object, InfoArgs> = {
+  command: 'info <trace>',
+  describe: 'Shape, provenance, total load and per-layer skew of a trace (bundled name or file)',
+  builder: (y) =>
+    withJson(y).positional('trace', {
+      type: 'string',
+      demandOption: true,
+      describe: `a bundled trace (${listBundledTraces().join(', ') || 'none'}) or a file loadTrace reads`,
+    }) as Argv<InfoArgs>,
+  handler: (argv) => {
+    const d = describeTrace(loadTrace(argv.trace));
+    if (argv.json) return printJson(d);
+    const plural = d.steps === 1 ? '' : 's';
+    const unit =
+      d.granularity === 'window'
+        ? `window${plural} of ${d.stepsPerWindow} steps`
+        : `${d.granularity}${plural}`;
+    console.log(`${d.name}  (${d.path})`);
+    console.log(
+      `  ${d.model}: ${d.layers} layers × ${d.experts} experts, ${d.groups} groups, top-${d.topK}, top-${d.topKGroups} groups`,
+    );
+    console.log(
+      `  ${d.steps} ${unit}; total load ${d.totalLoad.toLocaleString('en-US')} (${Math.round(d.meanLoadPerStep).toLocaleString('en-US')} per step)`,
+    );
+    console.log(`  source: ${d.source}`);
+    if (d.attribution) console.log(`  attribution: ${d.attribution}`);
+    console.log('  per-layer skew (mean / median / p10 / p90 over steps × layers):');
+    for (const [key, s] of Object.entries(d.skew)) {
+      console.log(
+        `    ${key.padEnd(10)} ${[s.mean, s.median, s.p10, s.p90].map((x) => x.toFixed(3)).join(' / ')}`,
+      );
+    }
+  },
+};
+
+const gen: CommandModule<object, GenArgs> = {
+  command: 'gen',
+  describe: 'Generate a synthetic window-granularity trace calibrated on the bundled real snapshots',
+  builder: (y) =>
+    withJson(y)
+      .option('out', { type: 'string', describe: 'folder, or <name>.json path, to write the trace to' })
+      .option('seed', { type: 'number', default: 1, describe: 'random seed (same seed → identical bytes)' })
+      .option('windows', { type: 'number', default: 16, describe: 'number of windows' })
+      .option('steps-per-window', {
+        type: 'number',
+        default: 100,
+        describe: 'serving steps summed per window',
+      })
+      .option('tokens-per-step', { type: 'number', default: 4096, describe: 'tokens per serving step' })
+      .option('name', { type: 'string', describe: 'trace name (default: from --out, else "synthetic")' })
+      .option('report', {
+        describe:
+          'print the calibration table, real snapshots vs the generated trace (or write it to the given .md file)',
+      })
+      .check((a) => {
+        if (a.out === undefined && !a.report) throw new Error('give --out DIR|FILE, --report, or both');
+        return true;
+      }) as unknown as Argv<GenArgs>,
+  handler: (argv) => {
+    const name =
+      argv.name ?? (argv.out && extname(argv.out) === '.json' ? nameFromFile(argv.out) : 'synthetic');
+    check(TRACE_NAME_PATTERN.test(name), `--name must be letters, digits, '.', '_' or '-', got '${name}'`);
+    const trace = generateTrace({
+      name,
+      seed: argv.seed,
+      windows: argv.windows,
+      stepsPerWindow: argv['steps-per-window'],
+      tokensPerStep: argv['tokens-per-step'],
+    });
+    const written = argv.out ? writeTrace(trace, argv.out) : undefined;
+    let report: { real: TraceStatistics; generated: TraceStatistics; table: string } | undefined;
+    if (argv.report) {
+      const real = traceStatistics(defaultAnchorNames().map((n) => loadTrace(n)));
+      const generated = traceStatistics([trace]);
+      report = { real, generated, table: calibrationTable(real, generated) };
+      if (typeof argv.report === 'string' && argv.report.length > 0)
+        writeFileAtomic(argv.report, `${report.table}\n`);
+    }
+    if (argv.json) return printJson({ written, manifest: trace.manifest, report });
+    if (written)
+      console.log(
+        `wrote ${written} (${trace.manifest.steps} windows, ${trace.loads.byteLength} bytes of loads)`,
+      );
+    if (report) console.log(report.table);
+  },
+};
+
+const importCmd: CommandModule<object, ImportArgs> = {
+  command: 'import <file>',
+  describe:
+    'Convert a trace (SGLang snapshot, expert-load.json, plain [layers][experts] array) to the adrs format',
+  builder: (y) =>
+    withJson(y)
+      .positional('file', { type: 'string', demandOption: true, describe: 'any file loadTrace reads' })
+      .option('out', { type: 'string', demandOption: true, describe: 'folder, or <name>.json path' })
+      .option('name', { type: 'string', describe: 'trace name (default: from the file name)' })
+      .option('source', { type: 'string', describe: "text for the manifest's source field" })
+      .option('attribution', {
+        type: 'string',
+        describe: 'credit and licence of the data',
+      }) as Argv<ImportArgs>,
+  handler: (argv) => {
+    const name =
+      argv.name ?? (extname(argv.out) === '.json' ? nameFromFile(argv.out) : nameFromFile(argv.file));
+    check(TRACE_NAME_PATTERN.test(name), `--name must be letters, digits, '.', '_' or '-', got '${name}'`);
+    const trace = loadTrace(argv.file, { name });
+    const manifest = {
+      ...trace.manifest,
+      name,
+      ...(argv.source !== undefined ? { source: argv.source } : {}),
+      ...(argv.attribution !== undefined ? { attribution: argv.attribution } : {}),
+    };
+    const written = writeTrace({ manifest, loads: trace.loads }, argv.out);
+    if (argv.json) return printJson({ written, manifest });
+    console.log(
+      `wrote ${written}: ${manifest.steps} ${manifest.granularity}(s) of ${manifest.layers}×${manifest.experts}`,
+    );
+  },
+};
+
+const list: CommandModule<object, { json: boolean }> = {
+  command: 'list',
+  describe: 'List the bundled traces',
+  builder: (y) => withJson(y),
+  handler: (argv) => {
+    const names = listBundledTraces();
+    if (argv.json) return printJson({ traces: names });
+    for (const n of names) console.log(n);
+  },
+};
+
+export const traceCommand: CommandModule<object, object> = {
+  command: 'trace <command>',
+  describe: 'Inspect, import and generate expert-load traces',
+  builder: (y) =>
+    y
+      .command(info)
+      .command(gen)
+      .command(importCmd)
+      .command(list)
+      .demandCommand(1, 'name a trace command: info, gen, import or list'),
+  handler: () => {},
+};
