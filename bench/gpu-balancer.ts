@@ -1,0 +1,67 @@
+/**
+ * gpu-lpt on the real DeepSeek-R1 snapshots (R=288, G=8, N=4, P=32): end-to-end time per call (upload,
+ * dispatch, readback, log2phy) and GPU time from timestamp queries, median and p95 after warm-up;
+ * quality (GPU balancedness, placed and scored on the same snapshot) against its TypeScript reference
+ * and the CPU lpt-swap balancer; exact agreement with the reference.
+ *
+ * Run: npx esbuild bench/gpu-balancer.ts --bundle --platform=node --format=esm --packages=external \
+ *        --outfile=dist/bench/gpu-balancer.mjs && XDG_RUNTIME_DIR=/tmp node dist/bench/gpu-balancer.mjs [runs]
+ * (ADRS_ADAPTER picks the adapter; SNAPSHOTS overrides the snapshot folder.)
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createGpuLptBalancer } from '../src/eplb/balancers/gpu-balancer.js';
+import { DEFAULT_GPU_LPT_OPTIONS, gpuLptReference } from '../src/eplb/balancers/gpu-balancer-reference.js';
+import { lptSwapBalancer } from '../src/eplb/balancers/lpt-swap.js';
+import { balanceMetrics } from '../src/eplb/metrics.js';
+import { placementProblem } from '../src/eplb/placement.js';
+import { DEEPSEEK_V3_SHAPE } from '../src/eplb/shape.js';
+import { withGpu } from '../src/gpu/device.js';
+import { summarizeTimes } from '../src/util/stats.js';
+
+const runs = Number(process.argv[2] ?? 50);
+const dir = process.env.SNAPSHOTS ?? '/work/shared/traces/sglang-deepseek-r1';
+const shape = DEEPSEEK_V3_SHAPE;
+
+await withGpu({}, async (gpu) => {
+  console.log(`adapter: ${gpu.info.name} (timestamps: ${gpu.hasTimestamps})`);
+  const prepared = await createGpuLptBalancer().prepare(shape, { gpu });
+  const cpu = await lptSwapBalancer.prepare(shape, {});
+  const wall: number[] = [];
+  const gpuMs: number[] = [];
+  try {
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+      const doc = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { logical_count: number[][] };
+      const loads = Float32Array.from(doc.logical_count.slice(3).flat());
+      const placement = await prepared.rebalance(loads);
+      const reference = gpuLptReference(shape, loads, DEFAULT_GPU_LPT_OPTIONS);
+      const exact = placement.phy2log.every((v, i) => v === reference.phy2log[i]);
+      const q = balanceMetrics(placement, loads).gpuBalancedness;
+      const qCpu = balanceMetrics(await cpu.rebalance(loads), loads).gpuBalancedness;
+      const swaps = reference.swaps.reduce((a, b) => Math.max(a, b), 0);
+      const fileWall: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        await prepared.rebalance(loads);
+        fileWall.push(performance.now() - t0);
+        const g = prepared.lastGpuMs?.();
+        if (g !== undefined) gpuMs.push(g);
+      }
+      wall.push(...fileWall);
+      const t = summarizeTimes(fileWall);
+      console.log(
+        `${file.padEnd(28)} gpu-lpt ${q.toFixed(5)}  lpt-swap ${qCpu.toFixed(5)}  exact=${exact}  ` +
+          `valid=${placementProblem(placement) === null}  max swaps/layer ${swaps}  ` +
+          `e2e median ${t.median_ms.toFixed(3)} ms p95 ${t.p95_ms.toFixed(3)} ms`,
+      );
+    }
+  } finally {
+    prepared.dispose?.();
+  }
+  const w = summarizeTimes(wall);
+  const g = summarizeTimes(gpuMs);
+  console.log(
+    `all: e2e median ${w.median_ms.toFixed(3)} ms, p95 ${w.p95_ms.toFixed(3)} ms (${w.runs} runs); ` +
+      `GPU (timestamps) median ${g.median_ms.toFixed(3)} ms, p95 ${g.p95_ms.toFixed(3)} ms`,
+  );
+});

@@ -1,0 +1,154 @@
+import { align, bindBuffers, stagingBuffer, storageBuffer, upload } from '../../gpu/buffers.js';
+import type { GpuContext } from '../../gpu/device.js';
+import { PassTimer } from '../../gpu/timing.js';
+import { UserError } from '../../util/errors.js';
+import type { Balancer, BalancerContext, PreparedBalancer } from '../balancer.js';
+import { deriveLog2phy, type Placement } from '../placement.js';
+import { type Shape, validateShape } from '../shape.js';
+import { DEFAULT_GPU_LPT_OPTIONS, type GpuLptOptions, reciprocals } from './gpu-balancer-reference.js';
+
+export const GPU_LPT_KERNEL = 'eplb-balancer.wgsl';
+/** Threads per workgroup (the kernel's WG constant). */
+const WORKGROUP = 256;
+
+/**
+ * `gpu-lpt`: apportioned replicas, round-based longest-first packing and best-swap refinement, one
+ * workgroup per layer in kernels/eplb-balancer.wgsl. Its exact TypeScript twin is gpuLptReference.
+ */
+export function createGpuLptBalancer(options: GpuLptOptions = DEFAULT_GPU_LPT_OPTIONS): Balancer {
+  return {
+    name: 'gpu-lpt',
+    summary: 'GPU (WGSL): apportioned replicas, round-based longest-first packing, best-swap refinement',
+    runsOn: 'gpu',
+    prepare: (shape, ctx) => GpuLpt.create(shape, ctx, options),
+  };
+}
+
+export const gpuLptBalancer: Balancer = createGpuLptBalancer();
+
+/** Workgroup memory the kernel declares for a shape (keep in step with the kernel's var<workgroup>). */
+export function gpuLptWorkgroupBytes(shape: Shape): number {
+  const { experts: E, replicas: R, gpus: P } = shape;
+  return 4 * (2 * E + 6 * R + 2 * P + 2 * WORKGROUP + 2 * 16 + 1);
+}
+
+/**
+ * Buffers, pipeline and bind group are made once here; `rebalance` uploads the loads, dispatches one
+ * pass and reads results and timestamps back in a single mapping of one staging buffer.
+ */
+class GpuLpt implements PreparedBalancer {
+  private busy = false;
+  private gpuMs: number | undefined;
+
+  private constructor(
+    private readonly gpu: GpuContext,
+    private readonly shape: Shape,
+    private readonly pipeline: GPUComputePipeline,
+    private readonly bindGroup: GPUBindGroup,
+    private readonly loadsBuffer: GPUBuffer,
+    private readonly buffers: GPUBuffer[],
+    private readonly outBuffer: GPUBuffer,
+    private readonly staging: GPUBuffer,
+    private readonly outBytes: number,
+    private readonly timerOffset: number,
+    private readonly timer: PassTimer | null,
+  ) {}
+
+  static async create(shape: Shape, ctx: BalancerContext, options: GpuLptOptions): Promise<GpuLpt> {
+    const gpu = ctx.gpu;
+    if (!gpu)
+      throw new UserError('balancer gpu-lpt runs on the GPU: pass a device (acquireGpu) in its context');
+    validateShape(shape);
+    const { layers: L, experts: E, replicas: R, gpus: P } = shape;
+    const { device } = gpu;
+    const wgBytes = gpuLptWorkgroupBytes(shape);
+    if (wgBytes > device.limits.maxComputeWorkgroupStorageSize) {
+      throw new UserError(
+        `gpu-lpt needs ${wgBytes} bytes of workgroup memory for ${E} experts and ${R} slots, but the device ` +
+          `allows ${device.limits.maxComputeWorkgroupStorageSize}: use a CPU balancer for this shape`,
+      );
+    }
+    if (L > device.limits.maxComputeWorkgroupsPerDimension) {
+      throw new UserError(
+        `gpu-lpt dispatches one workgroup per layer; ${L} layers exceed the device's ${device.limits.maxComputeWorkgroupsPerDimension}`,
+      );
+    }
+    if (!Number.isInteger(options.maxSwaps) || options.maxSwaps < 0) {
+      throw new UserError(`gpu-lpt maxSwaps must be a non-negative integer, got ${options.maxSwaps}`);
+    }
+    const pipeline = await gpu.kernels.pipeline({
+      file: GPU_LPT_KERNEL,
+      entry: 'main',
+      constants: { E, R, P, MAX_SWAPS: options.maxSwaps },
+    });
+    const outBytes = 4 * L * (R + E);
+    const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
+    const timerOffset = align(outBytes, 8);
+    const loadsBuffer = storageBuffer(device, 4 * L * E, 'gpu-lpt-loads');
+    const recipBuffer = storageBuffer(device, 4 * (R - E + 2), 'gpu-lpt-recip');
+    const outBuffer = storageBuffer(device, outBytes, 'gpu-lpt-out');
+    const staging = stagingBuffer(device, timerOffset + (timer?.bytes ?? 0), 'gpu-lpt-read');
+    upload(device, recipBuffer, reciprocals(shape));
+    const bindGroup = bindBuffers(device, pipeline, [loadsBuffer, recipBuffer, outBuffer]);
+    gpu.check();
+    return new GpuLpt(
+      gpu,
+      shape,
+      pipeline,
+      bindGroup,
+      loadsBuffer,
+      [loadsBuffer, recipBuffer, outBuffer, staging],
+      outBuffer,
+      staging,
+      outBytes,
+      timerOffset,
+      timer,
+    );
+  }
+
+  async rebalance(loads: Float32Array): Promise<Placement> {
+    const { layers: L, experts: E, replicas: R } = this.shape;
+    if (loads.length !== L * E) {
+      throw new UserError(`gpu-lpt expects ${L}×${E} = ${L * E} loads, got ${loads.length}`);
+    }
+    if (this.busy) throw new Error('gpu-lpt: rebalance called again before the previous call finished');
+    this.busy = true;
+    try {
+      const { device } = this.gpu;
+      upload(device, this.loadsBuffer, loads);
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
+      pass.setPipeline(this.pipeline);
+      pass.setBindGroup(0, this.bindGroup);
+      pass.dispatchWorkgroups(L);
+      pass.end();
+      encoder.copyBufferToBuffer(this.outBuffer, 0, this.staging, 0, this.outBytes);
+      this.timer?.resolveInto(encoder, 1, this.staging, this.timerOffset);
+      device.queue.submit([encoder.finish()]);
+      await this.staging.mapAsync(GPUMapMode.READ);
+      let phy2log: Int32Array;
+      let logcnt: Int32Array;
+      try {
+        const mapped = this.staging.getMappedRange();
+        phy2log = new Int32Array(mapped.slice(0, 4 * L * R));
+        logcnt = new Int32Array(mapped.slice(4 * L * R, this.outBytes));
+        this.gpuMs = this.timer ? PassTimer.totalMs(mapped, this.timerOffset, 1) : undefined;
+      } finally {
+        this.staging.unmap();
+      }
+      this.gpu.check();
+      return deriveLog2phy(this.shape, phy2log, logcnt);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  lastGpuMs(): number | undefined {
+    return this.gpuMs;
+  }
+
+  dispose(): void {
+    this.timer?.destroy();
+    for (const b of this.buffers) b.destroy();
+  }
+}
