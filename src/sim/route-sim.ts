@@ -1,0 +1,211 @@
+import { gpusPerNode, type Shape, validateShape } from '../eplb/shape.js';
+import { bindBuffers, stagingBuffer, storageBuffer, uniformBuffer, upload } from '../gpu/buffers.js';
+import type { GpuContext } from '../gpu/device.js';
+import { PassTimer } from '../gpu/timing.js';
+import { check } from '../util/errors.js';
+import { COUNTERS_PER_GPU, type CostModel, H100_COST_MODEL } from './cost-model.js';
+import { resultFromCounters } from './route-result.js';
+import { seedKey } from './route-rng.js';
+import type { RouteInput, RouteResult } from './route-types.js';
+import {
+  allocateRouteTables,
+  fillRouteTables,
+  MAX_TOKENS,
+  POLICY_CODE,
+  planRoute,
+  type RouteTables,
+} from './routing-tables.js';
+
+/** Threads per workgroup and tokens per thread in kernels/route-sim.wgsl: one tile = 2048 tokens. */
+const WG_SIZE = 256;
+const TOKENS_PER_THREAD = 8;
+const TILE = WG_SIZE * TOKENS_PER_THREAD;
+const PARAM_WORDS = 16;
+
+export interface RouteSimulatorOptions {
+  /** Most tokens per call (buffers do not depend on it; it bounds the dispatch). */
+  maxTokens: number;
+  costModel?: CostModel;
+  /** Most workgroups per dispatch dimension (default: the adapter's limit; tests lower it to exercise the 3-D split). */
+  maxWorkgroupsPerDimension?: number;
+}
+
+/**
+ * Token-level MoE routing on the GPU (kernels/route-sim.wgsl). Buffers, pipeline and bind group are
+ * created once per shape in `create`; a call uploads the window's integer tables, runs one dispatch
+ * (3-D: tiles along x and z, layers along y, so any token count fits the 65535-per-dimension limit)
+ * and reads counters and timestamps back in one mapping. Calls must not overlap.
+ */
+export class RouteSimulator {
+  private busy = false;
+
+  private constructor(
+    private readonly gpu: GpuContext,
+    readonly shape: Shape,
+    private readonly maxTokens: number,
+    private readonly model: CostModel,
+    private readonly pipeline: GPUComputePipeline,
+    private readonly tables: RouteTables,
+    private readonly buffers: {
+      params: GPUBuffer;
+      cdf: GPUBuffer;
+      offsets: GPUBuffer;
+      gpus: GPUBuffer;
+      staticMap: GPUBuffer;
+      counters: GPUBuffer;
+      staging: GPUBuffer;
+    },
+    private readonly bindGroup: GPUBindGroup,
+    private readonly timer: PassTimer | null,
+    private readonly params: Uint32Array,
+    private readonly maxDim: number,
+  ) {}
+
+  static async create(
+    gpu: GpuContext,
+    shape: Shape,
+    options: RouteSimulatorOptions,
+  ): Promise<RouteSimulator> {
+    validateShape(shape);
+    const { layers: L, experts: E, gpus: P } = shape;
+    check(
+      Number.isInteger(options.maxTokens) && options.maxTokens >= 1 && options.maxTokens <= MAX_TOKENS,
+      `maxTokens must be an integer in [1, ${MAX_TOKENS}], got ${options.maxTokens}`,
+    );
+    const limits = gpu.device.limits;
+    const shared = 4 * (E + 1 + COUNTERS_PER_GPU * P);
+    check(
+      shared <= limits.maxComputeWorkgroupStorageSize,
+      `${E} experts and ${P} GPUs need ${shared} B of workgroup memory; the adapter offers ${limits.maxComputeWorkgroupStorageSize}`,
+    );
+    check(L <= limits.maxComputeWorkgroupsPerDimension, `${L} layers exceed the adapter's dispatch limit`);
+    const pipeline = await gpu.kernels.pipeline({
+      file: 'route-sim.wgsl',
+      entry: 'main',
+      constants: { CDF_LEN: E + 1, COUNT_LEN: COUNTERS_PER_GPU * P, TOKENS_PER_THREAD },
+    });
+    const tables = allocateRouteTables(shape);
+    const { device } = gpu;
+    const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
+    const countersBytes = L * P * COUNTERS_PER_GPU * 4;
+    const timerOffset = Math.ceil(countersBytes / 256) * 256;
+    const buffers = {
+      params: uniformBuffer(device, PARAM_WORDS * 4, 'route-params'),
+      cdf: storageBuffer(device, tables.cdf.byteLength, 'route-cdf'),
+      offsets: storageBuffer(device, tables.offsets.byteLength, 'route-offsets'),
+      gpus: storageBuffer(device, tables.gpus.byteLength, 'route-gpus'),
+      staticMap: storageBuffer(device, tables.staticMap.byteLength, 'route-static'),
+      counters: storageBuffer(device, countersBytes, 'route-counters'),
+      staging: stagingBuffer(device, timerOffset + (timer?.bytes ?? 0), 'route-read'),
+    };
+    const bindGroup = bindBuffers(device, pipeline, [
+      buffers.params,
+      buffers.cdf,
+      buffers.offsets,
+      buffers.gpus,
+      buffers.staticMap,
+      buffers.counters,
+    ]);
+    gpu.check();
+    return new RouteSimulator(
+      gpu,
+      shape,
+      options.maxTokens,
+      options.costModel ?? H100_COST_MODEL,
+      pipeline,
+      tables,
+      buffers,
+      bindGroup,
+      timer,
+      new Uint32Array(PARAM_WORDS),
+      Math.min(
+        options.maxWorkgroupsPerDimension ?? limits.maxComputeWorkgroupsPerDimension,
+        limits.maxComputeWorkgroupsPerDimension,
+      ),
+    );
+  }
+
+  async run(input: RouteInput): Promise<RouteResult> {
+    check(
+      !this.busy,
+      'RouteSimulator.run was called while a previous call was still running: await each call',
+    );
+    this.busy = true;
+    try {
+      return await this.runOnce(input);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async runOnce(input: RouteInput): Promise<RouteResult> {
+    const t0 = performance.now();
+    const { device } = this.gpu;
+    const shape = this.shape;
+    const plan = planRoute(shape, input, this.maxTokens);
+    fillRouteTables(plan, input, this.tables);
+    const b = this.buffers;
+    upload(device, b.cdf, this.tables.cdf);
+    upload(device, b.offsets, this.tables.offsets);
+    upload(device, b.gpus, this.tables.gpus);
+    if (plan.policy === 'static-local') upload(device, b.staticMap, this.tables.staticMap);
+
+    const tiles = Math.ceil(plan.tokens / TILE);
+    const tilesX = Math.min(tiles, this.maxDim);
+    const tilesZ = Math.ceil(tiles / tilesX);
+    check(tilesZ <= this.maxDim, `${plan.tokens} tokens need more workgroups than one dispatch allows`);
+    const p = this.params;
+    p.set([
+      plan.tokens,
+      plan.topK,
+      plan.groups,
+      plan.expertsPerGroup,
+      plan.chosenGroups,
+      plan.limited ? 1 : 0,
+      shape.experts,
+      shape.gpus,
+      gpusPerNode(shape),
+      shape.replicas,
+      POLICY_CODE[plan.policy],
+      seedKey(plan.seed),
+      tilesX,
+      Math.floor(plan.tokens / shape.gpus),
+      plan.tokens % shape.gpus,
+      0,
+    ]);
+    upload(device, b.params, p);
+
+    const countersBytes = shape.layers * shape.gpus * COUNTERS_PER_GPU * 4;
+    const timerOffset = Math.ceil(countersBytes / 256) * 256;
+    const encoder = device.createCommandEncoder({ label: 'route-sim' });
+    encoder.clearBuffer(b.counters);
+    const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, this.bindGroup);
+    pass.dispatchWorkgroups(tilesX, shape.layers, tilesZ);
+    pass.end();
+    encoder.copyBufferToBuffer(b.counters, 0, b.staging, 0, countersBytes);
+    this.timer?.resolveInto(encoder, 1, b.staging, timerOffset);
+    await this.gpu.submit([encoder.finish()]);
+    await b.staging.mapAsync(GPUMapMode.READ);
+    let counters: Uint32Array;
+    let gpuMs: number | undefined;
+    try {
+      const mapped = b.staging.getMappedRange();
+      counters = new Uint32Array(mapped.slice(0, countersBytes));
+      if (this.timer) gpuMs = PassTimer.totalMs(mapped, timerOffset, 1);
+    } finally {
+      b.staging.unmap();
+    }
+    const timing: { wallMs: number; gpuMs?: number } = { wallMs: 0 };
+    if (gpuMs !== undefined) timing.gpuMs = gpuMs;
+    const result = resultFromCounters(shape, counters, this.model, timing);
+    result.wallMs = performance.now() - t0;
+    return result;
+  }
+
+  destroy(): void {
+    for (const buffer of Object.values(this.buffers)) buffer.destroy();
+    this.timer?.destroy();
+  }
+}
