@@ -111,12 +111,9 @@ const gen: CommandModule<object, GenArgs> = {
       .option('report', {
         describe:
           'print the calibration table, real snapshots vs the generated trace (or write it to the given .md file)',
-      })
-      .check((a) => {
-        if (a.out === undefined && !a.report) throw new Error('give --out DIR|FILE, --report, or both');
-        return true;
       }) as unknown as Argv<GenArgs>,
   handler: (argv) => {
+    check(argv.out !== undefined || argv.report, 'give --out DIR|FILE, --report, or both');
     const name =
       argv.name ?? (argv.out && extname(argv.out) === '.json' ? nameFromFile(argv.out) : 'synthetic');
     check(TRACE_NAME_PATTERN.test(name), `--name must be letters, digits, '.', '_' or '-', got '${name}'`);
@@ -160,6 +157,7 @@ const importCmd: CommandModule<object, ImportArgs> = {
         describe: 'credit and licence of the data',
       }) as Argv<ImportArgs>,
   handler: (argv) => {
+    check(argv.out !== undefined || argv.report, 'give --out DIR|FILE, --report, or both');
     const name =
       argv.name ?? (extname(argv.out) === '.json' ? nameFromFile(argv.out) : nameFromFile(argv.file));
     check(TRACE_NAME_PATTERN.test(name), `--name must be letters, digits, '.', '_' or '-', got '${name}'`);
