@@ -1,3 +1,4 @@
+import { check } from '../util/errors.js';
 import type { Placement } from './placement.js';
 import { gpusPerNode, slotsPerGpu } from './shape.js';
 
@@ -25,6 +26,10 @@ export interface BalanceMetrics {
 
 export function balanceMetrics(p: Placement, loads: Float32Array | Float64Array): BalanceMetrics {
   const { layers: L, experts: E, replicas: R, gpus: P, nodes: N } = p.shape;
+  check(
+    loads.length === L * E,
+    `loads must hold ${L}×${E} = ${L * E} values to score this placement, got ${loads.length}`,
+  );
   const S = slotsPerGpu(p.shape);
   const gpn = gpusPerNode(p.shape);
   const perLayerGpu = new Float64Array(L);
