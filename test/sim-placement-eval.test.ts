@@ -4,6 +4,7 @@ import { type Placement, placementFromPhy2log, placementProblem } from '../src/e
 import { DEEPSEEK_V3_SHAPE, type Shape } from '../src/eplb/shape.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
 import { type PairMetrics, PLACEMENT_EVAL_TOLERANCE, PlacementEvaluator } from '../src/sim/placement-eval.js';
+import { findProfilableKernels, profileKernel } from '../src/sim/profile.js';
 import { UserError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -273,5 +274,33 @@ describe('PlacementEvaluator (kernels/placement-eval.wgsl) against balanceMetric
     } finally {
       evaluator.destroy();
     }
+  });
+});
+
+describe('adrs profile kernels (src/sim/profile.ts)', () => {
+  it('profiles every registered kernel at the small size with consistent figures', async () => {
+    for (const kernel of findProfilableKernels('all')) {
+      const p = await profileKernel(gpu, kernel, { size: 'small', seed: 1, repeat: 2, reference: true });
+      expect(p.kernel).toBe(kernel.name);
+      expect(p.items).toBeGreaterThan(0);
+      expect(p.dispatches).toBeGreaterThan(0);
+      expect(p.wallMs.runs).toBe(2);
+      expect(p.gpuMs === null).toBe(!gpu.hasTimestamps);
+      expect(p.bytes.uploaded).toBeGreaterThan(0);
+      expect(p.bytes.readBack).toBeGreaterThan(0);
+      expect(p.perSecond.wall).toBeCloseTo((p.items * 1000) / p.wallMs.median_ms, 6);
+      expect(p.reference?.perSecond).toBeGreaterThan(0);
+    }
+    const batched = await profileKernel(gpu, findProfilableKernels('placement-eval')[0]!, {
+      size: 'small',
+      batch: 3,
+      seed: 2,
+      repeat: 1,
+      reference: false,
+    });
+    expect(batched.items).toBe(3);
+    expect(batched.bytes.readBack).toBe(3 * 4 * (8 + 2 * 4) + (gpu.hasTimestamps ? 16 : 0));
+    expect(batched.reference).toBeNull();
+    expect(() => findProfilableKernels('nope')).toThrow(/unknown kernel 'nope'/);
   });
 });

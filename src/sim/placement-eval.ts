@@ -56,9 +56,10 @@ export interface EvalCallStats {
 /**
  * Relative tolerance of the GPU results against the f64 reference on the same f32 loads: slot loads
  * are one f32 division, GPU loads a sum of R/P of them in slot order, layer and pair sums pairwise
- * trees (error ∝ log2 n · 2^-24), so ratios stay within a few 1e-7 in practice; 1e-5 leaves margin.
+ * trees (error ∝ log2 n · 2^-24). Measured at the DeepSeek-V3 shape: ≤ 1.6e-7 (about one ulp);
+ * 2e-6 leaves a 10× margin.
  */
-export const PLACEMENT_EVAL_TOLERANCE = 1e-5;
+export const PLACEMENT_EVAL_TOLERANCE = 2e-6;
 
 const KERNEL_FILE = 'placement-eval.wgsl';
 /** Threads per workgroup (see the kernel's comment for the choice); must be a power of two. */
