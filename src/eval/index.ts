@@ -1,0 +1,15 @@
+/**
+ * Sandboxed evaluation of candidate balancers (public API). See pool.ts for EvaluatorPool and
+ * candidate-api.ts for what a candidate receives and returns.
+ */
+export type {
+  CandidateContext,
+  CandidateShape,
+  Rebalance,
+  RebalanceInput,
+  RebalanceOutput,
+} from './candidate-api.js';
+export { DEFAULT_MEMORY_MB, EvaluatorPool } from './pool.js';
+export { adrsObjective, DEFAULT_SCORE_TIME_EXPONENT, DEFAULT_SCORE_TIME_MS, defaultScore } from './scores.js';
+export type { CandidateInput } from './sources.js';
+export type { EvalMetrics, EvalResult, EvaluateOptions, Objective, PoolOptions } from './types.js';

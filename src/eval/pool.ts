@@ -1,0 +1,232 @@
+import { rmSync } from 'node:fs';
+import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../eplb/shape.js';
+import { check, UserError } from '../util/errors.js';
+import { runCascade } from './cascade.js';
+import { type CandidateInput, openCandidate } from './sources.js';
+import { TranspileError, transpileCandidate } from './transpile.js';
+import type { EvalMetrics, EvalResult, EvaluateOptions, PoolOptions } from './types.js';
+import { traceWindows } from './windows.js';
+import { buildWorkerBundle, type WorkerBundle } from './worker-bundle.js';
+import { WorkerDeath, WorkerProcess } from './worker-process.js';
+
+export const DEFAULT_MEMORY_MB = 2048;
+
+/**
+ * Evaluates untrusted candidates, several at once (public API for the evolution driver).
+ *
+ * ```ts
+ * const pool = await EvaluatorPool.create({ workers: 2, timeoutS: 60 });
+ * const r = await pool.evaluate('examples/eplb', { trace, objective: 'default' });
+ * const s = await pool.evaluate({ files: { 'balancer.ts': src, 'kernels/k.wgsl': wgsl } }, { trace, objective: 'adrs' });
+ * await pool.close();
+ * ```
+ *
+ * Each evaluation runs on a FRESH sandboxed worker process (nothing a candidate leaves behind can
+ * touch the next one); every slot keeps its next worker started and its device open in advance, so
+ * the spawn costs no wall time between evaluations. `evaluate` resolves with a result for anything
+ * the candidate does (invalid results carry artifacts); it rejects only when the evaluation cannot
+ * run: a missing folder, an unusable trace or deployment (UserError), or no GPU device.
+ */
+export class EvaluatorPool {
+  private readonly free: Slot[];
+  private readonly waiting: Array<(slot: Slot) => void> = [];
+  private closed = false;
+
+  private constructor(
+    private readonly options: Required<Pick<PoolOptions, 'timeoutS' | 'memoryMb'>> & PoolOptions,
+    private readonly bundle: WorkerBundle,
+    private readonly slots: Slot[],
+  ) {
+    this.free = [...slots];
+  }
+
+  static async create(options: PoolOptions): Promise<EvaluatorPool> {
+    check(
+      Number.isInteger(options.workers) && options.workers >= 1,
+      `workers must be a positive integer, got ${options.workers}`,
+    );
+    check(options.timeoutS > 0, `the evaluation timeout must be positive, got ${options.timeoutS} s`);
+    const memoryMb = options.memoryMb ?? DEFAULT_MEMORY_MB;
+    check(memoryMb >= 256, `the worker memory cap must be at least 256 MiB, got ${memoryMb}`);
+    const bundle = await buildWorkerBundle();
+    const spawn = () =>
+      WorkerProcess.spawn({
+        bundle,
+        memoryMb,
+        ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
+      });
+    const slots = Array.from({ length: options.workers }, () => new Slot(spawn));
+    try {
+      // Surface "no device" now, not on the first candidate.
+      await Promise.all(slots.map((s) => s.ready()));
+    } catch (error) {
+      await Promise.all(slots.map((s) => s.close()));
+      rmSync(bundle.dir, { recursive: true, force: true });
+      throw new UserError(`could not start an evaluation worker: ${(error as Error).message}`);
+    }
+    return new EvaluatorPool({ ...options, memoryMb }, bundle, slots);
+  }
+
+  /** The GPU adapter the workers use. */
+  get adapter(): string {
+    return this.slots[0]!.adapter;
+  }
+
+  async evaluate(candidate: CandidateInput, options: EvaluateOptions): Promise<EvalResult> {
+    check(!this.closed, 'the evaluator pool is closed');
+    check(
+      options.objective === 'adrs' || options.objective === 'default',
+      `objective must be 'adrs' or 'default', got '${options.objective}'`,
+    );
+    if (options.windows !== undefined) {
+      check(
+        Number.isInteger(options.windows) && options.windows >= 1,
+        `windows must be a positive integer, got ${options.windows}`,
+      );
+    }
+    const started = performance.now();
+    const shape = deploymentShape(options);
+    const windows = traceWindows(
+      options.trace,
+      options.windows !== undefined ? options.windows + 1 : undefined,
+    );
+    const folder = openCandidate(candidate);
+    try {
+      let compiled: Awaited<ReturnType<typeof transpileCandidate>>;
+      try {
+        compiled = await transpileCandidate(folder.dir);
+      } catch (error) {
+        if (!(error instanceof TranspileError)) throw error;
+        return invalidAtStart(
+          options,
+          { transpile: error.diagnostics.join('\n') },
+          performance.now() - started,
+        );
+      }
+      const slot = await this.acquire();
+      try {
+        const worker = await slot.take();
+        const timer = setTimeout(() => {
+          worker.kill(
+            new WorkerDeath(
+              'timeout',
+              `timeout: the evaluation exceeded its ${this.options.timeoutS} s limit and the worker was killed`,
+            ),
+          );
+        }, this.options.timeoutS * 1000);
+        try {
+          return await runCascade({ worker, compiled, kernels: folder.kernels, options, windows, shape });
+        } finally {
+          clearTimeout(timer);
+          worker.kill();
+        }
+      } finally {
+        this.release(slot);
+      }
+    } finally {
+      folder.dispose();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.close()));
+    rmSync(this.bundle.dir, { recursive: true, force: true });
+  }
+
+  private acquire(): Promise<Slot> {
+    const slot = this.free.pop();
+    if (slot) return Promise.resolve(slot);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(slot: Slot): void {
+    const next = this.waiting.shift();
+    if (next) next(slot);
+    else this.free.push(slot);
+  }
+}
+
+/** One worker at a time, with the next one already starting. */
+class Slot {
+  private next: Promise<WorkerProcess>;
+  adapter = '';
+
+  constructor(private readonly spawn: () => Promise<WorkerProcess>) {
+    this.next = this.start();
+  }
+
+  private start(): Promise<WorkerProcess> {
+    const p = this.spawn().then((w) => {
+      this.adapter = w.adapter;
+      return w;
+    });
+    p.catch(() => {}); // observed by take(); avoids an unhandled rejection while idle
+    return p;
+  }
+
+  async ready(): Promise<void> {
+    await this.next;
+  }
+
+  /** A fresh worker for one evaluation; the slot starts its successor at once. */
+  async take(): Promise<WorkerProcess> {
+    let worker: WorkerProcess;
+    try {
+      worker = await this.next;
+    } catch {
+      worker = await this.spawn(); // one retry: a transient start failure must not cost a candidate
+    }
+    this.next = this.start();
+    return worker;
+  }
+
+  async close(): Promise<void> {
+    try {
+      (await this.next).kill();
+    } catch {}
+  }
+}
+
+function deploymentShape(options: EvaluateOptions): Shape {
+  const m = options.trace.manifest;
+  const d = options.deployment ?? DEEPSEEK_V3_SHAPE;
+  const shape: Shape = {
+    layers: m.layers,
+    experts: m.experts,
+    groups: m.groups,
+    replicas: d.replicas,
+    nodes: d.nodes,
+    gpus: d.gpus,
+  };
+  validateShape(shape);
+  return shape;
+}
+
+function invalidAtStart(
+  options: EvaluateOptions,
+  artifacts: Record<string, string>,
+  evalMs: number,
+): EvalResult {
+  const metrics: EvalMetrics = {
+    balancedness_next: null,
+    balancedness_same: null,
+    balancedness_next_varied: null,
+    slot_balancedness_next: null,
+    inter_node_share_next: null,
+    median_ms: null,
+    p95_ms: null,
+    mean_ms: null,
+    adrs_score: null,
+    default_score: null,
+    windows: 0,
+    calls: 0,
+    ipc_ms: null,
+    eval_ms: evalMs,
+    candidate_ms: 0,
+    overhead_ms: evalMs,
+    peak_rss_mb: null,
+  };
+  return { valid: false, stage: 1, score: null, objective: options.objective, metrics, artifacts };
+}

@@ -1,0 +1,28 @@
+import { adrsScore } from '../eplb/metrics.js';
+
+export type Objective = 'adrs' | 'default';
+
+/** Runtime at which the default score's speed factor is 2^-0.1 ≈ 0.93 (a rebalance budget). */
+export const DEFAULT_SCORE_TIME_MS = 10;
+/** How much runtime weighs against balancedness in the default score. */
+export const DEFAULT_SCORE_TIME_EXPONENT = 0.1;
+
+/**
+ * Our default objective: 100 · b · (1 + t / 10 ms)^−0.1, with b the GPU balancedness of each
+ * window's placement on the NEXT window (mean over windows) and t the median call time in ms.
+ *
+ * Multiplicative, smooth and unsaturated, so neither term can be traded away cheaply: at 1 ms the
+ * factor is 0.99 and at 3 ms 0.97 (GEPA-like balancers lose ~3%), at 10 ms 0.93, at 280 ms
+ * (DeepSeek's eplb.py) 0.71; one point of balancedness is always worth 1% of the score, and
+ * halving the time is worth ≤ 3.5% — it never stops paying, unlike ADRS's speed term that is
+ * flat below 1 ms and drops off a cliff at 10 ms.
+ */
+export function defaultScore(balancednessNext: number, medianMs: number): number {
+  const t = Math.max(medianMs, 0);
+  return 100 * balancednessNext * (1 + t / DEFAULT_SCORE_TIME_MS) ** -DEFAULT_SCORE_TIME_EXPONENT;
+}
+
+/** The ADRS leaderboard objective (EPLB.md) on the mean call time. */
+export function adrsObjective(balancednessNext: number, meanMs: number): number {
+  return adrsScore(balancednessNext, meanMs / 1000);
+}

@@ -1,0 +1,71 @@
+import type { Shape } from '../eplb/shape.js';
+import type { Trace } from '../trace/trace.js';
+import type { Objective } from './scores.js';
+
+export type { Objective } from './scores.js';
+
+export interface PoolOptions {
+  /** Candidates evaluated at once (one worker process and GPU device each). */
+  workers: number;
+  /** GPU adapter name substring (as `--adapter`); default $ADRS_ADAPTER, then Dawn's choice. */
+  adapter?: string;
+  /** Hard limit on one evaluation, seconds: past it the worker is killed and replaced. */
+  timeoutS: number;
+  /** Cap on a worker's resident memory and JavaScript heap, MiB (default 2048). */
+  memoryMb?: number;
+}
+
+export interface EvaluateOptions {
+  trace: Trace;
+  objective: Objective;
+  /** Scored windows: the first `windows + 1` windows of the trace are used (default: all). */
+  windows?: number;
+  /** Passes over the windows (default 3): the first scores, every pass is timed and checked. */
+  repeats?: number;
+  /** Deployment slots, nodes and GPUs (default DeepSeek-V3: 288, 4, 32); layers/experts/groups come from the trace. */
+  deployment?: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>;
+  /** Seed of the input relabelling (default 1). */
+  seed?: number;
+  /** Progress lines for long evaluations. */
+  onProgress?: (line: string) => void;
+}
+
+/** Every metric is computed by the harness; null where the evaluation stopped before it. */
+export interface EvalMetrics {
+  /** Mean over windows k of the GPU balancedness of placement(k) on window k+1 (the scored one). */
+  balancedness_next: number | null;
+  /** The same placement scored on its own window k (what a balancer optimizes). */
+  balancedness_same: number | null;
+  /** balancedness_next over the relabelled passes (checks the answers follow the input). */
+  balancedness_next_varied: number | null;
+  slot_balancedness_next: number | null;
+  inter_node_share_next: number | null;
+  /** Time per call: from the call to the end of the GPU work it started (harness clock). */
+  median_ms: number | null;
+  p95_ms: number | null;
+  mean_ms: number | null;
+  adrs_score: number | null;
+  default_score: number | null;
+  /** Scored windows and calls made (all timed). */
+  windows: number;
+  calls: number;
+  /** IPC round trip of a call's payload without the candidate, subtracted from the parent's clock. */
+  ipc_ms: number | null;
+  /** Whole evaluation wall time, the candidate's own time within it, and the rest (overhead). */
+  eval_ms: number;
+  candidate_ms: number;
+  overhead_ms: number;
+  peak_rss_mb: number | null;
+}
+
+export interface EvalResult {
+  valid: boolean;
+  /** The cascade stage reached: 1 (compile + tiny case) or 2 (full trace). */
+  stage: 1 | 2;
+  /** The chosen objective's value; null when invalid. */
+  score: number | null;
+  objective: Objective;
+  metrics: EvalMetrics;
+  /** Short, precise messages (transpile, wgsl, exception, sandbox, validation, timeout, resource, …). */
+  artifacts: Record<string, string>;
+}

@@ -1,0 +1,91 @@
+import type { Shape } from '../eplb/shape.js';
+import type { Trace } from '../trace/trace.js';
+import { UserError } from '../util/errors.js';
+import type { Rng } from '../util/rng.js';
+
+/** Serving steps summed into one window when a trace holds single steps (EPLB.md: windows of 100). */
+export const STEPS_PER_WINDOW = 100;
+
+/**
+ * The trace's load windows [layers × experts] in time order: each step of a window or snapshot
+ * trace, or sums of `stepsPerWindow` (default 100) steps of a per-step trace. At most `limit`
+ * windows (the first ones); at least two are needed (place on window k, score on k+1).
+ */
+export function traceWindows(trace: Trace, limit?: number): Float32Array[] {
+  const m = trace.manifest;
+  const size = m.layers * m.experts;
+  const per = m.granularity === 'step' ? (m.stepsPerWindow ?? STEPS_PER_WINDOW) : 1;
+  const count = Math.floor(m.steps / per);
+  const n = limit === undefined ? count : Math.min(count, limit);
+  if (n < 2) {
+    throw new UserError(
+      `trace '${m.name}' gives ${count} window(s)${limit !== undefined ? ` (limit ${limit})` : ''}; evaluation needs at least 2 (place on window k, score on window k+1)`,
+    );
+  }
+  const windows: Float32Array[] = [];
+  for (let w = 0; w < n; w++) {
+    if (per === 1) {
+      windows.push(trace.loads.subarray(w * size, (w + 1) * size));
+      continue;
+    }
+    const sum = new Float32Array(size);
+    for (let s = w * per; s < (w + 1) * per; s++) {
+      const step = trace.loads.subarray(s * size, (s + 1) * size);
+      for (let i = 0; i < size; i++) sum[i]! += step[i]!;
+    }
+    windows.push(sum);
+  }
+  return windows;
+}
+
+/**
+ * A relabelling of a load matrix that leaves the balancing problem's difficulty unchanged: layers
+ * reordered, experts permuted within their group (so group and node structure stay intact), all
+ * loads scaled. Applied identically to the history window and the window it is scored on, it gives
+ * every call a fresh input whose right answer differs, so remembered answers fail and caches miss.
+ */
+export interface LoadTransform {
+  /** source layer of each output layer [L]. */
+  layerOf: Int32Array;
+  /** source expert of each output (layer, expert) [L×E]. */
+  expertOf: Int32Array;
+  scale: number;
+}
+
+export function identityTransform(shape: Shape): LoadTransform {
+  const { layers: L, experts: E } = shape;
+  return {
+    layerOf: Int32Array.from({ length: L }, (_, l) => l),
+    expertOf: Int32Array.from({ length: L * E }, (_, i) => i % E),
+    scale: 1,
+  };
+}
+
+export function randomTransform(shape: Shape, rng: Rng): LoadTransform {
+  const { layers: L, experts: E, groups: G } = shape;
+  const t = identityTransform(shape);
+  shuffle(t.layerOf, 0, L, rng);
+  const per = E / G;
+  for (let l = 0; l < L; l++) for (let g = 0; g < G; g++) shuffle(t.expertOf, l * E + g * per, per, rng);
+  t.scale = 0.5 + 1.5 * rng.next();
+  return t;
+}
+
+export function applyTransform(t: LoadTransform, loads: Float32Array, shape: Shape): Float32Array {
+  const { layers: L, experts: E } = shape;
+  const out = new Float32Array(L * E);
+  for (let l = 0; l < L; l++) {
+    const src = t.layerOf[l]! * E;
+    for (let e = 0; e < E; e++) out[l * E + e] = t.scale * loads[src + t.expertOf[l * E + e]!]!;
+  }
+  return out;
+}
+
+function shuffle(a: Int32Array, start: number, n: number, rng: Rng): void {
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const x = a[start + i]!;
+    a[start + i] = a[start + j]!;
+    a[start + j] = x;
+  }
+}

@@ -1,0 +1,236 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { FromWorker, ToWorker } from './protocol.js';
+import type { WorkerBundle } from './worker-bundle.js';
+
+export interface WorkerSpawnOptions {
+  bundle: WorkerBundle;
+  adapter?: string;
+  /** Cap on the worker's resident memory (and V8 heap), MiB. */
+  memoryMb: number;
+  /** How long device acquisition may take, ms. */
+  startTimeoutMs?: number;
+}
+
+/** The worker died or was killed; `kind` says whether the candidate's resources were the cause. */
+export class WorkerDeath extends Error {
+  override name = 'WorkerDeath';
+  constructor(
+    readonly kind: 'crash' | 'resource' | 'killed' | 'timeout',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Reply = Extract<FromWorker, { id: number }>;
+type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
+
+/** Environment variables the worker (Dawn, Vulkan loader, Mesa) may see; nothing else leaks in. */
+const ENV_KEEP =
+  /^(PATH|LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP_.*|GALLIUM_.*|DISPLAY)$/;
+
+/**
+ * One sandboxed worker process (worker-main.ts) and its IPC. Node permission model: reads only
+ * the worker bundle and the webgpu package; no writes, child processes or worker threads (none
+ * granted); --allow-addons because Dawn is a native addon (worker-main disables process.dlopen
+ * once Dawn is loaded); --frozen-intrinsics so candidates cannot patch what the harness uses;
+ * --max-old-space-size plus a resident-memory watch that kills the process over the cap.
+ */
+export class WorkerProcess {
+  private pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private death: WorkerDeath | null = null;
+  private stderrTail = '';
+  private stdoutTail = '';
+  private rssTimer: NodeJS.Timeout | undefined;
+  /** Replies the harness never asked for: a candidate forging messages. */
+  unexpectedReplies = 0;
+  peakRssMb = 0;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly adapter: string,
+    private readonly memoryMb: number,
+  ) {}
+
+  static spawn(options: WorkerSpawnOptions): Promise<WorkerProcess> {
+    const { bundle, memoryMb } = options;
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (ENV_KEEP.test(k)) env[k] = v;
+    env.XDG_RUNTIME_DIR ??= '/tmp';
+    const child = fork(bundle.entry, [options.adapter ?? process.env.ADRS_ADAPTER ?? ''], {
+      cwd: bundle.dir,
+      env,
+      execPath: process.execPath,
+      execArgv: [
+        '--experimental-permission',
+        `--allow-fs-read=${bundle.entry}`,
+        `--allow-fs-read=${bundle.webgpuDir}/`,
+        '--allow-addons',
+        '--frozen-intrinsics',
+        `--max-old-space-size=${memoryMb}`,
+        '--no-warnings',
+      ],
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    return new Promise((resolve, reject) => {
+      let tail = '';
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(
+          new Error(
+            `the evaluation worker did not open a GPU device within ${(options.startTimeoutMs ?? 60_000) / 1000} s`,
+          ),
+        );
+      }, options.startTimeoutMs ?? 60_000);
+      child.stderr?.on('data', (d: Buffer) => {
+        tail = (tail + d.toString()).slice(-2000);
+      });
+      const onExit = (code: number | null, signal: string | null) => {
+        clearTimeout(timer);
+        reject(
+          new Error(
+            `the evaluation worker exited during start (${signal ?? `code ${code}`}): ${lastLines(tail)}`,
+          ),
+        );
+      };
+      child.once('exit', onExit);
+      child.once('message', (m: FromWorker) => {
+        clearTimeout(timer);
+        child.off('exit', onExit);
+        if (m.type !== 'ready') {
+          child.kill('SIGKILL');
+          reject(
+            new Error(`the evaluation worker could not start: ${m.type === 'fatal' ? m.message : m.type}`),
+          );
+          return;
+        }
+        const worker = new WorkerProcess(child, m.adapter, memoryMb);
+        worker.stderrTail = tail;
+        worker.attach();
+        resolve(worker);
+      });
+    });
+  }
+
+  private attach(): void {
+    const child = this.child;
+    child.stdout?.on('data', (d: Buffer) => {
+      this.stdoutTail = (this.stdoutTail + d.toString()).slice(-4000);
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      this.stderrTail = (this.stderrTail + d.toString()).slice(-4000);
+    });
+    child.on('message', (m: FromWorker) => {
+      if (m.type === 'fatal') {
+        this.die(new WorkerDeath('crash', m.message));
+        return;
+      }
+      if (!('id' in m)) return;
+      const waiter = this.pending.get(m.id);
+      if (!waiter) {
+        this.unexpectedReplies++;
+        return;
+      }
+      this.pending.delete(m.id);
+      waiter.resolve(m);
+    });
+    child.on('exit', (code, signal) => {
+      clearInterval(this.rssTimer);
+      if (this.death) return this.rejectAll();
+      const stderr = this.stderrTail;
+      if (/heap out of memory|Reached heap limit|Allocation failed/i.test(stderr)) {
+        this.die(
+          new WorkerDeath(
+            'resource',
+            `out of memory: the JavaScript heap reached its ${this.memoryMb} MiB cap`,
+          ),
+        );
+      } else {
+        const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        const why = lastLines(stderr);
+        this.die(new WorkerDeath('crash', `the worker process ${how}${why ? `: ${why}` : ''}`));
+      }
+    });
+    child.on('error', () => {});
+    this.rssTimer = setInterval(() => this.watchMemory(), 50);
+    this.rssTimer.unref();
+  }
+
+  private watchMemory(): void {
+    const pid = this.child.pid;
+    if (pid === undefined || this.death) return;
+    let rssMb: number;
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const m = /VmRSS:\s+(\d+) kB/.exec(status);
+      if (!m) return;
+      rssMb = Number(m[1]) / 1024;
+    } catch {
+      return; // not Linux, or the process is gone
+    }
+    this.peakRssMb = Math.max(this.peakRssMb, rssMb);
+    if (rssMb > this.memoryMb) {
+      this.kill(
+        new WorkerDeath(
+          'resource',
+          `memory use reached ${Math.round(rssMb)} MiB, over the cap of ${this.memoryMb} MiB`,
+        ),
+      );
+    }
+  }
+
+  /** Sends a request and waits for its reply; rejects with WorkerDeath if the worker dies first. */
+  request(message: Request): Promise<Reply> {
+    if (this.death) return Promise.reject(this.death);
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      try {
+        this.child.send({ ...message, id } as ToWorker);
+      } catch (error) {
+        this.pending.delete(id);
+        reject(error as Error);
+      }
+    });
+  }
+
+  /** Kills the process now (SIGKILL): the only safe end for a worker that ran untrusted code. */
+  kill(reason: WorkerDeath = new WorkerDeath('killed', 'the worker was stopped')): void {
+    this.die(reason);
+    clearInterval(this.rssTimer);
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+
+  get dead(): WorkerDeath | null {
+    return this.death;
+  }
+
+  /** What the candidate printed (stdout), last 4000 characters. */
+  get output(): string {
+    return this.stdoutTail;
+  }
+
+  private die(reason: WorkerDeath): void {
+    this.death ??= reason;
+    this.rejectAll();
+  }
+
+  private rejectAll(): void {
+    for (const waiter of this.pending.values()) waiter.reject(this.death!);
+    this.pending.clear();
+  }
+}
+
+/** The last meaningful stderr lines, without Dawn's limit warnings. */
+function lastLines(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l))
+    .slice(-3)
+    .join(' | ')
+    .slice(0, 400);
+}
