@@ -1,0 +1,71 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import yargs from 'yargs';
+import { describeTrace, traceCommand } from '../src/cli/commands/trace.js';
+import { loadTrace } from '../src/trace/load.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'adrs-trace-cli-'));
+
+/** Runs `adrs trace ...` in-process and returns what it printed. */
+async function run(...args: string[]): Promise<string> {
+  const lines: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')));
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  try {
+    await yargs(args)
+      .command(traceCommand)
+      .strict()
+      .fail((msg, err) => {
+        throw err ?? new Error(msg);
+      })
+      .parseAsync();
+  } finally {
+    log.mockRestore();
+    write.mockRestore();
+  }
+  return lines.join('\n');
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('adrs trace', () => {
+  it('import converts an SGLang snapshot into a trace loadTrace reads back', async () => {
+    const src = join(dir, 'snap.json');
+    const rows = [Array(16).fill(0), Array.from({ length: 16 }, (_, i) => i + 1)];
+    writeFileSync(src, JSON.stringify({ logical_count: rows }));
+    const out = JSON.parse(
+      await run('trace', 'import', src, '--out', join(dir, 't'), '--name', 'snap1', '--json'),
+    );
+    expect(out.written).toBe(join(dir, 't', 'snap1.json'));
+    const t = loadTrace(out.written);
+    expect(t.manifest).toMatchObject({ name: 'snap1', layers: 1, experts: 16, granularity: 'snapshot' });
+    expect(Array.from(t.loads)).toEqual(rows[1]);
+  });
+
+  it('gen writes the same bytes for the same seed, and info describes the result', async () => {
+    const a = join(dir, 'a', 'g.json');
+    const b = join(dir, 'b', 'g.json');
+    await run('trace', 'gen', '--out', a, '--windows', '2', '--seed', '9');
+    await run('trace', 'gen', '--out', b, '--windows', '2', '--seed', '9');
+    expect(readFileSync(a.replace('.json', '.bin')).equals(readFileSync(b.replace('.json', '.bin')))).toBe(
+      true,
+    );
+    const info = JSON.parse(await run('trace', 'info', a, '--json'));
+    expect(info).toMatchObject({ name: 'g', steps: 2, granularity: 'window', layers: 58, experts: 256 });
+    expect(info.totalLoad).toBe(2 * 58 * 100 * 4096 * 8);
+    const text = await run('trace', 'info', 'sglang-r1-prefill-in512');
+    expect(text).toContain('58 layers × 256 experts');
+    expect(text).toContain('1 snapshot;');
+  });
+
+  it('describeTrace summarizes skew per statistic', () => {
+    const d = describeTrace(loadTrace('sglang-r1-prefill-in4096'));
+    expect(d.skew.cv!.median).toBeGreaterThan(0.9);
+    expect(d.meanCvPerStep).toHaveLength(1);
+  });
+});
