@@ -40,14 +40,12 @@ const INDEX_BITS = 2 ** 20;
  */
 class BalancedPacker {
   private readonly keys: Float64Array;
-  private readonly keysScratch: Float64Array;
   private readonly packWeight: Float64Array;
   private readonly packItems: Int32Array;
 
   constructor(maxItems: number, maxPacks: number) {
     check(maxItems < INDEX_BITS, `deepseek balancer: at most ${INDEX_BITS - 1} items per packing row`);
     this.keys = new Float64Array(maxItems);
-    this.keysScratch = new Float64Array(maxItems);
     this.packWeight = new Float64Array(maxPacks);
     this.packItems = new Int32Array(maxPacks);
   }
@@ -79,7 +77,7 @@ class BalancedPacker {
       const b = bits[i]! === 0x80000000 ? 0 : bits[i]!;
       keys[i] = b * INDEX_BITS + (INDEX_BITS - 1 - i);
     }
-    const sorted = sortAscending(keys, this.keysScratch, n);
+    const sorted = keys.subarray(0, n).sort();
     const packWeight = this.packWeight;
     const packItems = this.packItems;
     packWeight.fill(0, 0, m);
@@ -97,45 +95,6 @@ class BalancedPacker {
       packItems[best]!++;
     }
   }
-}
-
-/**
- * Sorts a[0..n) ascending (keys are distinct, so stability is moot); returns whichever of a and tmp
- * holds the result. Insertion sort on runs of 8, then bottom-up merges: faster than the builtin
- * TypedArray sort on the short rows packed here, and allocation-free.
- */
-function sortAscending(a: Float64Array, tmp: Float64Array, n: number): Float64Array {
-  const RUN = 8;
-  for (let lo = 0; lo < n; lo += RUN) {
-    const hi = Math.min(lo + RUN, n);
-    for (let i = lo + 1; i < hi; i++) {
-      const v = a[i]!;
-      let j = i - 1;
-      while (j >= lo && a[j]! > v) {
-        a[j + 1] = a[j]!;
-        j--;
-      }
-      a[j + 1] = v;
-    }
-  }
-  let src = a;
-  let dst = tmp;
-  for (let width = RUN; width < n; width *= 2) {
-    for (let lo = 0; lo < n; lo += 2 * width) {
-      const mid = Math.min(lo + width, n);
-      const hi = Math.min(lo + 2 * width, n);
-      let i = lo;
-      let j = mid;
-      let k = lo;
-      while (i < mid && j < hi) dst[k++] = src[i]! <= src[j]! ? src[i++]! : src[j++]!;
-      while (i < mid) dst[k++] = src[i++]!;
-      while (j < hi) dst[k++] = src[j++]!;
-    }
-    const t = src;
-    src = dst;
-    dst = t;
-  }
-  return src;
 }
 
 /** The prepared balancer: every scratch array is allocated once per shape. */
