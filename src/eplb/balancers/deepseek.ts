@@ -126,6 +126,8 @@ class DeepseekEplb implements PreparedBalancer {
   private readonly phyPack: Int32Array;
   private readonly phyRankInPack: Int32Array;
   private readonly pphy2phy: Int32Array;
+  /** Replica rank of every slot [L·R], internal: only used to build log2phy. */
+  private readonly slotRank: Int32Array;
 
   constructor(shape: Shape) {
     validateShape(shape);
@@ -157,6 +159,7 @@ class DeepseekEplb implements PreparedBalancer {
     this.phyPack = new Int32Array(this.slotsPerNode);
     this.phyRankInPack = new Int32Array(this.slotsPerNode);
     this.pphy2phy = new Int32Array(this.slotsPerNode);
+    this.slotRank = new Int32Array(shape.layers * R);
   }
 
   rebalance(loads: Float32Array): Placement {
@@ -166,7 +169,7 @@ class DeepseekEplb implements PreparedBalancer {
       `deepseek balancer: loads must hold ${L}×${E} = ${L * E} values, got ${loads.length}`,
     );
     const phy2log = new Int32Array(L * R);
-    const phyrank = new Int32Array(L * R);
+    const phyrank = this.slotRank;
     const logcnt = new Int32Array(L * E);
     for (let l = 0; l < L; l++) this.rebalanceLayer(loads, l, phy2log, phyrank, logcnt);
 
