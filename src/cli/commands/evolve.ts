@@ -1,0 +1,97 @@
+import type { CommandModule } from 'yargs';
+import { progressLine, summaryText } from '../../evolve/progress.js';
+import { runSession } from '../../evolve/session.js';
+import { printJson, withJson } from '../options.js';
+
+interface EvolveArgs {
+  config?: string;
+  out?: string;
+  resume?: string;
+  replay?: string;
+  iterations?: number;
+  seed?: number;
+  'base-url'?: string;
+  model?: string;
+  'budget-usd'?: number;
+  'time-limit'?: string;
+  json: boolean;
+  quiet?: boolean;
+}
+
+export const evolveCommand: CommandModule<object, EvolveArgs> = {
+  command: 'evolve',
+  describe: 'Evolve a candidate (host TypeScript + WGSL) with an LLM; resumable, replayable, within budget',
+  builder: (y) =>
+    withJson(y)
+      .option('config', {
+        type: 'string',
+        describe: 'Run config (YAML or JSON), e.g. examples/eplb/evolve.yaml',
+      })
+      .option('out', { type: 'string', describe: 'Run folder (default runs/evolve-<time>)' })
+      .option('resume', {
+        type: 'string',
+        describe: 'Continue the run in this folder where it stopped (kill -9 included)',
+      })
+      .option('replay', {
+        type: 'string',
+        describe: 'Re-run a run folder from its recorded responses, without a model',
+      })
+      .option('iterations', { type: 'number', describe: 'Stop after this many iterations' })
+      .option('seed', { type: 'number', describe: 'RNG seed (parent, mutation and model choices)' })
+      .option('base-url', {
+        type: 'string',
+        describe: 'OpenAI-compatible endpoint, e.g. http://localhost:8000/v1',
+      })
+      .option('model', { type: 'string', describe: 'Use this one model instead of the configured ensemble' })
+      .option('budget-usd', { type: 'number', describe: 'Stop cleanly once the model calls cost this much' })
+      .option('time-limit', { type: 'string', describe: 'Stop after this wall time, e.g. 30m or 2h' })
+      .option('quiet', { type: 'boolean', describe: 'No progress line' })
+      .example(
+        '$0 evolve --config examples/eplb/evolve.yaml --base-url http://localhost:8000/v1 --model qwen',
+        '',
+      )
+      .example('$0 evolve --resume runs/evolve-2025-01-01-12-00-00', ''),
+  handler: async (argv) => {
+    const stopper = new AbortController();
+    let interrupts = 0;
+    const onSigint = (): void => {
+      interrupts++;
+      if (interrupts > 1) process.exit(130);
+      process.stderr.write(
+        '\nstopping: finishing the checkpoint (Ctrl-C again to quit at once; --resume continues)\n',
+      );
+      stopper.abort();
+    };
+    process.on('SIGINT', onSigint);
+    const tty = process.stderr.isTTY;
+    try {
+      const result = await runSession({
+        ...(argv.config !== undefined ? { configPath: argv.config } : {}),
+        ...(argv.out !== undefined ? { out: argv.out } : {}),
+        ...(argv.resume !== undefined ? { resume: argv.resume } : {}),
+        ...(argv.replay !== undefined ? { replay: argv.replay } : {}),
+        overrides: {
+          ...(argv.iterations !== undefined ? { iterations: argv.iterations } : {}),
+          ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
+          ...(argv['base-url'] !== undefined ? { baseUrl: argv['base-url'] } : {}),
+          ...(argv.model !== undefined ? { model: argv.model } : {}),
+          ...(argv['budget-usd'] !== undefined ? { budgetUsd: argv['budget-usd'] } : {}),
+          ...(argv['time-limit'] !== undefined ? { timeLimit: argv['time-limit'] } : {}),
+        },
+        signal: stopper.signal,
+        ...(argv.quiet || argv.json
+          ? {}
+          : {
+              onProgress: (p) =>
+                process.stderr.write(tty ? `\r\x1b[K${progressLine(p)}` : `${progressLine(p)}\n`),
+            }),
+      });
+      if (tty && !argv.quiet && !argv.json) process.stderr.write('\n');
+      if (argv.json) printJson(result);
+      else console.log(summaryText(result));
+      if (result.stats.replayMismatches && result.stats.replayMismatches.length > 0) process.exitCode = 1;
+    } finally {
+      process.off('SIGINT', onSigint);
+    }
+  },
+};

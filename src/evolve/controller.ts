@@ -1,0 +1,661 @@
+import { UserError } from '../util/errors.js';
+import { allBlocks, type CandidateFiles, loadCandidateDir, programHash } from './candidate.js';
+import type { EvolveConfig } from './config.js';
+import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
+import type { EvalOutcome, Evaluator } from './evaluator.js';
+import { LlmCallError } from './llm/openai-client.js';
+import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
+import { applySearchReplace, type PatchResult, parseSearchReplace } from './patch.js';
+import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
+import { type CommitRecord, type Plan, Recorded } from './recorded.js';
+import { applyRewriteText } from './rewrite.js';
+import type { Checkpoint, RunEvent, RunFolder } from './run-folder.js';
+
+export type StopReason =
+  | 'iterations'
+  | 'time'
+  | 'budget'
+  | 'plateau'
+  | 'target'
+  | 'interrupted'
+  | 'replay-end'
+  | 'model-error';
+
+export interface Progress {
+  iteration: number;
+  committed: number;
+  best: ProgramRecord;
+  seed: ProgramRecord;
+  evalsPerMin: number;
+  tokens: number;
+  costUsd: number;
+  elapsedS: number;
+  lastOutcome: string;
+}
+
+export interface RunStats {
+  stopReason: StopReason;
+  stopDetail: string;
+  committed: number;
+  elapsedS: number;
+  /** This session only: how busy the evaluator workers were, 0..1. */
+  evaluatorUtilisation: number;
+  /** Mean controller time per iteration outside model calls and evaluations (prompting, patching, bookkeeping). */
+  overheadMsPerIteration: number;
+  meanModelLatencyMs: number;
+  iterationsThisSession: number;
+  evaluationsThisSession: number;
+  iterationsPerMinute: number;
+  counters: Checkpoint['counters'];
+  /** Replay only: iterations whose program differs from the recording. */
+  replayMismatches?: { iteration: number; recorded: string | null; replayed: string | null }[];
+  /** Replay only: iterations where fresh parent selection (from re-measured scores) differed from the recording. */
+  replayPlanDivergences?: number;
+}
+
+export interface ControllerOptions {
+  config: EvolveConfig;
+  folder: RunFolder;
+  evaluator: Evaluator;
+  model: LanguageModel;
+  mode: 'start' | 'resume' | 'replay';
+  /** Replay: the recording being replayed. */
+  source?: Recorded;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  /** Replay: the seed exactly as recorded (the seed folder may have changed since). */
+  seedFiles?: CandidateFiles;
+  /** Injectable clock for tests of time limits. */
+  now?: () => number;
+}
+
+interface IterationResult {
+  plan: Plan;
+  outcome: 'new' | 'refused' | 'unchanged' | 'model-failed' | 'budget' | 'aborted';
+  hash: string | null;
+  files: CandidateFiles | null;
+  result: EvalOutcome | null;
+  reason?: string;
+  fatal?: boolean;
+}
+
+/**
+ * The evolution loop. Up to `search.parallel` iterations are in flight at once (model calls and
+ * evaluations overlap), but results enter the database strictly in iteration order and iteration
+ * i is always planned from the database holding iterations < i − parallel + 1, with an RNG
+ * derived from (seed, i). So the sequence of programs depends only on the seed, the responses
+ * and the scores — never on timing — which is what makes resume and replay exact.
+ */
+export class Controller {
+  private readonly config: EvolveConfig;
+  private readonly folder: RunFolder;
+  private readonly own: Recorded;
+  private db!: ProgramDatabase;
+  private cp!: Checkpoint;
+  private readonly inflightEvals = new Map<string, Promise<EvalOutcome>>();
+  private readonly abort = new AbortController();
+  private readonly now: () => number;
+  private readonly t0: number;
+  private elapsedBefore = 0;
+  private stop: { reason: StopReason; detail: string } | null = null;
+  private evalBusyMs = 0;
+  private overheadMs = 0;
+  private modelMs = 0;
+  private modelCalls = 0;
+  private sessionIterations = 0;
+  private sessionEvaluations = 0;
+  private consecutiveModelFailures = 0;
+  private inflightCalls = 0;
+  private replayMismatches: NonNullable<RunStats['replayMismatches']> = [];
+  private replayPlanDivergences = 0;
+
+  constructor(private readonly o: ControllerOptions) {
+    this.config = o.config;
+    this.folder = o.folder;
+    this.now = o.now ?? (() => performance.now());
+    this.t0 = this.now();
+    this.own = Recorded.from(o.mode === 'resume' ? o.folder.readEvents(true) : []);
+    o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
+      once: true,
+    });
+  }
+
+  get database(): ProgramDatabase {
+    return this.db;
+  }
+
+  /** Runs until a stop rule fires; the run folder is consistent (and resumable) whenever this returns or throws. */
+  async run(): Promise<RunStats> {
+    if (this.o.mode === 'resume' && this.folder.readCheckpoint()) this.restore();
+    else await this.evaluateSeed();
+    await this.loop();
+    const stats = this.stats();
+    this.log({
+      type: 'stop',
+      reason: stats.stopReason,
+      detail: stats.stopDetail,
+      committed: stats.committed,
+    });
+    if (this.stop?.reason === 'model-error')
+      throw new UserError(`stopped: ${this.stop.detail} (the run folder can be resumed with --resume)`);
+    return stats;
+  }
+
+  requestStop(reason: StopReason, detail: string): void {
+    if (this.stop) return;
+    this.stop = { reason, detail };
+    if (reason === 'interrupted' || reason === 'model-error') this.abort.abort(new Error(detail));
+  }
+
+  // ---------------------------------------------------------------- setup
+
+  private async evaluateSeed(): Promise<void> {
+    const seedFiles = this.o.seedFiles ?? loadCandidateDir(this.config.candidate);
+    if (allBlocks(seedFiles).length === 0) {
+      throw new UserError(
+        `the seed candidate '${this.config.candidate}' has no EVOLVE-BLOCK-START/END markers, so nothing may evolve`,
+      );
+    }
+    this.log({ type: 'run', mode: this.o.mode, config_seed: this.config.seed });
+    const hash = programHash(seedFiles);
+    const result = await this.evaluate(0, hash, seedFiles);
+    if (!result.valid || result.score === null) {
+      const why = Object.entries(result.artifacts)
+        .map(([k, v]) => `${k}: ${v.split('\n')[0]}`)
+        .join('; ');
+      throw new UserError(
+        `the seed candidate fails evaluation, so evolution cannot start: ${why || 'no score'}`,
+      );
+    }
+    this.db = new ProgramDatabase(this.config.search);
+    const seed: ProgramRecord = {
+      id: 'p0',
+      hash,
+      iteration: 0,
+      island: 0,
+      parents: [],
+      generation: 0,
+      mutation: 'seed',
+      model: null,
+      valid: true,
+      score: result.score,
+      metrics: result.metrics,
+    };
+    this.db.add(seed);
+    for (let i = 1; i < this.config.search.islands; i++) this.db.placeOnIsland(seed.id, i);
+    this.cp = {
+      format: 'adrs-evolve-checkpoint/1',
+      committed: 0,
+      database: this.db.toJSON(),
+      rng: { seed: this.config.seed, scheme: 'per-iteration-mulberry32' },
+      attempts: [],
+      counters: {
+        llm_calls: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_usd: 0,
+        evaluations: 1,
+        duplicates: 0,
+        refused: 0,
+        best_iteration: 0,
+        elapsed_s: 0,
+      },
+    };
+    this.log({ type: 'commit', iteration: 0, outcome: 'seed', hash, id: 'p0', score: result.score });
+    this.checkpoint();
+  }
+
+  private restore(): void {
+    const cp = this.folder.readCheckpoint()!;
+    this.cp = cp;
+    this.db = new ProgramDatabase(this.config.search, cp.database);
+    this.elapsedBefore = cp.counters.elapsed_s;
+    this.log({ type: 'run', mode: 'resume', committed: cp.committed });
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private async loop(): Promise<void> {
+    const parallel = this.config.search.parallel;
+    const inflight = new Map<number, Promise<IterationResult>>();
+    let next = this.cp.committed + 1;
+    for (;;) {
+      while (inflight.size < parallel && !this.stop && this.mayPlan(next)) {
+        const plan = this.planFor(next);
+        inflight.set(next, this.iterate(plan));
+        next++;
+      }
+      const head = this.cp.committed + 1;
+      const pending = inflight.get(head);
+      if (!pending) break;
+      const res = await pending;
+      inflight.delete(head);
+      if (res.outcome === 'aborted') break;
+      this.commit(res);
+    }
+    // Interrupted: let started work settle so its events are on disk (a resume reuses them), but commit nothing out of order.
+    await Promise.allSettled(inflight.values());
+  }
+
+  private mayPlan(iteration: number): boolean {
+    const c = this.config;
+    if (this.o.mode === 'replay') {
+      if (!this.o.source!.plans.has(iteration) || !this.o.source!.commits.has(iteration)) {
+        this.requestStop('replay-end', `replayed every recorded iteration (${iteration - 1})`);
+        return false;
+      }
+      return true;
+    }
+    if (iteration > c.iterations) return this.stopWith('iterations', `reached ${c.iterations} iterations`);
+    if (c.time_limit_s > 0 && this.elapsedS() >= c.time_limit_s)
+      return this.stopWith('time', `time limit ${c.time_limit_s}s reached`);
+    const exhausted = this.budgetExhausted();
+    if (exhausted && !this.own.plans.has(iteration)) return this.stopWith('budget', exhausted);
+    const best = this.db.best()!;
+    if (c.stop.target_score !== null && best.score! >= c.stop.target_score) {
+      return this.stopWith('target', `best score ${best.score!.toFixed(4)} ≥ target ${c.stop.target_score}`);
+    }
+    if (c.stop.plateau > 0 && this.cp.committed - this.cp.counters.best_iteration >= c.stop.plateau) {
+      return this.stopWith('plateau', `no improvement in ${c.stop.plateau} iterations`);
+    }
+    return true;
+  }
+
+  private stopWith(reason: StopReason, detail: string): false {
+    this.requestStop(reason, detail);
+    return false;
+  }
+
+  /** Budget left after the calls already in flight (each assumed to cost the average so far). */
+  private budgetExhausted(): string | null {
+    const s = this.own.spent;
+    const avgUsd = s.calls > 0 ? s.usd / s.calls : 0;
+    const avgTok = s.calls > 0 ? (s.prompt_tokens + s.completion_tokens) / s.calls : 0;
+    const { budget_usd, budget_tokens } = this.config.llm;
+    if (budget_usd !== null && s.usd + this.inflightCalls * avgUsd >= budget_usd) {
+      return `budget of $${budget_usd} spent ($${s.usd.toFixed(4)})`;
+    }
+    const tokens = s.prompt_tokens + s.completion_tokens;
+    if (budget_tokens !== null && tokens + this.inflightCalls * avgTok >= budget_tokens) {
+      return `token budget of ${budget_tokens} spent (${tokens})`;
+    }
+    return null;
+  }
+
+  private planFor(iteration: number): Plan {
+    const t = this.now();
+    const recorded = this.own.plans.get(iteration);
+    let plan: Plan;
+    if (recorded) plan = recorded;
+    else {
+      plan = this.freshPlan(iteration);
+      if (this.o.mode === 'replay') {
+        const original = this.o.source!.plans.get(iteration)!;
+        if (JSON.stringify(original) !== JSON.stringify(plan)) this.replayPlanDivergences++;
+        // Follow the recording: re-measured timings may reorder near-equal programs.
+        plan = original;
+      }
+      this.log({ type: 'plan', iteration, plan });
+    }
+    this.overheadMs += this.now() - t;
+    return plan;
+  }
+
+  private freshPlan(iteration: number): Plan {
+    const c = this.config;
+    const rng = iterationRng(c.seed, iteration);
+    const island = (iteration - 1) % c.search.islands;
+    const parent = this.db.selectParent(island, rng);
+    const mutation0 = weightedPick(
+      rng.next(),
+      (['diff', 'rewrite', 'crossover'] as const).map((k) => ({ value: k, weight: c.search.mutations[k] })),
+    );
+    let mutation: Plan['mutation'] = mutation0;
+    let mate: string | null = null;
+    if (mutation === 'crossover') {
+      mate = this.db.selectMate(parent.id, rng);
+      if (!mate) mutation = 'diff';
+    }
+    const model = weightedPick(
+      rng.next(),
+      c.llm.models.filter((m) => m.weight > 0).map((m) => ({ value: m.name, weight: m.weight })),
+    );
+    const inspirations = this.db.inspirations(
+      parent.id,
+      island,
+      c.prompt.top_programs,
+      c.prompt.diverse_programs,
+      rng,
+    );
+    return { iteration, island, parent: parent.id, mate, inspirations, mutation, model, how: parent.how };
+  }
+
+  // ---------------------------------------------------------------- one iteration
+
+  private async iterate(plan: Plan): Promise<IterationResult> {
+    const it = plan.iteration;
+    const base = { plan, hash: null, files: null, result: null };
+    const t = this.now();
+    const parent = this.promptProgram(plan.parent);
+    const mate = plan.mate ? this.promptProgram(plan.mate) : null;
+    let messages: ChatMessage[] =
+      this.own.prompt(it, 1) ??
+      buildPrompt(this.config, {
+        mutation: plan.mutation,
+        parent,
+        mate,
+        top: plan.inspirations.top.map((id) => this.promptProgram(id)),
+        diverse: plan.inspirations.diverse.map((id) => this.promptProgram(id)),
+        attempts: this.cp.attempts.slice(-this.config.prompt.last_attempts),
+      });
+    this.overheadMs += this.now() - t;
+    let patched: PatchResult | null = null;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      if (attempt === 2) messages = this.own.prompt(it, 2) ?? messages;
+      this.log({ type: 'prompt', iteration: it, attempt, model: plan.model, messages });
+      const reply = await this.ask(plan, attempt, messages);
+      if ('aborted' in reply) return { ...base, outcome: 'aborted' };
+      if ('budget' in reply) return { ...base, outcome: 'budget', reason: reply.budget };
+      if ('error' in reply)
+        return { ...base, outcome: 'model-failed', reason: reply.error, fatal: reply.fatal };
+      const t2 = this.now();
+      patched = this.applyEdit(parent.files, reply.text, plan.mutation);
+      if (patched.ok && programHash(patched.files) === parent.record.hash) {
+        patched = {
+          ok: false,
+          reason: 'the edit leaves the program unchanged (same code after normalisation)',
+        };
+      }
+      this.log({
+        type: 'patch',
+        iteration: it,
+        attempt,
+        ok: patched.ok,
+        ...(patched.ok
+          ? { hash: programHash(patched.files), changed: patched.changed }
+          : { reason: patched.reason }),
+      });
+      this.overheadMs += this.now() - t2;
+      if (patched.ok) break;
+      if (attempt === 1) {
+        messages = [
+          ...messages,
+          { role: 'assistant', content: reply.text },
+          { role: 'user', content: retryMessage(patched.reason, plan.mutation) },
+        ];
+      }
+    }
+    if (!patched?.ok) return { ...base, outcome: 'refused', reason: patched?.reason ?? 'no edit' };
+    const hash = programHash(patched.files);
+    const result = await this.evaluate(it, hash, patched.files);
+    return { plan, outcome: 'new', hash, files: patched.files, result };
+  }
+
+  private applyEdit(files: CandidateFiles, text: string, mutation: Plan['mutation']): PatchResult {
+    // Accept either format whatever was asked: models mix them up, and both are checked the same way.
+    const hasBlocks = /^\s*<{5,9}\s*BLOCK\s/m.test(text);
+    const hasDiff = /^\s*<{5,9}\s*SEARCH\b/m.test(text);
+    if (hasBlocks && (!hasDiff || mutation === 'rewrite')) return applyRewriteText(files, text);
+    const parsed = parseSearchReplace(text);
+    if ('error' in parsed) {
+      return {
+        ok: false,
+        reason:
+          mutation === 'rewrite' && !hasDiff
+            ? "no '<<<<<<< BLOCK file#n … >>>>>>> END' rewrite found in the response"
+            : parsed.error,
+      };
+    }
+    return applySearchReplace(files, parsed.blocks);
+  }
+
+  private async ask(
+    plan: Plan,
+    attempt: number,
+    messages: ChatMessage[],
+  ): Promise<LlmReply | { error: string; fatal: boolean } | { aborted: true } | { budget: string }> {
+    const it = plan.iteration;
+    const recorded = this.own.response(it, attempt);
+    if (recorded) return recorded;
+    const failed = this.own.llmError(it, attempt);
+    if (failed) return failed;
+    if (this.abort.signal.aborted) return { aborted: true };
+    if (attempt > 1 && this.o.mode === 'replay' && this.o.source!.commits.get(it)?.outcome === 'budget') {
+      return { budget: 'budget exhausted in the recorded run' };
+    }
+    if (attempt > 1 && this.o.mode !== 'replay') {
+      const exhausted = this.budgetExhausted();
+      if (exhausted) return { budget: exhausted };
+    }
+    const model = this.config.llm.models.find((m) => m.name === plan.model) ?? {
+      name: plan.model,
+      weight: 1,
+      price_input_per_mtok: 0,
+      price_output_per_mtok: 0,
+    };
+    this.inflightCalls++;
+    try {
+      const reply = await this.o.model.complete(
+        { iteration: it, attempt, model, messages },
+        this.abort.signal,
+      );
+      this.consecutiveModelFailures = 0;
+      this.modelMs += reply.latency_ms;
+      this.modelCalls++;
+      this.log({ type: 'response', iteration: it, attempt, reply });
+      return reply;
+    } catch (error) {
+      if (this.abort.signal.aborted) return { aborted: true };
+      const fatal = error instanceof LlmCallError && error.fatal;
+      const message = (error as Error).message.split('\n')[0]!;
+      if (error instanceof UserError) throw error;
+      this.log({ type: 'llm_error', iteration: it, attempt, error: message, fatal });
+      return { error: message, fatal };
+    } finally {
+      this.inflightCalls--;
+    }
+  }
+
+  /** Evaluates once per distinct program: recorded results, then results in flight, then the evaluator. */
+  private evaluate(iteration: number, hash: string, files: CandidateFiles): Promise<EvalOutcome> {
+    const known = this.own.evaluations.get(hash);
+    if (known) return Promise.resolve(known);
+    const running = this.inflightEvals.get(hash);
+    if (running) return running;
+    const p = (async () => {
+      const t = this.now();
+      let result: EvalOutcome;
+      try {
+        result = await this.o.evaluator.evaluate(files, 'train');
+      } catch (error) {
+        // The evaluator itself failed (not the candidate): record it as an invalid evaluation with the reason.
+        result = {
+          valid: false,
+          score: null,
+          metrics: {},
+          artifacts: { evaluator_error: (error as Error).message },
+        };
+      }
+      const ms = this.now() - t;
+      this.evalBusyMs += ms;
+      this.sessionEvaluations++;
+      this.folder.storeProgram({ hash, files, result });
+      this.log({ type: 'evaluation', iteration, hash, ms: round(ms), result });
+      this.inflightEvals.delete(hash);
+      return result;
+    })();
+    this.inflightEvals.set(hash, p);
+    return p;
+  }
+
+  private promptProgram(id: string): PromptProgram {
+    const record = this.db.get(id);
+    const stored = this.folder.loadProgram(record.hash);
+    return { record, files: stored.files, artifacts: stored.result.artifacts };
+  }
+
+  // ---------------------------------------------------------------- commit
+
+  private commit(res: IterationResult): void {
+    const t = this.now();
+    const it = res.plan.iteration;
+    const parent = this.db.get(res.plan.parent);
+    const counters = this.cp.counters;
+    let outcome: string = res.outcome;
+    let id: string | null = null;
+    let score: number | null = null;
+    if (res.outcome === 'new') {
+      const dup = this.db.byHash(res.hash!);
+      if (dup) {
+        outcome = 'duplicate';
+        id = dup.id;
+        score = dup.score;
+        counters.duplicates++;
+      } else {
+        const r = res.result!;
+        id = `p${it}`;
+        score = r.valid ? r.score : null;
+        outcome = r.valid ? 'valid' : 'invalid';
+        counters.evaluations++;
+        this.db.add({
+          id,
+          hash: res.hash!,
+          iteration: it,
+          island: res.plan.island,
+          parents: [res.plan.parent, ...(res.plan.mate ? [res.plan.mate] : [])],
+          generation: parent.generation + 1,
+          mutation: res.plan.mutation,
+          model: res.plan.model,
+          valid: r.valid,
+          score,
+          metrics: r.metrics,
+        });
+        if (this.db.best()!.id === id) counters.best_iteration = it;
+      }
+    } else if (res.outcome === 'refused' || res.outcome === 'unchanged') counters.refused++;
+    if (res.fatal) this.requestStop('model-error', `the model endpoint refuses calls: ${res.reason}`);
+    if (res.outcome === 'model-failed') {
+      this.consecutiveModelFailures++;
+      if (this.consecutiveModelFailures >= 5)
+        this.requestStop('model-error', `5 model calls failed in a row, last: ${res.reason}`);
+    }
+    const reason =
+      res.reason ??
+      (outcome === 'invalid'
+        ? firstArtifact(res.result!)
+        : outcome === 'duplicate'
+          ? `same code as ${id}`
+          : undefined);
+    const attempt: Attempt = {
+      iteration: it,
+      parent: parent.id,
+      mutation: res.plan.mutation,
+      outcome,
+      score,
+      delta: score !== null && parent.score !== null ? score - parent.score : null,
+      ...(reason ? { reason: reason.slice(0, 300) } : {}),
+    };
+    this.cp.attempts = [...this.cp.attempts, attempt].slice(-Math.max(1, this.config.prompt.last_attempts));
+    const interval = this.config.search.migration_interval;
+    if (interval > 0 && it % interval === 0) {
+      this.db.migrate();
+      this.log({ type: 'migration', iteration: it });
+    }
+    const s = this.own.spent;
+    Object.assign(counters, {
+      llm_calls: s.calls,
+      prompt_tokens: s.prompt_tokens,
+      completion_tokens: s.completion_tokens,
+      cost_usd: s.usd,
+      elapsed_s: this.elapsedS(),
+    });
+    this.cp.committed = it;
+    this.cp.database = this.db.toJSON();
+    this.sessionIterations++;
+    const record: CommitRecord = { iteration: it, outcome, hash: res.hash, id, score };
+    this.log({ type: 'commit', ...record, best: this.db.best()!.id, ...(reason ? { reason } : {}) });
+    if (this.o.mode === 'replay') this.compareWithRecording(record);
+    this.checkpoint();
+    this.overheadMs += this.now() - t;
+    this.o.onProgress?.(this.progress(outcome));
+  }
+
+  private compareWithRecording(r: CommitRecord): void {
+    const original = this.o.source!.commits.get(r.iteration);
+    if (!original || original.hash !== r.hash) {
+      this.replayMismatches.push({
+        iteration: r.iteration,
+        recorded: original?.hash ?? null,
+        replayed: r.hash,
+      });
+    }
+  }
+
+  private checkpoint(): void {
+    this.folder.writeCheckpoint(this.cp);
+  }
+
+  private log(e: RunEvent): void {
+    const event = { ...e, t: round(this.elapsedS() * 1000) };
+    const k = Recorded.eventKey(event);
+    if (k && this.own.logged.has(k)) return;
+    this.folder.append(event);
+    this.own.add(event);
+  }
+
+  private elapsedS(): number {
+    return this.elapsedBefore + (this.now() - this.t0) / 1000;
+  }
+
+  private progress(lastOutcome: string): Progress {
+    const session = (this.now() - this.t0) / 60000;
+    return {
+      iteration: this.cp.committed,
+      committed: this.cp.committed,
+      best: this.db.best()!,
+      seed: this.db.get('p0'),
+      evalsPerMin: session > 0 ? this.sessionEvaluations / session : 0,
+      tokens: this.own.spent.prompt_tokens + this.own.spent.completion_tokens,
+      costUsd: this.own.spent.usd,
+      elapsedS: this.elapsedS(),
+      lastOutcome,
+    };
+  }
+
+  private stats(): RunStats {
+    const sessionMs = this.now() - this.t0;
+    return {
+      stopReason: this.stop?.reason ?? 'iterations',
+      stopDetail: this.stop?.detail ?? '',
+      committed: this.cp.committed,
+      elapsedS: this.elapsedS(),
+      evaluatorUtilisation: sessionMs > 0 ? this.evalBusyMs / (sessionMs * this.o.evaluator.workers) : 0,
+      overheadMsPerIteration: this.sessionIterations > 0 ? this.overheadMs / this.sessionIterations : 0,
+      meanModelLatencyMs: this.modelCalls > 0 ? this.modelMs / this.modelCalls : 0,
+      iterationsThisSession: this.sessionIterations,
+      evaluationsThisSession: this.sessionEvaluations,
+      iterationsPerMinute: sessionMs > 0 ? this.sessionIterations / (sessionMs / 60000) : 0,
+      counters: { ...this.cp.counters },
+      ...(this.o.mode === 'replay'
+        ? { replayMismatches: this.replayMismatches, replayPlanDivergences: this.replayPlanDivergences }
+        : {}),
+    };
+  }
+}
+
+/** The item whose cumulative weight first exceeds u·(total weight), u in [0, 1). */
+function weightedPick<T>(u: number, items: { value: T; weight: number }[]): T {
+  let r = u * items.reduce((a, x) => a + x.weight, 0);
+  for (const x of items) {
+    r -= x.weight;
+    if (r < 0 && x.weight > 0) return x.value;
+  }
+  return items.filter((x) => x.weight > 0).at(-1)!.value;
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;
+
+function firstArtifact(r: EvalOutcome): string | undefined {
+  const [k, v] = Object.entries(r.artifacts).find(([, v]) => v) ?? [];
+  return k ? `${k}: ${v!.split('\n').slice(0, 3).join(' | ')}` : undefined;
+}

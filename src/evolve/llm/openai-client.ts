@@ -1,0 +1,152 @@
+import OpenAI from 'openai';
+import { UserError } from '../../util/errors.js';
+import type { EvolveConfig, ModelConfig } from '../config.js';
+import { Semaphore } from './semaphore.js';
+import { type ChatMessage, costOf, type LanguageModel, type LlmReply, type TokenUsage } from './types.js';
+
+/** A call that failed for good (not retryable, or retries exhausted); the iteration records it and moves on. */
+export class LlmCallError extends Error {
+  override name = 'LlmCallError';
+  constructor(
+    message: string,
+    readonly status: number | undefined,
+    readonly attempts: number,
+    /** 401/403/404: the configuration is wrong and every later call would fail the same way. */
+    readonly fatal: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Chat completions against any OpenAI-compatible endpoint (hosted, vLLM, llama.cpp, Ollama).
+ * Our own retry loop (the client's is switched off) so every retry is visible and the backoff
+ * honours Retry-After: 429, 5xx, timeouts and dropped connections are retried with exponential
+ * backoff and jitter; other 4xx are not (they would fail again).
+ */
+export class OpenAiModel implements LanguageModel {
+  private readonly client: OpenAI;
+  private readonly gate: Semaphore;
+  constructor(private readonly llm: EvolveConfig['llm']) {
+    let apiKey = 'no-key';
+    if (llm.api_key_env) {
+      const v = process.env[llm.api_key_env];
+      if (!v)
+        throw new UserError(
+          `llm.api_key_env names $${llm.api_key_env}, which is not set; export it or remove api_key_env for a server without keys`,
+        );
+      apiKey = v;
+    } else if (process.env.OPENAI_API_KEY) apiKey = process.env.OPENAI_API_KEY;
+    this.client = new OpenAI({
+      baseURL: llm.base_url!,
+      apiKey,
+      maxRetries: 0,
+      timeout: llm.timeout_s * 1000,
+    });
+    this.gate = new Semaphore(llm.concurrency);
+  }
+
+  complete(
+    request: { iteration: number; attempt: number; model: ModelConfig; messages: ChatMessage[] },
+    signal?: AbortSignal,
+  ): Promise<LlmReply> {
+    return this.gate.run(() => this.withRetries(request.model, request.messages, signal));
+  }
+
+  private async withRetries(
+    model: ModelConfig,
+    messages: ChatMessage[],
+    signal?: AbortSignal,
+  ): Promise<LlmReply> {
+    const retried: string[] = [];
+    const t0 = performance.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.client.chat.completions.create(
+          {
+            model: model.name,
+            messages,
+            temperature: model.temperature ?? this.llm.temperature,
+            max_tokens: model.max_tokens ?? this.llm.max_tokens,
+          },
+          { signal, timeout: this.llm.timeout_s * 1000 },
+        );
+        const text = res.choices[0]?.message?.content ?? '';
+        const usage: TokenUsage = res.usage
+          ? {
+              prompt_tokens: res.usage.prompt_tokens,
+              completion_tokens: res.usage.completion_tokens,
+              estimated: false,
+            }
+          : {
+              prompt_tokens: Math.ceil(messages.reduce((n, m) => n + m.content.length, 0) / 4),
+              completion_tokens: Math.ceil(text.length / 4),
+              estimated: true,
+            };
+        return {
+          text,
+          model: model.name,
+          usage,
+          cost_usd: costOf(model, usage),
+          latency_ms: performance.now() - t0,
+          attempts: attempt,
+          retried,
+        };
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        const { retryable, status, line, retryAfterMs } = classify(error);
+        if (!retryable || attempt > this.llm.retries) {
+          throw new LlmCallError(
+            `${model.name}: ${line}${attempt > 1 ? ` (after ${attempt} attempts)` : ''}`,
+            status,
+            attempt,
+            status === 401 || status === 403 || status === 404,
+          );
+        }
+        retried.push(line);
+        const backoff = this.llm.retry_base_s * 1000 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
+        await sleep(Math.max(backoff, retryAfterMs ?? 0), signal);
+      }
+    }
+  }
+}
+
+function classify(error: unknown): {
+  retryable: boolean;
+  status?: number;
+  line: string;
+  retryAfterMs?: number;
+} {
+  if (error instanceof OpenAI.APIConnectionTimeoutError) return { retryable: true, line: 'timed out' };
+  if (error instanceof OpenAI.APIConnectionError)
+    return { retryable: true, line: `connection failed: ${error.message}` };
+  if (error instanceof OpenAI.APIError) {
+    const status = error.status;
+    const header = error.headers?.get?.('retry-after');
+    const retryAfterMs = header && /^\d+(\.\d+)?$/.test(header) ? Number(header) * 1000 : undefined;
+    const retryable =
+      status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
+    const line = `HTTP ${status ?? '?'}: ${error.message.split('\n')[0]}`;
+    return {
+      retryable,
+      ...(status !== undefined ? { status } : {}),
+      line,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    };
+  }
+  return { retryable: false, line: (error as Error)?.message ?? String(error) };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason ?? new Error('aborted'));
+      },
+      { once: true },
+    );
+  });
+}

@@ -1,0 +1,40 @@
+import type { ModelConfig } from '../config.js';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface TokenUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** True when the server sent no usage and the counts were estimated from the text (4 characters a token). */
+  estimated: boolean;
+}
+
+export interface LlmReply {
+  text: string;
+  model: string;
+  usage: TokenUsage;
+  cost_usd: number;
+  latency_ms: number;
+  /** HTTP attempts made (1 = no retry); the failures that were retried, one line each. */
+  attempts: number;
+  retried: string[];
+}
+
+/** Anything that answers a chat: the real OpenAI-compatible client, or a replay of recorded responses. */
+export interface LanguageModel {
+  complete(
+    request: { iteration: number; attempt: number; model: ModelConfig; messages: ChatMessage[] },
+    signal?: AbortSignal,
+  ): Promise<LlmReply>;
+}
+
+export function costOf(model: ModelConfig, usage: TokenUsage): number {
+  return (
+    (usage.prompt_tokens * model.price_input_per_mtok +
+      usage.completion_tokens * model.price_output_per_mtok) /
+    1e6
+  );
+}

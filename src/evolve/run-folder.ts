@@ -1,0 +1,169 @@
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/files.js';
+import type { CandidateFiles } from './candidate.js';
+import type { EvolveConfig } from './config.js';
+import type { DatabaseState } from './database.js';
+import type { EvalOutcome } from './evaluator.js';
+import type { Attempt } from './prompts.js';
+
+/** One line of events.jsonl; `type` says which. Every line carries `t` (ms since the run started). */
+export type RunEvent = { type: string; t?: number; iteration?: number } & Record<string, unknown>;
+
+export interface Checkpoint {
+  format: 'adrs-evolve-checkpoint/1';
+  /** Highest iteration whose result is in the database (0 = the seed). */
+  committed: number;
+  database: DatabaseState;
+  /** RNG: every iteration derives its own generator from (seed, iteration), so the seed is the whole state. */
+  rng: { seed: number; scheme: 'per-iteration-mulberry32' };
+  attempts: Attempt[];
+  counters: {
+    llm_calls: number;
+    prompt_tokens: number;
+    completion_tokens: number;
+    cost_usd: number;
+    evaluations: number;
+    duplicates: number;
+    refused: number;
+    best_iteration: number;
+    elapsed_s: number;
+  };
+}
+
+export interface StoredProgram {
+  hash: string;
+  files: CandidateFiles;
+  result: EvalOutcome;
+}
+
+/**
+ * The run folder: config.json (resolved), events.jsonl (append-only), checkpoint.json (atomic),
+ * programs/<hash>.json (content-addressed, written once), best/ (files, metrics, lineage,
+ * reproducer). A kill -9 at any instant leaves it resumable.
+ */
+export class RunFolder {
+  readonly eventsPath: string;
+  constructor(readonly dir: string) {
+    this.eventsPath = join(dir, 'events.jsonl');
+  }
+
+  static create(dir: string, config: EvolveConfig): RunFolder {
+    if (existsSync(join(dir, 'events.jsonl'))) {
+      throw new UserError(
+        `run folder '${dir}' already holds a run; continue it with --resume ${dir} or choose another --out`,
+      );
+    }
+    mkdirSync(join(dir, 'programs'), { recursive: true });
+    const f = new RunFolder(dir);
+    writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    return f;
+  }
+
+  static open(dir: string): RunFolder {
+    if (!existsSync(join(dir, 'config.json')) || !existsSync(join(dir, 'events.jsonl'))) {
+      throw new UserError(
+        `'${dir}' is not a run folder (no config.json/events.jsonl); pass the --out folder of an earlier run`,
+      );
+    }
+    return new RunFolder(dir);
+  }
+
+  readConfig(): EvolveConfig {
+    return JSON.parse(readFileSync(join(this.dir, 'config.json'), 'utf8')) as EvolveConfig;
+  }
+
+  writeConfig(config: EvolveConfig): void {
+    writeFileAtomic(join(this.dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  }
+
+  append(event: RunEvent): void {
+    appendFileSync(this.eventsPath, `${JSON.stringify(event)}\n`);
+  }
+
+  /**
+   * Every complete event. A line torn by a kill (no final newline, or unparsable) is cut off the
+   * file when `repair` is set, so appends continue from a clean line.
+   */
+  readEvents(repair = false): RunEvent[] {
+    if (!existsSync(this.eventsPath)) return [];
+    const text = readFileSync(this.eventsPath, 'utf8');
+    const events: RunEvent[] = [];
+    let good = 0;
+    let pos = 0;
+    while (pos < text.length) {
+      const nl = text.indexOf('\n', pos);
+      if (nl < 0) break;
+      try {
+        events.push(JSON.parse(text.slice(pos, nl)) as RunEvent);
+      } catch {
+        break;
+      }
+      pos = nl + 1;
+      good = pos;
+    }
+    if (repair && good < Buffer.byteLength(text)) {
+      const bytes = Buffer.byteLength(text.slice(0, good));
+      const fd = openSync(this.eventsPath, 'r+');
+      ftruncateSync(fd, bytes);
+      closeSync(fd);
+    }
+    return events;
+  }
+
+  writeCheckpoint(cp: Checkpoint): void {
+    writeFileAtomic(join(this.dir, 'checkpoint.json'), JSON.stringify(cp));
+  }
+
+  readCheckpoint(): Checkpoint | null {
+    const p = join(this.dir, 'checkpoint.json');
+    if (!existsSync(p)) return null;
+    return JSON.parse(readFileSync(p, 'utf8')) as Checkpoint;
+  }
+
+  programPath(hash: string): string {
+    return join(this.dir, 'programs', `${hash}.json`);
+  }
+
+  storeProgram(p: StoredProgram): void {
+    if (!existsSync(this.programPath(p.hash))) writeFileAtomic(this.programPath(p.hash), JSON.stringify(p));
+  }
+
+  hasProgram(hash: string): boolean {
+    return existsSync(this.programPath(hash));
+  }
+
+  loadProgram(hash: string): StoredProgram {
+    return JSON.parse(readFileSync(this.programPath(hash), 'utf8')) as StoredProgram;
+  }
+
+  /** best/: the candidate's files as a ready folder, its metrics, its lineage and a reproducer. */
+  writeBest(best: {
+    files: CandidateFiles;
+    metrics: Record<string, unknown>;
+    lineage: unknown[];
+    reproducer: Record<string, unknown>;
+  }): void {
+    const dir = join(this.dir, 'best');
+    rmSync(join(dir, 'candidate'), { recursive: true, force: true });
+    for (const [path, text] of Object.entries(best.files))
+      writeFileAtomic(join(dir, 'candidate', path), text);
+    writeFileAtomic(join(dir, 'metrics.json'), `${JSON.stringify(best.metrics, null, 2)}\n`);
+    writeFileAtomic(join(dir, 'lineage.json'), `${JSON.stringify(best.lineage, null, 2)}\n`);
+    writeFileAtomic(join(dir, 'reproducer.json'), `${JSON.stringify(best.reproducer, null, 2)}\n`);
+  }
+
+  writeSummary(summary: unknown): void {
+    writeFileAtomic(join(this.dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  }
+}

@@ -1,0 +1,177 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../util/errors.js';
+import {
+  applyOverrides,
+  type ConfigOverrides,
+  checkEndpoint,
+  type EvolveConfig,
+  loadConfigFile,
+} from './config.js';
+import { Controller, type Progress, type RunStats } from './controller.js';
+import type { ProgramDatabase, ProgramRecord } from './database.js';
+import { createEvaluator, type EvalOutcome, type Evaluator } from './evaluator.js';
+import { OpenAiModel } from './llm/openai-client.js';
+import type { LanguageModel } from './llm/types.js';
+import { Recorded, ReplayModel } from './recorded.js';
+import { RunFolder } from './run-folder.js';
+
+export interface SessionOptions {
+  /** New run: the config file. */
+  configPath?: string;
+  out?: string;
+  resume?: string;
+  replay?: string;
+  overrides?: ConfigOverrides;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  /** Tests: an evaluator built in-process instead of from the config. */
+  evaluator?: Evaluator;
+  /** Tests: a model other than the configured endpoint. */
+  model?: LanguageModel;
+}
+
+export interface SessionResult {
+  dir: string;
+  stats: RunStats;
+  best: ProgramRecord;
+  seed: ProgramRecord;
+  heldout: { seed: EvalOutcome; best: EvalOutcome } | null;
+}
+
+/** One `adrs evolve` invocation: a new run, a resumed one, or a replay; always leaves a consistent run folder. */
+export async function runSession(o: SessionOptions): Promise<SessionResult> {
+  const modes = [o.configPath && !o.resume && !o.replay, o.resume, o.replay].filter(Boolean).length;
+  if (modes !== 1)
+    throw new UserError('give exactly one of --config FILE (new run), --resume DIR or --replay DIR');
+  let config: EvolveConfig;
+  let folder: RunFolder;
+  let mode: 'start' | 'resume' | 'replay';
+  let source: Recorded | undefined;
+  let seedFiles: Record<string, string> | undefined;
+  if (o.resume) {
+    folder = RunFolder.open(o.resume);
+    config = applyOverrides(folder.readConfig(), o.overrides ?? {});
+    folder.writeConfig(config);
+    mode = 'resume';
+  } else if (o.replay) {
+    const src = RunFolder.open(o.replay);
+    source = Recorded.from(src.readEvents());
+    const seedCommit = source.commits.get(0);
+    if (!seedCommit?.hash) throw new UserError(`'${o.replay}' has no evaluated seed to replay from`);
+    seedFiles = src.loadProgram(seedCommit.hash).files;
+    config = src.readConfig();
+    const out = o.out ?? nextFree(join(o.replay, 'replay'));
+    folder = RunFolder.create(out, config);
+    mode = 'replay';
+  } else {
+    config = applyOverrides(loadConfigFile(o.configPath!), o.overrides ?? {});
+    const out =
+      o.out ??
+      nextFree(resolve('runs', `evolve-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`));
+    if (!o.model) checkEndpoint(config);
+    folder = RunFolder.create(out, config);
+    mode = 'start';
+  }
+  if (mode === 'resume' && !o.model) checkEndpoint(config);
+  const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
+  const evaluator = o.evaluator ?? (await createEvaluator(config));
+  try {
+    const controller = new Controller({
+      config,
+      folder,
+      evaluator,
+      model,
+      mode,
+      ...(source ? { source } : {}),
+      ...(seedFiles ? { seedFiles } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    });
+    const stats = await controller.run();
+    const db = controller.database;
+    const best = db.best()!;
+    const seed = db.get('p0');
+    const heldout =
+      stats.stopReason === 'interrupted' || !evaluator.hasHeldOut()
+        ? null
+        : await scoreHeldOut(folder, evaluator, seed, best);
+    exportBest(folder, config, db, best, evaluator, mode);
+    const result: SessionResult = { dir: folder.dir, stats, best, seed, heldout };
+    folder.writeSummary({
+      stop: { reason: stats.stopReason, detail: stats.stopDetail },
+      iterations: stats.committed,
+      seed: { id: seed.id, score: seed.score, metrics: seed.metrics, heldout: heldout?.seed ?? null },
+      best: { id: best.id, score: best.score, metrics: best.metrics, heldout: heldout?.best ?? null },
+      performance: {
+        iterations_per_minute: stats.iterationsPerMinute,
+        evaluator_utilisation: stats.evaluatorUtilisation,
+        overhead_ms_per_iteration: stats.overheadMsPerIteration,
+        mean_model_latency_ms: stats.meanModelLatencyMs,
+      },
+      counters: stats.counters,
+      ...(stats.replayMismatches
+        ? { replay: { mismatches: stats.replayMismatches, plan_divergences: stats.replayPlanDivergences } }
+        : {}),
+    });
+    return result;
+  } finally {
+    await evaluator.close();
+  }
+}
+
+/** Seed and best re-scored on the held-out trace: a gain that vanishes there is overfitting. */
+async function scoreHeldOut(
+  folder: RunFolder,
+  evaluator: Evaluator,
+  seed: ProgramRecord,
+  best: ProgramRecord,
+) {
+  const [s, b] = await Promise.all(
+    [seed, best].map((p) => evaluator.evaluate(folder.loadProgram(p.hash).files, 'heldout')),
+  );
+  folder.append({ type: 'heldout', seed: s, best: b });
+  return { seed: s!, best: b! };
+}
+
+function exportBest(
+  folder: RunFolder,
+  config: EvolveConfig,
+  db: ProgramDatabase,
+  best: ProgramRecord,
+  evaluator: Evaluator,
+  mode: string,
+): void {
+  const lineage: unknown[] = [];
+  for (let p: ProgramRecord | undefined = best; p; p = p.parents[0] ? db.get(p.parents[0]) : undefined) {
+    lineage.push({
+      id: p.id,
+      iteration: p.iteration,
+      mutation: p.mutation,
+      model: p.model,
+      parents: p.parents,
+      score: p.score,
+      hash: p.hash,
+    });
+  }
+  const stored = folder.loadProgram(best.hash);
+  folder.writeBest({
+    files: stored.files,
+    metrics: { id: best.id, score: best.score, metrics: best.metrics, artifacts: stored.result.artifacts },
+    lineage,
+    reproducer: {
+      note: 'Re-run this search exactly with `adrs evolve --replay <run folder>`; re-score best/candidate with `adrs eval`.',
+      mode,
+      seed: config.seed,
+      program_hash: best.hash,
+      traces: evaluator.traces(),
+      config,
+      node: process.version,
+    },
+  });
+}
+
+function nextFree(base: string): string {
+  if (!existsSync(base)) return base;
+  for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
+}
