@@ -1,5 +1,17 @@
 import type { CommandModule } from 'yargs';
 import { devicesCommand } from './devices.js';
+import { evolveCommand } from './evolve.js';
+import { profileCommand } from './profile.js';
+import { rebalanceCommand } from './rebalance.js';
+import { simulateCommand } from './simulate.js';
+import { traceCommand } from './trace.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: yargs command modules differ in their argument types.
-export const commands: CommandModule<any, any>[] = [devicesCommand];
+export const commands: CommandModule<any, any>[] = [
+  devicesCommand,
+  rebalanceCommand,
+  simulateCommand,
+  traceCommand,
+  profileCommand,
+  evolveCommand,
+];

@@ -1,0 +1,113 @@
+import type { CommandModule } from 'yargs';
+import type { Balancer, BalancerContext } from '../../eplb/balancer.js';
+import { balanceMetrics } from '../../eplb/metrics.js';
+import { placementToJson } from '../../eplb/placement.js';
+import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
+import { DEEPSEEK_V3_SHAPE, describeShape, type Shape, validateShape } from '../../eplb/shape.js';
+import { runTimed } from '../../eplb/timed-run.js';
+import { acquireGpu, type GpuContext } from '../../gpu/device.js';
+import { loadLoads } from '../../trace/load.js';
+import { check } from '../../util/errors.js';
+import { printJson, withAdapter, withJson } from '../options.js';
+
+interface RebalanceArgs {
+  balancer?: string;
+  weights: string;
+  window?: number;
+  replicas: number;
+  groups: number;
+  nodes: number;
+  gpus: number;
+  repeat: number;
+  json: boolean;
+  adapter?: string;
+}
+
+export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
+  command: 'rebalance',
+  describe: 'Compute an expert placement for one load matrix and time the balancer',
+  builder: (y) =>
+    withAdapter(
+      withJson(
+        y
+          .option('balancer', {
+            type: 'string',
+            describe: `Balancer to run (${listBalancers()
+              .map((b) => b.name)
+              .join(', ')}); default: the best one`,
+          })
+          .option('weights', {
+            type: 'string',
+            demandOption: true,
+            describe: 'Loads: a JSON array [layers][experts], or any trace adrs reads (file or bundled name)',
+          })
+          .option('window', { type: 'number', describe: 'Which step/window of a trace (default: the last)' })
+          .option('replicas', {
+            type: 'number',
+            default: DEEPSEEK_V3_SHAPE.replicas,
+            describe: 'Physical expert slots R',
+          })
+          .option('groups', {
+            type: 'number',
+            default: DEEPSEEK_V3_SHAPE.groups,
+            describe: 'Expert groups G',
+          })
+          .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'Nodes N' })
+          .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'GPUs P' })
+          .option('repeat', { type: 'number', default: 1, describe: 'Timed runs after one warm-up' }),
+      ),
+    ),
+  handler: async (argv) => {
+    check(
+      Number.isInteger(argv.repeat) && argv.repeat >= 1,
+      `--repeat must be a positive integer, got ${argv.repeat}`,
+    );
+    const balancer: Balancer = argv.balancer ? getBalancer(argv.balancer) : defaultBalancer();
+    const step = loadLoads(argv.weights, argv.window);
+    const shape: Shape = {
+      layers: step.layers,
+      experts: step.experts,
+      replicas: argv.replicas,
+      groups: argv.groups,
+      nodes: argv.nodes,
+      gpus: argv.gpus,
+    };
+    validateShape(shape);
+
+    let gpu: GpuContext | undefined;
+    try {
+      const ctx: BalancerContext = {};
+      if (balancer.runsOn === 'gpu') {
+        gpu = await acquireGpu({ ...(argv.adapter ? { adapter: argv.adapter } : {}) });
+        ctx.gpu = gpu;
+      }
+      const prepared = await balancer.prepare(shape, ctx);
+      const { placement, timing, gpuTiming } = await runTimed(prepared, step.loads, argv.repeat);
+      prepared.dispose?.();
+      if (argv.json) {
+        printJson({
+          balancer: balancer.name,
+          ...placementToJson(placement),
+          timing,
+          ...(gpuTiming ? { gpu_timing: gpuTiming } : {}),
+        });
+        return;
+      }
+      const m = balanceMetrics(placement, step.loads);
+      console.log(
+        `${balancer.name} on ${step.trace.manifest.name} (step ${step.step}): ${describeShape(shape)}`,
+      );
+      console.log(
+        `GPU balancedness ${m.gpuBalancedness.toFixed(4)}, slot balancedness ${m.slotBalancedness.toFixed(4)}, ` +
+          `inter-node share ${(100 * m.interNodeShare).toFixed(1)} % (placed and scored on the same loads)`,
+      );
+      console.log(
+        `time: median ${timing.median_ms.toFixed(3)} ms, p95 ${timing.p95_ms.toFixed(3)} ms over ${timing.runs} run(s)` +
+          (gpuTiming ? `; GPU ${gpuTiming.median_ms.toFixed(3)} ms` : ''),
+      );
+      console.log('(--json prints phy2log, logcnt and log2phy)');
+    } finally {
+      gpu?.destroy();
+    }
+  },
+};
