@@ -1,11 +1,19 @@
 import { UserError } from '../util/errors.js';
 import type { Balancer } from './balancer.js';
+import { noneBalancer, randomBalancer } from './balancers/baselines.js';
+import { deepseekBalancer } from './balancers/deepseek.js';
+import { snakeSwapBalancer } from './balancers/snake-swap.js';
 
 /**
  * Every named balancer. The first entry is the default (the best one we have): `adrs rebalance`
  * without --balancer runs it. Add a balancer by adding it here.
  */
-export const BALANCERS: readonly Balancer[] = [];
+export const BALANCERS: readonly Balancer[] = [
+  snakeSwapBalancer,
+  deepseekBalancer,
+  noneBalancer,
+  randomBalancer,
+];
 
 export function listBalancers(): readonly Balancer[] {
   return BALANCERS;
@@ -18,7 +26,9 @@ export function defaultBalancer(): Balancer {
 export function getBalancer(name: string): Balancer {
   const found = BALANCERS.find((b) => b.name === name);
   if (!found) {
-    throw new UserError(`unknown balancer '${name}'; choose one of: ${BALANCERS.map((b) => b.name).join(', ')}`);
+    throw new UserError(
+      `unknown balancer '${name}'; choose one of: ${BALANCERS.map((b) => b.name).join(', ')}`,
+    );
   }
   return found;
 }
