@@ -45,7 +45,8 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
       })
       .option('batch', {
         type: 'number',
-        describe: 'Work items per call, overriding the size default (placement-eval: pairs; smoke: floats)',
+        describe:
+          'Work items per call, overriding the size default (placement-eval: pairs; smoke: floats; route-sim: tokens; gpu-lpt: layers)',
       })
       .option('reference', {
         type: 'boolean',
