@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { UserError } from '../util/errors.js';
 import { allBlocks, type CandidateFiles, loadCandidateDir, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
@@ -114,6 +115,8 @@ export class Controller {
     this.folder = o.folder;
     this.now = o.now ?? (() => performance.now());
     this.t0 = this.now();
+    // Every in-flight model call listens on the stop signal.
+    setMaxListeners(1000, this.abort.signal);
     this.own = Recorded.from(o.mode === 'resume' ? o.folder.readEvents(true) : []);
     o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
       once: true,

@@ -1,0 +1,167 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSession } from '../src/evolve/session.js';
+import { climbingModel, makeToyProject } from './helpers/evolve-toy.js';
+import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
+
+// The CLI's evolve command bundled for a real child process (inside the repo so `openai` etc. resolve).
+const BUNDLE_DIR = join('node_modules', '.cache', 'adrs-evolve-test');
+const CLI = join(BUNDLE_DIR, 'evolve-cli.mjs');
+
+let server: FakeOpenAiServer;
+beforeAll(async () => {
+  mkdirSync(BUNDLE_DIR, { recursive: true });
+  const entry = join(BUNDLE_DIR, 'entry.ts');
+  writeFileSync(
+    entry,
+    `import yargs from 'yargs';
+import { evolveCommand } from '../../../src/cli/commands/evolve.js';
+import { reportAndExit } from '../../../src/cli/report-error.js';
+yargs(process.argv.slice(2))
+  .command(evolveCommand)
+  .strict()
+  .fail((message, error) => {
+    throw error ?? new Error(message);
+  })
+  .parseAsync()
+  .catch((e) => reportAndExit(e, false));
+`,
+  );
+  await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    packages: 'external',
+    outfile: CLI,
+    logLevel: 'error',
+  });
+  // Slow enough that a kill lands mid-run with iterations in flight.
+  server = await FakeOpenAiServer.start((q) => ({ ...climbingModel(q), delayMs: 120 }));
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+const events = (dir: string) =>
+  existsSync(join(dir, 'events.jsonl'))
+    ? readFileSync(join(dir, 'events.jsonl'), 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+        .flatMap((l) => {
+          try {
+            return [JSON.parse(l) as Record<string, any>];
+          } catch {
+            return [];
+          }
+        })
+    : [];
+
+function runCli(args: string[]): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TOY_EVAL_DELAY_MS: '40' },
+  });
+}
+
+const sequence = (dir: string) =>
+  events(dir)
+    .filter((e) => e.type === 'commit')
+    .map((e) => [e.iteration, e.outcome, e.hash]);
+
+describe('resume after kill -9', () => {
+  it('continues exactly where a SIGKILLed child stopped, without re-evaluating or duplicating anything', async () => {
+    const p = makeToyProject(server.baseUrl, {
+      iterations: 12,
+      search: {
+        islands: 2,
+        migration_interval: 4,
+        parallel: 3,
+        mutations: { diff: 0.6, rewrite: 0.4, crossover: 0 },
+      },
+    });
+    const out = join(p.dir, 'killed');
+    const child = runCli(['evolve', '--config', p.configPath, '--out', out, '--quiet']);
+    let stderr = '';
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Kill once a few iterations are committed and more are in flight.
+    for (let i = 0; i < 400; i++) {
+      if (events(out).filter((e) => e.type === 'commit').length >= 5) break;
+      if (child.exitCode !== null) throw new Error(`child exited early: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const before = events(out);
+    const committedBefore = Math.max(...before.filter((e) => e.type === 'commit').map((e) => e.iteration));
+    expect(committedBefore).toBeGreaterThanOrEqual(4);
+    expect(committedBefore).toBeLessThan(12);
+    // The kill landed with later iterations already planned (in flight).
+    expect(before.some((e) => e.type === 'plan' && e.iteration > committedBefore)).toBe(true);
+    const callsBefore = server.requests.length;
+
+    const resumed = await runSession({ resume: out });
+    expect(resumed.stats.stopReason).toBe('iterations');
+    const after = events(out);
+    // Nothing logged twice: one plan/prompt/response/patch per (iteration, attempt), one evaluation per program.
+    const keys = after
+      .filter((e) => ['plan', 'prompt', 'response', 'patch', 'evaluation', 'commit'].includes(e.type))
+      .map((e) =>
+        e.type === 'evaluation' ? `evaluation:${e.hash}` : `${e.type}:${e.iteration}:${e.attempt ?? ''}`,
+      );
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(after.filter((e) => e.type === 'commit').map((e) => e.iteration)).toEqual([...Array(13).keys()]);
+    // Responses recorded before the kill were reused: the resumed session only asked for the rest.
+    const answeredBefore = before.filter((e) => e.type === 'response').length;
+    expect(server.requests.length - callsBefore).toBeLessThanOrEqual(
+      after.filter((e) => e.type === 'response').length - answeredBefore + 3,
+    );
+    expect(after.filter((e) => e.type === 'response').length).toBe(
+      new Set(after.filter((e) => e.type === 'response').map((e) => `${e.iteration}:${e.attempt}`)).size,
+    );
+
+    // The same run without the kill produces the same sequence of programs.
+    const straight = await runSession({ configPath: p.configPath, out: join(p.dir, 'straight') });
+    expect(sequence(out)).toEqual(sequence(straight.dir));
+    expect(resumed.best.hash).toBe(straight.best.hash);
+  });
+
+  it('exits 1 with one line when no model endpoint is configured', async () => {
+    const p = makeToyProject('http://unused', { llm: { base_url: null, models: [] } });
+    const child = runCli(['evolve', '--config', p.configPath, '--out', join(p.dir, 'run')]);
+    let stderr = '';
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(
+      /^adrs: no model endpoint configured: set llm.base_url .* or pass --base-url URL --model NAME/,
+    );
+  });
+
+  it('stops gracefully on SIGINT with a checkpoint that resumes', async () => {
+    const p = makeToyProject(server.baseUrl, { iterations: 50, search: { parallel: 2, islands: 1 } });
+    const out = join(p.dir, 'interrupted');
+    const child = runCli(['evolve', '--config', p.configPath, '--out', out, '--quiet']);
+    for (let i = 0; i < 400 && events(out).filter((e) => e.type === 'commit').length < 3; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const ev = events(out);
+    expect(ev.at(-1)).toMatchObject({ type: 'stop', reason: 'interrupted' });
+    const cp = JSON.parse(readFileSync(join(out, 'checkpoint.json'), 'utf8'));
+    expect(cp.committed).toBe(Math.max(...ev.filter((e) => e.type === 'commit').map((e) => e.iteration)));
+    const resumed = await runSession({ resume: out, overrides: { iterations: cp.committed + 2 } });
+    expect(resumed.stats.committed).toBe(cp.committed + 2);
+  });
+});

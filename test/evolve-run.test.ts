@@ -1,0 +1,247 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfigFile, NO_ENDPOINT_MESSAGE, validateConfig } from '../src/evolve/config.js';
+import { runSession } from '../src/evolve/session.js';
+import { climbingModel, currentValues, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
+import { FakeOpenAiServer, type FakeReply, type FakeRequest } from './helpers/fake-openai-server.js';
+
+let server: FakeOpenAiServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+const events = (dir: string) =>
+  readFileSync(join(dir, 'events.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, any>);
+
+describe('adrs evolve against a local OpenAI-compatible server', () => {
+  it('improves the seed over several iterations and writes a complete run folder', async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl);
+    const out = join(p.dir, 'run');
+    const r = await runSession({ configPath: p.configPath, out, overrides: { iterations: 8 } });
+    expect(r.stats.stopReason).toBe('iterations');
+    expect(r.stats.committed).toBe(8);
+    expect(r.seed.score).toBe(100 - 16 - 4);
+    expect(r.best.score!).toBeGreaterThan(r.seed.score! + 5);
+    expect(server.requests.length).toBe(8);
+    // Both models of the ensemble were used, as weighted.
+    expect(new Set(server.requests.map((q) => q.model))).toEqual(new Set(['toy-a', 'toy-b']));
+    const ev = events(out);
+    const responses = ev.filter((e) => e.type === 'response');
+    expect(responses).toHaveLength(8);
+    for (const e of responses) {
+      expect(e.reply.usage.prompt_tokens).toBeGreaterThan(0);
+      const price = e.reply.model === 'toy-a' ? [1, 2] : [3, 6];
+      expect(e.reply.cost_usd).toBeCloseTo(
+        (e.reply.usage.prompt_tokens * price[0]! + e.reply.usage.completion_tokens * price[1]!) / 1e6,
+        12,
+      );
+    }
+    expect(ev.filter((e) => e.type === 'commit').map((e) => e.iteration)).toEqual([
+      0, 1, 2, 3, 4, 5, 6, 7, 8,
+    ]);
+    expect(ev.some((e) => e.type === 'migration')).toBe(true);
+    // The prompt carries the problem, the parent's metrics and artifacts, and the last attempts.
+    const last = server.requests.at(-1)!.messages[1]!.content;
+    expect(last).toContain('Maximise the toy score.');
+    expect(last).toMatch(/score=\d+; balancedness_next=/);
+    expect(last).toContain('### timings');
+    expect(last).toContain('# Last attempts and their outcome');
+    // best/ holds the program, its metrics, lineage and a reproducer.
+    const best = readFileSync(join(out, 'best', 'candidate', 'balancer.ts'), 'utf8');
+    expect(best).toMatch(/SPREAD = [2-9]/);
+    const lineage = JSON.parse(readFileSync(join(out, 'best', 'lineage.json'), 'utf8'));
+    expect(lineage.at(-1).id).toBe('p0');
+    const repro = JSON.parse(readFileSync(join(out, 'best', 'reproducer.json'), 'utf8'));
+    expect(repro.seed).toBe(7);
+    expect(repro.traces.train.sha256).toHaveLength(64);
+    // Held-out re-scoring of seed and best.
+    expect(r.heldout!.best.score).toBe(r.best.score! - 1);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+    expect(summary.performance.evaluator_utilisation).toBeGreaterThanOrEqual(0);
+    expect(existsSync(join(out, 'checkpoint.json'))).toBe(true);
+  });
+
+  it('sends a patch that fails to apply back once with the precise reason, then refuses it', async () => {
+    const script = (q: FakeRequest): FakeReply => {
+      const retry = q.messages.length > 2;
+      if (q.index === 0) return { text: 'Looks good to me, no change needed.' };
+      if (q.index === 1 && retry) return climbingModel(q);
+      // Iteration 2: an edit outside the EVOLVE-BLOCK, twice.
+      return {
+        text: "<<<<<<< SEARCH balancer.ts\nexport const NAME = 'toy';\n=======\nexport const NAME = 'hacked';\n>>>>>>> REPLACE",
+      };
+    };
+    server = await FakeOpenAiServer.start(script);
+    const p = makeToyProject(server.baseUrl, {
+      search: { parallel: 1, islands: 1, mutations: { diff: 1, rewrite: 0, crossover: 0 } },
+    });
+    const r = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 2 },
+    });
+    const retry = server.requests[1]!;
+    expect(retry.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
+    expect(retry.messages[3]!.content).toContain(
+      "Your edit could not be applied: no '<<<<<<< SEARCH … ======= … >>>>>>> REPLACE' block found",
+    );
+    const ev = events(r.dir);
+    const commits = ev.filter((e) => e.type === 'commit');
+    expect(commits[1]).toMatchObject({ iteration: 1, outcome: 'valid' });
+    expect(commits[2]).toMatchObject({ iteration: 2, outcome: 'refused' });
+    expect(commits[2]!.reason).toMatch(/changes balancer.ts:2-2, outside every EVOLVE-BLOCK/);
+    expect(server.requests).toHaveLength(4);
+    expect(server.requests[3]!.messages[3]!.content).toMatch(/outside every EVOLVE-BLOCK/);
+    expect(r.stats.counters.refused).toBe(1);
+  });
+
+  it('retries 429 and 500 with backoff and records the retries', async () => {
+    let n = 0;
+    server = await FakeOpenAiServer.start((q) => {
+      n++;
+      if (n === 1) return { status: 429, headers: { 'retry-after': '0' } };
+      if (n === 2) return { status: 500 };
+      return climbingModel(q);
+    });
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    const r = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 2 },
+    });
+    const first = events(r.dir).find((e) => e.type === 'response')!;
+    expect(first.reply.attempts).toBe(3);
+    expect(first.reply.retried).toEqual([
+      expect.stringMatching(/^HTTP 429/),
+      expect.stringMatching(/^HTTP 500/),
+    ]);
+    expect(server.requests).toHaveLength(4);
+    expect(r.stats.committed).toBe(2);
+  });
+
+  it('does not retry a 400 and stops on 401 with one line', async () => {
+    server = await FakeOpenAiServer.start(() => ({
+      status: 401,
+      body: JSON.stringify({ error: { message: 'bad key' } }),
+    }));
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    await expect(runSession({ configPath: p.configPath, out: join(p.dir, 'run') })).rejects.toThrow(
+      /stopped: the model endpoint refuses calls: toy-[ab]: HTTP 401/,
+    );
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('stops cleanly at the USD budget', async () => {
+    server = await FakeOpenAiServer.start((q) => ({
+      ...climbingModel(q),
+      usage: { prompt_tokens: 1000, completion_tokens: 500 },
+    }));
+    // toy-a costs (1000·1 + 500·2)/1e6 = $0.002 a call, toy-b $0.006.
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    const r = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 100, budgetUsd: 0.02 },
+    });
+    expect(r.stats.stopReason).toBe('budget');
+    expect(r.stats.counters.cost_usd).toBeGreaterThanOrEqual(0.02 - 0.006);
+    expect(r.stats.counters.cost_usd).toBeLessThan(0.02 + 0.006);
+    expect(r.stats.committed).toBeLessThan(10);
+  });
+
+  it('never evaluates the same program twice', async () => {
+    // Every answer proposes SPREAD = 3 (whatever the parent), with different formatting.
+    server = await FakeOpenAiServer.start((q) => {
+      const { spread } = currentValues(q);
+      const pad = ' '.repeat(q.index % 3);
+      return {
+        text: `<<<<<<< SEARCH balancer.ts\nexport const SPREAD = ${spread};\n=======\nexport const SPREAD = 3;${pad}\n>>>>>>> REPLACE`,
+      };
+    });
+    const p = makeToyProject(server.baseUrl, {
+      search: { parallel: 3, islands: 2, mutations: { diff: 1, rewrite: 0, crossover: 0 } },
+    });
+    const evaluator = await loadToyEvaluator(p);
+    const r = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 6 },
+      evaluator,
+    });
+    // The seed and SPREAD = 3: the rest are duplicates or no-op edits of the SPREAD = 3 program.
+    expect(evaluator.calls()).toBe(2 + 2); // + held-out re-scoring of seed and best
+    const outcomes = events(r.dir)
+      .filter((e) => e.type === 'commit' && e.iteration > 0)
+      .map((e) => e.outcome);
+    expect(outcomes.filter((o) => o === 'valid')).toHaveLength(1);
+    expect(
+      outcomes.filter((o) => o === 'duplicate').length + outcomes.filter((o) => o === 'refused').length,
+    ).toBe(5);
+    expect(r.stats.counters.evaluations).toBe(2);
+  });
+
+  it('replays a finished run without a model and reproduces the same programs', async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl, {
+      search: { parallel: 3, islands: 2, mutations: { diff: 0.5, rewrite: 0.3, crossover: 0.2 } },
+    });
+    const first = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 7 },
+    });
+    await server.close();
+    server = undefined;
+    const replay = await runSession({ replay: first.dir, out: join(p.dir, 'replay') });
+    expect(replay.stats.stopReason).toBe('replay-end');
+    expect(replay.stats.replayMismatches).toEqual([]);
+    expect(replay.stats.replayPlanDivergences).toBe(0);
+    const seq = (dir: string) =>
+      events(dir)
+        .filter((e) => e.type === 'commit')
+        .map((e) => [e.iteration, e.outcome, e.hash, e.score]);
+    expect(seq(replay.dir)).toEqual(seq(first.dir));
+    expect(replay.best.hash).toBe(first.best.hash);
+  });
+});
+
+describe('configuration', () => {
+  it('refuses to start without a model endpoint, in one line that says how to configure one', async () => {
+    const p = makeToyProject('http://unused', { llm: { models: [] } });
+    await expect(runSession({ configPath: p.configPath, out: join(p.dir, 'run') })).rejects.toThrow(
+      NO_ENDPOINT_MESSAGE,
+    );
+    expect(NO_ENDPOINT_MESSAGE).not.toContain('\n');
+    expect(NO_ENDPOINT_MESSAGE).toMatch(/--base-url/);
+  });
+
+  it('validates the config with clear errors', () => {
+    expect(() => validateConfig({ iteratons: 3 })).toThrow(
+      "unknown key 'iteratons' (did you mean 'iterations'?)",
+    );
+    expect(() => validateConfig({ llm: { concurrency: 0 } })).toThrow(
+      'llm.concurrency must be an integer ≥ 1, got 0',
+    );
+    expect(() => validateConfig({ search: { exploration: 0.7, exploitation: 0.5 } })).toThrow(
+      /exploration \+ search.exploitation must be ≤ 1/,
+    );
+    expect(() => validateConfig({ time_limit: '2 weeks' })).toThrow(/cannot read the duration '2 weeks'/);
+    expect(validateConfig({ time_limit: '1h30m' }).time_limit_s).toBe(5400);
+    expect(() => validateConfig({ search: { features: [{ metric: 'x', min: 1, max: 1 }] } })).toThrow(
+      /needs min < max/,
+    );
+  });
+
+  it('loads the example config for the EPLB seed', () => {
+    const c = loadConfigFile('examples/eplb/evolve.yaml');
+    expect(c.candidate).toMatch(/examples\/eplb$/);
+    expect(c.evaluator.heldout_trace).toBeTruthy();
+    expect(c.search.features.map((f) => f.metric)).toEqual(['median_ms', 'balancedness_next']);
+  });
+});
