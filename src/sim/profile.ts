@@ -65,7 +65,7 @@ export interface KernelProfile {
   reference: { wallMs: TimingSummary; perSecond: number; wallSpeedup: number } | null;
 }
 
-/** Runs a prepared case: one warm-up call, then `repeat` timed calls; the reference likewise (≤ 3 runs). */
+/** Runs a prepared case: one warm-up call, then `repeat` timed calls; then the reference (see below). */
 export async function profileKernel(
   gpu: GpuContext,
   kernel: ProfilableKernel,
@@ -90,9 +90,16 @@ export async function profileKernel(
     const gpuMs = gpuTimes.length > 0 ? summarizeTimes(gpuTimes) : null;
     let reference: KernelProfile['reference'] = null;
     if (options.reference && c.reference) {
+      // Warm the JIT for ≥ 50 ms, then time up to `repeat` calls (at least 3) within about 2 s.
       const samples: number[] = [];
-      c.reference();
-      for (let i = 0; i < Math.min(options.repeat, 3); i++) {
+      const warmStart = performance.now();
+      do c.reference();
+      while (performance.now() - warmStart < 50);
+      const timedStart = performance.now();
+      while (
+        samples.length < 3 ||
+        (samples.length < options.repeat && performance.now() - timedStart < 2000)
+      ) {
         const t0 = performance.now();
         c.reference();
         samples.push(performance.now() - t0);
