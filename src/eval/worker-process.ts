@@ -26,9 +26,11 @@ export class WorkerDeath extends Error {
 type Reply = Extract<FromWorker, { id: number }>;
 type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
 
-/** Environment variables the worker (Dawn, Vulkan loader, Mesa) may see; nothing else leaks in. */
-const ENV_KEEP =
-  /^(PATH|LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP_.*|GALLIUM_.*|DISPLAY)$/;
+/**
+ * Environment variables the worker (Dawn, Vulkan loader, Mesa) may see; nothing else leaks in, not
+ * even PATH (under npm it names the project folder).
+ */
+const ENV_KEEP = /^(LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP_.*|GALLIUM_.*|DISPLAY)$/;
 
 /**
  * One sandboxed worker process (worker-main.ts) and its IPC. Node permission model: reads only

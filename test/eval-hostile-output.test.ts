@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
+import { loadTrace } from '../src/trace/load.js';
+
+/**
+ * Candidates that cheat or fail on their answers: exceptions, malformed placements, remembered
+ * answers, work left running on the GPU, compile errors. Each comes back invalid with an artifact
+ * that points at the problem, and the pool stays healthy.
+ */
+const FIXTURES = 'test/fixtures/candidates';
+const trace = loadTrace('synthetic-v3-windows');
+const opts = { trace, objective: 'default' as const, windows: 3, repeats: 2 };
+let pool: EvaluatorPool;
+
+beforeAll(async () => {
+  pool = await EvaluatorPool.create({ workers: 2, timeoutS: 30, memoryMb: 1024 });
+});
+afterAll(() => pool?.close());
+
+const evaluate = (name: string): Promise<EvalResult> => pool.evaluate(join(FIXTURES, name), opts);
+const files = (name: string, edit: (text: string) => string = (t) => t): Record<string, string> => {
+  const dir = join(FIXTURES, name);
+  return {
+    'balancer.ts': edit(readFileSync(join(dir, 'balancer.ts'), 'utf8')),
+    'kernels/spin.wgsl': readFileSync(join(dir, 'kernels/spin.wgsl'), 'utf8'),
+  };
+};
+
+describe('hostile and broken answers', () => {
+  it('an exception reports the candidate’s own stack lines, mapped to balancer.ts', async () => {
+    const r = await evaluate('throws');
+    expect(r.valid).toBe(false);
+    expect(r.stage).toBe(1);
+    const lines = r.artifacts.exception!.split('\n');
+    expect(lines[0]).toMatch(/^stage 1, tiny case .*: RangeError: no expert 3 in 24 loads$/);
+    expect(lines[1]).toMatch(/^ {4}at pick \(balancer\.ts:9:21\)$/);
+    expect(lines[2]).toMatch(/^ {4}at rebalance \(balancer\.ts:16:3\)$/);
+    expect(lines).toHaveLength(3); // no harness frames
+  });
+
+  it('wrong shapes, out-of-range ids and an expert with no replica fail validation', async () => {
+    const [shape, range, missing] = await Promise.all(
+      ['wrong-shape', 'out-of-range', 'missing-expert'].map(evaluate),
+    );
+    expect(shape!.artifacts.validation).toMatch(
+      /phy2log must be an Int32Array of 2×16 = 32 entries, got Int32Array of 31/,
+    );
+    expect(range!.artifacts.validation).toMatch(/layer 0: slot 0 holds expert 12, outside \[0, 12\)/);
+    expect(missing!.artifacts.validation).toMatch(/layer 0: expert 0 has no replica/);
+    for (const r of [shape!, range!, missing!]) expect(r.valid).toBe(false);
+  });
+
+  it('caching answers between calls is caught by the relabelled passes', async () => {
+    const r = await evaluate('caching');
+    expect(r.valid).toBe(false);
+    expect(r.stage).toBe(2);
+    expect(r.artifacts.consistency).toMatch(/answers do not follow the input/);
+    expect(r.metrics.balancedness_next_varied!).toBeLessThan(r.metrics.balancedness_next! - 0.05);
+  });
+
+  it('returning before its GPU work is done neither stops the clock nor passes a stale answer', async () => {
+    const honest = (awaitGpu: boolean) =>
+      files('early-return', (t) =>
+        t
+          .replace('const AWAIT_GPU = false;', `const AWAIT_GPU = ${awaitGpu};`)
+          .replace('const PIPELINE = true;', 'const PIPELINE = false;'),
+      );
+    const [pipelined, early, waited] = await Promise.all([
+      evaluate('early-return'),
+      pool.evaluate({ files: honest(false) }, opts),
+      pool.evaluate({ files: honest(true) }, opts),
+    ]);
+    expect(pipelined.valid).toBe(false);
+    expect(pipelined.artifacts.consistency).toMatch(/answers do not follow the input/);
+    expect(early.valid && waited.valid).toBe(true);
+    // The spin kernel is real work, and the call that returns early pays for it all the same.
+    expect(waited.metrics.median_ms!).toBeGreaterThan(2);
+    expect(early.metrics.median_ms!).toBeGreaterThan(0.6 * waited.metrics.median_ms!);
+  });
+
+  it('TypeScript errors come back with file:line:col', async () => {
+    const text = readFileSync(join(FIXTURES, 'ts-error/balancer.txt'), 'utf8');
+    const r = await pool.evaluate({ files: { 'balancer.ts': text } }, opts);
+    expect(r.valid).toBe(false);
+    expect(r.stage).toBe(1);
+    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:4:13: Unexpected ";"/);
+  });
+
+  it('WGSL errors come back with file:line:col', async () => {
+    const r = await evaluate('wgsl-error');
+    expect(r.valid).toBe(false);
+    expect(r.artifacts.wgsl).toMatch(/^kernels\/broken\.wgsl:5:\d+: /);
+  });
+
+  it('imports outside the candidate are refused at transpile time', async () => {
+    const r = await pool.evaluate(
+      {
+        files: {
+          'balancer.ts': "import { loadTrace } from '../../src/trace/load.js';\nexport default loadTrace;\n",
+        },
+      },
+      opts,
+    );
+    expect(r.artifacts.transpile).toMatch(
+      /^balancer\.ts:1:27: imports outside the candidate folder are not allowed/,
+    );
+  });
+
+  it('stays healthy', async () => {
+    const r = await evaluate('valid-naive');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+  });
+});

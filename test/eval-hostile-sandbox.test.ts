@@ -1,0 +1,132 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
+import { loadTrace } from '../src/trace/load.js';
+
+/**
+ * Candidates that attack the sandbox: each must come back invalid with a clear artifact, in bounded
+ * time, with the pool still healthy and no file touched. They run two at a time, as in evolution.
+ */
+const FIXTURES = 'test/fixtures/candidates';
+const TIMEOUT_S = 6;
+const MARKERS = ['/tmp/adrs-eval-hostile-write.txt', '/tmp/adrs-eval-hostile-spawn.txt'];
+const HOSTILE = [
+  'ts-infinite-loop',
+  'wgsl-infinite-loop',
+  'write-file',
+  'spawn-process',
+  'read-outside',
+  'reach-next-window',
+  'out-of-memory',
+  'heap-exhaustion',
+] as const;
+
+const trace = loadTrace('synthetic-v3-windows');
+let pool: EvaluatorPool;
+let fixturesBefore: string;
+const results = new Map<string, { result: EvalResult; seconds: number }>();
+
+beforeAll(async () => {
+  for (const m of MARKERS) rmSync(m, { force: true });
+  fixturesBefore = treeHash(FIXTURES);
+  pool = await EvaluatorPool.create({ workers: 2, timeoutS: TIMEOUT_S, memoryMb: 512 });
+  await Promise.all(
+    HOSTILE.map(async (name) => {
+      const t0 = performance.now();
+      const result = await pool.evaluate(join(FIXTURES, name), {
+        trace,
+        objective: 'default',
+        windows: 2,
+        repeats: 2,
+      });
+      results.set(name, { result, seconds: (performance.now() - t0) / 1000 });
+    }),
+  );
+}, 120_000);
+afterAll(() => pool?.close());
+
+function get(name: (typeof HOSTILE)[number]): EvalResult {
+  const entry = results.get(name)!;
+  // Bounded: the evaluation's own time (queueing behind other candidates excluded) stays within the
+  // timeout plus the time to kill a worker, and the whole wait within two evaluations' worth.
+  expect(entry.result.metrics.eval_ms).toBeLessThan((TIMEOUT_S + 2) * 1000);
+  expect(entry.seconds).toBeLessThan(3 * (TIMEOUT_S + 2));
+  expect(entry.result.valid).toBe(false);
+  expect(entry.result.score).toBeNull();
+  return entry.result;
+}
+
+describe('hostile candidates against the sandbox', () => {
+  it('an infinite loop in TypeScript is killed at the timeout', () => {
+    const r = get('ts-infinite-loop');
+    expect(r.artifacts.timeout).toMatch(/exceeded its 6 s limit.*stage 1, tiny case/);
+  });
+
+  it('an infinite loop in WGSL is killed at the timeout', () => {
+    const r = get('wgsl-infinite-loop');
+    expect(r.artifacts.timeout).toMatch(/exceeded its 6 s limit/);
+  });
+
+  it('writing a file is refused and nothing is written', () => {
+    const r = get('write-file');
+    expect(r.artifacts.sandbox).toMatch(/FileSystemWrite \/tmp\/adrs-eval-hostile-write\.txt/);
+    expect(r.artifacts.sandbox).toMatch(/at rebalance \(balancer\.ts:\d+:\d+\)/);
+    expect(existsSync(MARKERS[0]!)).toBe(false);
+  });
+
+  it('spawning a process is refused', () => {
+    const r = get('spawn-process');
+    expect(r.artifacts.sandbox).toMatch(/Access to this API has been restricted/);
+    expect(existsSync(MARKERS[1]!)).toBe(false);
+  });
+
+  it('reading outside the allowed paths is refused', () => {
+    const r = get('read-outside');
+    expect(r.artifacts.sandbox).toMatch(/FileSystemRead \/etc\/hostname/);
+  });
+
+  it('the window it is scored on is out of reach (no trace path leaks, the trace folder is unreadable)', () => {
+    const r = get('reach-next-window');
+    expect(r.artifacts.exception).toBeUndefined();
+    expect(r.artifacts.sandbox).toMatch(/FileSystemRead \/proc\/\d+\/cwd\/traces/);
+  });
+
+  it('allocating typed arrays until out of memory is killed at the memory cap', () => {
+    const r = get('out-of-memory');
+    expect(r.artifacts.resource ?? r.artifacts.exception).toMatch(/memory|Array buffer allocation failed/);
+  });
+
+  it('filling the JavaScript heap is stopped at the cap', () => {
+    const r = get('heap-exhaustion');
+    expect(r.artifacts.resource).toMatch(/memory|heap/);
+  });
+
+  it('leaves the pool healthy and every file untouched', async () => {
+    const r = await pool.evaluate(join(FIXTURES, 'valid-naive'), {
+      trace,
+      objective: 'adrs',
+      windows: 2,
+      repeats: 2,
+    });
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+    expect(treeHash(FIXTURES)).toBe(fixturesBefore);
+    for (const m of MARKERS) expect(existsSync(m)).toBe(false);
+  });
+});
+
+/** A hash of every file's path and content under a folder. */
+function treeHash(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else h.update(p).update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
+}
