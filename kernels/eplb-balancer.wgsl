@@ -10,9 +10,10 @@ override R: u32;          // physical slots
 override P: u32;          // GPUs
 override MAX_SWAPS: u32;  // refinement rounds per layer
 override S: u32 = R / P;  // slots per GPU
+override W: u32 = (E + 31u) / 32u; // words of an expert bitset
 
-const WG: u32 = 256u;
-const PARTS: u32 = 16u; // second reduction level: WG = PARTS × PARTS
+override WG: u32 = 256u;   // threads per workgroup; the result does not depend on it
+override PARTS: u32 = 16u; // first reduction level: PARTS threads each fold WG/PARTS partial results
 
 @group(0) @binding(0) var<storage, read> loads: array<f32>;      // [L][E]
 @group(0) @binding(1) var<storage, read> recip: array<f32>;      // fround(1/c), c = 0 … R−E+1
@@ -25,7 +26,8 @@ var<workgroup> rep_w: array<f32, R>;  // its weight load·(1/count)
 var<workgroup> ord: array<u32, R>;    // replicas heaviest first
 var<workgroup> slot_x: array<u32, R>; // expert in GPU slot g·S+k
 var<workgroup> slot_w: array<f32, R>;
-var<workgroup> dup: array<u32, R>;    // bit 0: h's slot k's expert is on g; bit 1: g's slot k's expert is on h
+var<workgroup> has: array<u32, P * W>; // per GPU, a bit per expert it holds
+var<workgroup> heavy: u32;            // the heaviest GPU (ties lowest index)
 var<workgroup> gload: array<f32, P>;
 var<workgroup> perm: array<u32, P>;   // GPUs in ascending (load, index) order
 var<workgroup> red_v: array<f32, WG>;
@@ -55,6 +57,22 @@ fn heaviest() -> u32 {
     }
   }
   return h;
+}
+
+fn holds(g: u32, x: u32) -> bool {
+  return (has[g * W + x / 32u] & (1u << (x % 32u))) != 0u;
+}
+
+// Recomputes whether GPU g holds expert x from its slots (it may hold two replicas of x).
+fn refresh(g: u32, x: u32) {
+  var found = 0u;
+  for (var k = 0u; k < S; k++) {
+    if (slot_x[g * S + k] == x) {
+      found = 1u;
+    }
+  }
+  let bit = 1u << (x % 32u);
+  has[g * W + x / 32u] = (has[g * W + x / 32u] & ~bit) | (found * bit);
 }
 
 @compute @workgroup_size(WG)
@@ -93,10 +111,10 @@ fn main(
     red_i[tid] = bi;
     workgroupBarrier();
     if (tid < PARTS) {
-      bv = red_v[tid * PARTS];
-      bi = red_i[tid * PARTS];
-      for (var k = 1u; k < PARTS; k++) {
-        let j = tid * PARTS + k;
+      bv = red_v[tid * (WG / PARTS)];
+      bi = red_i[tid * (WG / PARTS)];
+      for (var k = 1u; k < WG / PARTS; k++) {
+        let j = tid * (WG / PARTS) + k;
         if (above(red_v[j], red_i[j], bv, bi)) {
           bv = red_v[j];
           bi = red_i[j];
@@ -165,41 +183,48 @@ fn main(
     workgroupBarrier();
   }
 
+  // Who holds what: bit x of has[g·W + x/32] is set while GPU g holds a replica of expert x.
+  for (var g = tid; g < P; g += WG) {
+    for (var k = 0u; k < W; k++) {
+      has[g * W + k] = 0u;
+    }
+    for (var k = 0u; k < S; k++) {
+      let x = slot_x[g * S + k];
+      has[g * W + x / 32u] |= 1u << (x % 32u);
+    }
+  }
+  if (tid == 0u) {
+    heavy = heaviest();
+  }
+  workgroupBarrier();
+
   // 4. Refinement: the best swap between the heaviest GPU and another, while one lowers both below it.
   for (var it = 0u; it < MAX_SWAPS; it++) {
-    let h = heaviest();
-    for (var i = tid; i < R; i += WG) {
-      let g = i / S;
-      let a = slot_x[h * S + i % S];
-      let b = slot_x[i];
-      var flags = 0u;
-      for (var k = 0u; k < S; k++) {
-        if (slot_x[g * S + k] == a) {
-          flags |= 1u;
-        }
-        if (slot_x[h * S + k] == b) {
-          flags |= 2u;
-        }
-      }
-      dup[i] = flags;
-    }
-    workgroupBarrier();
+    let h = heavy;
     let top = gload[h];
     var bv = top;
     var bi = NONE;
-    for (var c = tid; c < P * S * S; c += WG) {
-      let ka = c % S;
-      let t = c / S;
-      let g = t / S;
+    // Thread per (g, ka): h's slot ka against every slot kb of g; candidate c = (g·S+kb)·S+ka.
+    for (var i = tid; i < P * S; i += WG) {
+      let g = i / S;
+      let ka = i % S;
       let wa = slot_w[h * S + ka];
-      let wb = slot_w[t];
-      if (g != h && wa > wb && (dup[g * S + ka] & 1u) == 0u && (dup[t] & 2u) == 0u) {
-        let nh = (top - wa) + wb;
-        let ng = (gload[g] + wa) - wb;
-        let m = max(nh, ng);
-        if (m < bv) {
-          bv = m;
-          bi = c;
+      let lg = gload[g];
+      if (g == h || !(lg < top) || holds(g, slot_x[h * S + ka])) {
+        continue;
+      }
+      for (var kb = 0u; kb < S; kb++) {
+        let t = g * S + kb;
+        let wb = slot_w[t];
+        if (wa > wb && !holds(h, slot_x[t])) {
+          let nh = (top - wa) + wb;
+          let ng = (lg + wa) - wb;
+          let m = max(nh, ng);
+          let c = t * S + ka;
+          if (m < top && (m < bv || (m == bv && c < bi))) {
+            bv = m;
+            bi = c;
+          }
         }
       }
     }
@@ -207,10 +232,10 @@ fn main(
     red_i[tid] = bi;
     workgroupBarrier();
     if (tid < PARTS) {
-      bv = red_v[tid * PARTS];
-      bi = red_i[tid * PARTS];
-      for (var k = 1u; k < PARTS; k++) {
-        let j = tid * PARTS + k;
+      bv = red_v[tid * (WG / PARTS)];
+      bi = red_i[tid * (WG / PARTS)];
+      for (var k = 1u; k < WG / PARTS; k++) {
+        let j = tid * (WG / PARTS) + k;
         if (below(red_v[j], red_i[j], bv, bi)) {
           bv = red_v[j];
           bi = red_i[j];
@@ -240,8 +265,14 @@ fn main(
         slot_w[a] = wb;
         slot_w[t] = wa;
         let xa = slot_x[a];
-        slot_x[a] = slot_x[t];
+        let xb = slot_x[t];
+        slot_x[a] = xb;
         slot_x[t] = xa;
+        refresh(h, xa);
+        refresh(h, xb);
+        refresh(g, xa);
+        refresh(g, xb);
+        heavy = heaviest();
       }
     }
     if (workgroupUniformLoad(&done) != 0u) {

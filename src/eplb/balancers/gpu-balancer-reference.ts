@@ -14,8 +14,8 @@ import { type Shape, slotsPerGpu } from '../shape.js';
  *    to the GPUs in ascending (load, index) order; GPU g's slot g·S+r gets its round-r replica.
  * 4. Refinement: at most `maxSwaps` times, take the heaviest GPU h (ties lowest index) and apply the
  *    swap of a replica on h with a lighter replica on another GPU g that minimises max(new h, new g)
- *    (ties lowest candidate index (g·S+kb)·S+ka), among swaps that bring both below the old load of h
- *    and put no expert twice on one GPU; stop when there is none.
+ *    (ties lowest candidate index (g·S+kb)·S+ka), among swaps with a GPU g lighter than h that bring both
+ *    below the old load of h and put no expert twice on one GPU; stop when there is none.
  *
  * Reciprocals come from a table (`reciprocals`), not a division: WGSL division is only accurate to
  * 2.5 ULP, while multiplication, addition and subtraction are correctly rounded on every device.
@@ -140,7 +140,7 @@ export function gpuLptReference(
         const ka = c % S;
         const t = Math.floor(c / S);
         const g = Math.floor(t / S);
-        if (g === h) continue;
+        if (g === h || !(gload[g]! < top)) continue;
         const wa = slotW[h * S + ka]!;
         const wb = slotW[t]!;
         if (!(wa > wb) || dup[g * S + ka]! & 1 || dup[t]! & 2) continue;

@@ -8,14 +8,23 @@ import { type Shape, validateShape } from '../shape.js';
 import { DEFAULT_GPU_LPT_OPTIONS, type GpuLptOptions, reciprocals } from './gpu-balancer-reference.js';
 
 export const GPU_LPT_KERNEL = 'eplb-balancer.wgsl';
-/** Threads per workgroup (the kernel's WG constant). */
-const WORKGROUP = 256;
+/**
+ * Driver settings that do not change the result (every choice in the kernel is a total order, so the
+ * placement is the same for any workgroup size): only its speed.
+ */
+export interface GpuLptDriverOptions extends GpuLptOptions {
+  /**
+   * Threads per workgroup, a power of two in [4, 1024]. Default: 256 on a GPU; 64 on a software adapter,
+   * where each barrier costs a switch per SIMD batch of threads and fewer threads run faster.
+   */
+  workgroupSize?: number;
+}
 
 /**
  * `gpu-lpt`: apportioned replicas, round-based longest-first packing and best-swap refinement, one
  * workgroup per layer in kernels/eplb-balancer.wgsl. Its exact TypeScript twin is gpuLptReference.
  */
-export function createGpuLptBalancer(options: GpuLptOptions = DEFAULT_GPU_LPT_OPTIONS): Balancer {
+export function createGpuLptBalancer(options: GpuLptDriverOptions = DEFAULT_GPU_LPT_OPTIONS): Balancer {
   return {
     name: 'gpu-lpt',
     summary: 'GPU (WGSL): apportioned replicas, round-based longest-first packing, best-swap refinement',
@@ -27,10 +36,13 @@ export function createGpuLptBalancer(options: GpuLptOptions = DEFAULT_GPU_LPT_OP
 export const gpuLptBalancer: Balancer = createGpuLptBalancer();
 
 /** Workgroup memory the kernel declares for a shape (keep in step with the kernel's var<workgroup>). */
-export function gpuLptWorkgroupBytes(shape: Shape): number {
+export function gpuLptWorkgroupBytes(shape: Shape, workgroupSize: number): number {
   const { experts: E, replicas: R, gpus: P } = shape;
-  return 4 * (2 * E + 6 * R + 2 * P + 2 * WORKGROUP + 2 * 16 + 1);
+  return 4 * (2 * E + 5 * R + 2 * P + P * Math.ceil(E / 32) + 2 * workgroupSize + 2 * reductionParts(workgroupSize) + 2);
 }
+
+/** The kernel's two-level reductions: PARTS threads fold WG/PARTS values each, then one folds PARTS. */
+const reductionParts = (workgroupSize: number): number => 2 ** Math.ceil(Math.log2(workgroupSize) / 2);
 
 /**
  * Buffers, pipeline and bind group are made once here; `rebalance` uploads the loads, dispatches one
@@ -54,14 +66,20 @@ class GpuLpt implements PreparedBalancer {
     private readonly timer: PassTimer | null,
   ) {}
 
-  static async create(shape: Shape, ctx: BalancerContext, options: GpuLptOptions): Promise<GpuLpt> {
+  static async create(shape: Shape, ctx: BalancerContext, options: GpuLptDriverOptions): Promise<GpuLpt> {
     const gpu = ctx.gpu;
     if (!gpu)
       throw new UserError('balancer gpu-lpt runs on the GPU: pass a device (acquireGpu) in its context');
     validateShape(shape);
     const { layers: L, experts: E, replicas: R, gpus: P } = shape;
     const { device } = gpu;
-    const wgBytes = gpuLptWorkgroupBytes(shape);
+    const WG = options.workgroupSize ?? (gpu.info.software ? 64 : 256);
+    if (!Number.isInteger(Math.log2(WG)) || WG < 4 || WG > device.limits.maxComputeInvocationsPerWorkgroup) {
+      throw new UserError(
+        `gpu-lpt workgroupSize must be a power of two in [4, ${device.limits.maxComputeInvocationsPerWorkgroup}], got ${WG}`,
+      );
+    }
+    const wgBytes = gpuLptWorkgroupBytes(shape, WG);
     if (wgBytes > device.limits.maxComputeWorkgroupStorageSize) {
       throw new UserError(
         `gpu-lpt needs ${wgBytes} bytes of workgroup memory for ${E} experts and ${R} slots, but the device ` +
@@ -79,7 +97,7 @@ class GpuLpt implements PreparedBalancer {
     const pipeline = await gpu.kernels.pipeline({
       file: GPU_LPT_KERNEL,
       entry: 'main',
-      constants: { E, R, P, MAX_SWAPS: options.maxSwaps },
+      constants: { E, R, P, MAX_SWAPS: options.maxSwaps, WG, PARTS: reductionParts(WG) },
     });
     const outBytes = 4 * L * (R + E);
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
