@@ -1,33 +1,13 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { EvaluatorPool } from '../eval/index.js';
+import type { EvalResult, EvaluateOptions } from '../eval/types.js';
+import { loadTrace } from '../trace/load.js';
+import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import type { EvalOutcome, Evaluator, Split } from './evaluator.js';
-
-/** The parts of src/eval's EvaluatorPool (issue 4) this adapter uses. */
-interface PoolLike {
-  evaluate(
-    candidate: { files: Record<string, string> },
-    opts: { trace: unknown; objective: 'adrs' | 'default'; windows?: number; repeats?: number },
-  ): Promise<{
-    valid: boolean;
-    stage: number;
-    score: number | null;
-    metrics: Record<string, number>;
-    artifacts: Record<string, string>;
-  }>;
-  close(): Promise<void> | void;
-}
-
-interface TraceLike {
-  manifest: { name: string; data: string };
-  path?: string;
-}
-
-// Resolved at run time so that evolution builds and tests even where the GPU evaluator is absent.
-const POOL_MODULE = '../eval/pool.js';
-const TRACE_MODULE = '../trace/load.js';
 
 /** Adapts the sandboxed GPU evaluator pool to the controller's Evaluator interface. */
 export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluator> {
@@ -36,25 +16,15 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
     throw new UserError(
       'evaluator.trace is not set; name the training trace (a bundled name or a path) in the config',
     );
-  let poolMod: { EvaluatorPool: { create(o: Record<string, unknown>): Promise<PoolLike> } };
-  let traceMod: { loadTrace(p: string): TraceLike };
-  try {
-    poolMod = await import(POOL_MODULE);
-    traceMod = await import(TRACE_MODULE);
-  } catch (error) {
-    throw new UserError(
-      `the GPU evaluator pool cannot be loaded (${(error as Error).message.split('\n')[0]}); set evaluator.module to use another evaluator`,
-    );
-  }
-  const train = traceMod.loadTrace(e.trace);
-  const heldout = e.heldout_trace ? traceMod.loadTrace(e.heldout_trace) : null;
-  const pool = await poolMod.EvaluatorPool.create({
+  const train = loadTrace(e.trace);
+  const heldout = e.heldout_trace ? loadTrace(e.heldout_trace) : null;
+  const pool = await EvaluatorPool.create({
     workers: e.workers,
     timeoutS: e.timeout_s,
     ...(e.memory_mb !== null ? { memoryMb: e.memory_mb } : {}),
     ...(e.adapter !== null ? { adapter: e.adapter } : {}),
   });
-  const opts = (trace: TraceLike) => ({
+  const opts = (trace: Trace): EvaluateOptions => ({
     trace,
     objective: e.objective,
     ...(e.windows !== null ? { windows: e.windows } : {}),
@@ -65,8 +35,7 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
     async evaluate(files: CandidateFiles, split: Split): Promise<EvalOutcome> {
       const trace = split === 'heldout' ? heldout : train;
       if (!trace) throw new UserError('no held-out trace configured (evaluator.heldout_trace)');
-      const r = await pool.evaluate({ files }, opts(trace));
-      return { valid: r.valid, stage: r.stage, score: r.score, metrics: r.metrics, artifacts: r.artifacts };
+      return toOutcome(await pool.evaluate({ files }, opts(trace)));
     },
     hasHeldOut: () => heldout !== null,
     traces: () => ({
@@ -79,8 +48,16 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
   };
 }
 
+/** Metrics the evaluation did not reach are null in EvalResult; the database keeps numbers only. */
+function toOutcome(r: EvalResult): EvalOutcome {
+  const metrics: Record<string, number> = {};
+  for (const [k, v] of Object.entries(r.metrics))
+    if (typeof v === 'number' && Number.isFinite(v)) metrics[k] = v;
+  return { valid: r.valid, stage: r.stage, score: r.score, metrics, artifacts: r.artifacts };
+}
+
 /** sha256 over the manifest and the binary loads file, so a reproducer names exactly the data it was scored on. */
-function traceChecksum(t: TraceLike): string {
+function traceChecksum(t: Trace): string {
   const h = createHash('sha256');
   if (t.path) {
     h.update(readFileSync(t.path));

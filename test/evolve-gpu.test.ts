@@ -1,0 +1,105 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSession } from '../src/evolve/session.js';
+import { FakeOpenAiServer, type FakeRequest } from './helpers/fake-openai-server.js';
+
+/**
+ * End to end through the real sandboxed GPU evaluator pool (lavapipe here): a seed whose packing
+ * fills GPUs in order is improved by a scripted model that restores least-loaded packing; a WGSL
+ * edit that does not compile comes back invalid with its file:line:col, and the model sees it.
+ */
+const LPT = '        if (gpuFill[g]! < S && (best < 0 || gpuLoad[g]! < gpuLoad[best]!)) best = g;';
+const FILL_IN_ORDER = '        if (gpuFill[g]! < S && best < 0) best = g;';
+
+let server: FakeOpenAiServer;
+let dir: string;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'adrs-evolve-gpu-'));
+  cpSync('examples/eplb', join(dir, 'seed'), { recursive: true, filter: (src) => !src.endsWith('.yaml') });
+  const ts = readFileSync(join(dir, 'seed', 'balancer.ts'), 'utf8');
+  expect(ts).toContain(LPT);
+  writeFileSync(join(dir, 'seed', 'balancer.ts'), ts.replace(LPT, FILL_IN_ORDER));
+  server = await FakeOpenAiServer.start((q: FakeRequest) => {
+    const user = q.messages[1]!.content;
+    const current = user.slice(
+      user.indexOf('# Current program'),
+      user.indexOf('# Best programs') >>> 0 || undefined,
+    );
+    if (q.index === 0) {
+      return {
+        text: '<<<<<<< SEARCH kernels/replicate.wgsl\n  let l = wg.x;\n=======\n  let l = wg.x +;\n>>>>>>> REPLACE',
+      };
+    }
+    if (current.includes(FILL_IN_ORDER.trim())) {
+      return {
+        text: `Pack onto the least-loaded GPU.\n<<<<<<< SEARCH balancer.ts\n${FILL_IN_ORDER}\n=======\n${LPT}\n>>>>>>> REPLACE`,
+      };
+    }
+    return {
+      text: `<<<<<<< SEARCH balancer.ts\n${LPT}\n=======\n${LPT}  \n// same code, new comment\n>>>>>>> REPLACE`,
+    };
+  });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+describe('adrs evolve through the sandboxed GPU evaluator', () => {
+  it('improves a weak seed, feeds compile errors back, and re-scores on the held-out trace', async () => {
+    const config = {
+      problem: 'Balance the experts.',
+      candidate: 'seed',
+      seed: 3,
+      iterations: 3,
+      llm: { base_url: server.baseUrl, models: ['scripted'], retry_base_s: 0.01 },
+      search: {
+        islands: 1,
+        parallel: 1,
+        mutations: { diff: 1, rewrite: 0, crossover: 0 },
+        exploration: 0,
+        exploitation: 1,
+      },
+      evaluator: {
+        workers: 1,
+        timeout_s: 60,
+        objective: 'adrs',
+        trace: 'synthetic-v3-windows',
+        // Exercises the held-out path; a real config names another workload.
+        heldout_trace: 'synthetic-v3-windows',
+        windows: 2,
+        repeats: 1,
+      },
+    };
+    writeFileSync(join(dir, 'evolve.json'), JSON.stringify(config));
+    const r = await runSession({ configPath: join(dir, 'evolve.json'), out: join(dir, 'run') });
+    const events = readFileSync(join(r.dir, 'events.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const commits = events.filter((e: { type: string }) => e.type === 'commit');
+    expect(commits.map((e: { outcome: string }) => e.outcome)).toEqual([
+      'seed',
+      'invalid',
+      'valid',
+      'refused',
+    ]);
+    // A comment-only edit of the best program is the same program: refused without an evaluation.
+    expect(commits[3].reason).toMatch(/unchanged \(same code after normalisation\)/);
+    expect(events.filter((e: { type: string }) => e.type === 'evaluation')).toHaveLength(3);
+    const invalid = events.find(
+      (e: { type: string; iteration: number }) => e.type === 'evaluation' && e.iteration === 1,
+    );
+    expect(JSON.stringify(invalid.result.artifacts)).toMatch(/replicate\.wgsl:\d+:\d+/);
+    // The next prompt reports the failed attempt with its reason.
+    expect(server.requests[1]!.messages[1]!.content).toMatch(
+      /iteration 1: diff of p0 → invalid.*replicate\.wgsl:\d+:\d+/,
+    );
+    expect(r.best.id).toBe('p2');
+    expect(r.best.metrics.balancedness_next!).toBeGreaterThan(r.seed.metrics.balancedness_next! + 0.01);
+    expect(r.best.score!).toBeGreaterThan(r.seed.score!);
+    expect(r.heldout!.best.valid).toBe(true);
+    expect(readFileSync(join(r.dir, 'best', 'candidate', 'balancer.ts'), 'utf8')).toContain(LPT);
+  });
+});
