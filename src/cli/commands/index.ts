@@ -1,5 +1,7 @@
 import type { CommandModule } from 'yargs';
+import { benchCommand } from './bench.js';
 import { devicesCommand } from './devices.js';
+import { evalCommand } from './eval.js';
 import { evolveCommand } from './evolve.js';
 import { profileCommand } from './profile.js';
 import { rebalanceCommand } from './rebalance.js';
@@ -10,7 +12,9 @@ import { traceCommand } from './trace.js';
 export const commands: CommandModule<any, any>[] = [
   devicesCommand,
   rebalanceCommand,
+  benchCommand,
   simulateCommand,
+  evalCommand,
   traceCommand,
   profileCommand,
   evolveCommand,

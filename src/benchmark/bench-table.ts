@@ -1,0 +1,52 @@
+import type { BenchReport, BenchRow } from './bench-types.js';
+
+const COLUMNS: Array<[header: string, cell: (r: BenchRow) => string]> = [
+  ['trace', (r) => r.trace],
+  ['balancer', (r) => r.balancer + (r.runsOn === 'gpu' ? ' (gpu)' : '')],
+  ['median ms', (r) => ms(r.time.median_ms)],
+  ['p95 ms', (r) => ms(r.time.p95_ms)],
+  ['GPU ms', (r) => (r.gpuTime ? ms(r.gpuTime.median_ms) : '–')],
+  ['bal. same', (r) => r.balancednessSame.toFixed(4)],
+  ['bal. next', (r) => (r.balancednessNext === null ? '–' : r.balancednessNext.toFixed(4))],
+  ['ADRS score', (r) => r.adrsScore.toFixed(2)],
+  ['MoE time vs none', (r) => `${(100 * r.moeVsNone).toFixed(1)} %`],
+  ['rebalance share', (r) => percent(r.rebalanceShare)],
+];
+
+/** The human table of `adrs bench`, device first; also valid Markdown (for bench/ results and the README). */
+export function formatBenchTable(report: BenchReport): string {
+  const c = report.config;
+  const lines = [
+    `device: ${report.device}`,
+    `deployment: ${c.replicas} slots on ${c.gpus} GPUs / ${c.nodes} nodes; timing over ${c.repeat} calls; ` +
+      `routing: ${c.tokens} tokens/step, ${c.policy}; rebalance every ${c.rebalanceInterval} steps`,
+    '',
+  ];
+  const header = COLUMNS.map(([h]) => h);
+  const body = report.rows.map((r) => COLUMNS.map(([, cell]) => cell(r)));
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(' | ')} |`;
+  lines.push(line(header));
+  lines.push(
+    `|${widths.map((w, i) => (i < 2 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+  );
+  for (const row of body) lines.push(line(row));
+  lines.push(
+    '',
+    'bal. same: GPU balancedness placed and scored on the same window; bal. next: placed on window k, scored on k+1;',
+    'MoE time: modelled MoE forward time (token-level simulation) relative to the load-unaware `none` placement;',
+    'rebalance share: median balancer time / time between two rebalances.',
+  );
+  return lines.join('\n');
+}
+
+function ms(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  return v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
+}
+
+function percent(v: number): string {
+  if (!Number.isFinite(v)) return '–';
+  return v >= 0.001 ? `${(100 * v).toFixed(2)} %` : `${(100 * v).toExponential(1)} %`;
+}

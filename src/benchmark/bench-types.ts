@@ -1,0 +1,46 @@
+import type { TimingSummary } from '../util/stats.js';
+
+/** One row of `adrs bench`: one balancer on one trace. */
+export interface BenchRow {
+  trace: string;
+  balancer: string;
+  runsOn: 'cpu' | 'gpu';
+  /** Wall time of one balancer call (GPU balancers: upload, dispatch and readback included). */
+  time: TimingSummary;
+  /** GPU time per call from timestamp queries (GPU balancers on devices that have them). */
+  gpuTime?: TimingSummary;
+  /** GPU balancedness, placed and scored on the same window (ratio of sums over every window). */
+  balancednessSame: number;
+  /** Placed on window k, scored on window k+1, over every k; null for single-snapshot traces. */
+  balancednessNext: number | null;
+  /** ADRS leaderboard score (EPLB.md) from balancedness (next window when there is one) and mean time. */
+  adrsScore: number;
+  /** Modelled MoE time of one forward pass (all layers, µs) with this placement, token-level simulation. */
+  moeUs: number;
+  /** moeUs of this balancer / moeUs of the `none` placement on the same window and tokens. */
+  moeVsNone: number;
+  /** Share of inter-node token-experts in the simulation. */
+  crossNodeShare: number;
+  /**
+   * Rebalancing time as a share of the time between two rebalances at vLLM's default interval
+   * (3000 steps of the modelled MoE forward time): whether the balancer's speed matters at all.
+   */
+  rebalanceShare: number;
+}
+
+export interface BenchReport {
+  device: string;
+  deviceSoftware: boolean;
+  date: string;
+  command: string;
+  config: {
+    repeat: number;
+    tokens: number;
+    policy: string;
+    rebalanceInterval: number;
+    replicas: number;
+    nodes: number;
+    gpus: number;
+  };
+  rows: BenchRow[];
+}

@@ -1,0 +1,205 @@
+import type { Balancer, BalancerContext } from '../eplb/balancer.js';
+import { noneBalancer } from '../eplb/balancers/baselines.js';
+import { adrsScore } from '../eplb/metrics.js';
+import { type Placement, validatePlacement } from '../eplb/placement.js';
+import type { Shape } from '../eplb/shape.js';
+import { validateShape } from '../eplb/shape.js';
+import { adapterLabel } from '../gpu/adapter-info.js';
+import type { GpuContext } from '../gpu/device.js';
+import { PlacementEvaluator } from '../sim/placement-eval.js';
+import { RouteSimulator } from '../sim/route-sim.js';
+import type { RoutePolicy } from '../sim/route-types.js';
+import { stepLoads, type Trace } from '../trace/trace.js';
+import { summarizeTimes } from '../util/stats.js';
+import type { BenchReport, BenchRow } from './bench-types.js';
+
+export interface BenchOptions {
+  traces: Trace[];
+  balancers: readonly Balancer[];
+  /** Timed balancer calls per trace (after one warm-up per window). */
+  repeat: number;
+  /** Tokens per forward step in the routing simulation. */
+  tokens: number;
+  policy: RoutePolicy;
+  /** Steps between two rebalances (vLLM's default: 3000). */
+  rebalanceInterval: number;
+  deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>;
+  seed: number;
+  command: string;
+  /** Called with a short status before each (trace, balancer). */
+  progress?: (message: string) => void;
+}
+
+/**
+ * Every balancer on every trace: timing of the balancer call, balancedness placed and scored on the
+ * same window and on the next one (all windows scored on the GPU in one batched evaluation per trace),
+ * the ADRS score, and the token-level modelled MoE time against the `none` placement.
+ */
+export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<BenchReport> {
+  const rows: BenchRow[] = [];
+  for (const trace of options.traces) {
+    const shape = traceShape(trace, options.deployment);
+    validateShape(shape);
+    const windows = trace.manifest.steps;
+    const evaluator = await PlacementEvaluator.create(gpu, shape, {
+      placements: windows,
+      windows,
+      pairs: 2 * windows,
+    });
+    const simulator = await RouteSimulator.create(gpu, shape, { maxTokens: options.tokens });
+    try {
+      evaluator.setWindows(trace.loads);
+      // The window the routing simulation replays: the last one, placed from the one before it.
+      const simWindow = windows - 1;
+      const placeWindow = Math.max(0, windows - 2);
+      const none = await timeAndPlace(noneBalancer, shape, trace, {}, 0);
+      const noneSim = await simulate(
+        simulator,
+        trace,
+        shape,
+        none.placements[placeWindow]!,
+        simWindow,
+        options,
+      );
+      for (const balancer of options.balancers) {
+        options.progress?.(`${trace.manifest.name}: ${balancer.name}`);
+        const ctx: BalancerContext = { seed: options.seed, ...(balancer.runsOn === 'gpu' ? { gpu } : {}) };
+        const timed = await timeAndPlace(balancer, shape, trace, ctx, options.repeat);
+        const pairs: Array<[number, number]> = [];
+        for (let k = 0; k < windows; k++) pairs.push([k, k]);
+        for (let k = 0; k + 1 < windows; k++) pairs.push([k, k + 1]);
+        const metrics = await evaluator.evaluate(timed.placements, pairs, { perLayer: false });
+        const same = ratioOfSums(metrics.slice(0, windows));
+        const next = windows > 1 ? ratioOfSums(metrics.slice(windows)) : null;
+        const sim = await simulate(
+          simulator,
+          trace,
+          shape,
+          timed.placements[placeWindow]!,
+          simWindow,
+          options,
+        );
+        const meanSeconds = timed.meanMs / 1000;
+        rows.push({
+          trace: trace.manifest.name,
+          balancer: balancer.name,
+          runsOn: balancer.runsOn,
+          time: timed.time,
+          ...(timed.gpuTime ? { gpuTime: timed.gpuTime } : {}),
+          balancednessSame: same,
+          balancednessNext: next,
+          adrsScore: adrsScore(next ?? same, meanSeconds),
+          moeUs: sim.us,
+          moeVsNone: sim.us / noneSim.us,
+          crossNodeShare: sim.crossNodeShare,
+          rebalanceShare: timed.time.median_ms / 1000 / ((options.rebalanceInterval * sim.us) / 1e6),
+        });
+      }
+    } finally {
+      evaluator.destroy();
+      simulator.destroy();
+    }
+  }
+  return {
+    device: adapterLabel(gpu.info),
+    deviceSoftware: gpu.info.software,
+    date: new Date().toISOString(),
+    command: options.command,
+    config: {
+      repeat: options.repeat,
+      tokens: options.tokens,
+      policy: options.policy,
+      rebalanceInterval: options.rebalanceInterval,
+      ...options.deployment,
+    },
+    rows,
+  };
+}
+
+/** The trace's model shape on the benchmark's deployment. */
+export function traceShape(trace: Trace, deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>): Shape {
+  const { layers, experts, groups } = trace.manifest;
+  return { layers, experts, groups, ...deployment };
+}
+
+interface TimedPlacements {
+  placements: Placement[];
+  time: ReturnType<typeof summarizeTimes>;
+  gpuTime?: ReturnType<typeof summarizeTimes>;
+  meanMs: number;
+}
+
+/**
+ * Places every window (each call warmed up once) and times `repeat` further calls cycling through the
+ * windows, so a balancer cannot profit from seeing the same input twice in a row.
+ */
+async function timeAndPlace(
+  balancer: Balancer,
+  shape: Shape,
+  trace: Trace,
+  ctx: BalancerContext,
+  repeat: number,
+): Promise<TimedPlacements> {
+  const prepared = await balancer.prepare(shape, ctx);
+  try {
+    const windows = trace.manifest.steps;
+    const placements: Placement[] = [];
+    for (let k = 0; k < windows; k++) {
+      const placement = await prepared.rebalance(stepLoads(trace, k));
+      validatePlacement(placement);
+      placements.push(placement);
+    }
+    const wall: number[] = [];
+    const gpuMs: number[] = [];
+    // Timed calls cycle through the windows.
+    for (let i = 0; i < repeat; i++) {
+      const loads = stepLoads(trace, i % windows);
+      const t0 = performance.now();
+      await prepared.rebalance(loads);
+      wall.push(performance.now() - t0);
+      const g = prepared.lastGpuMs?.();
+      if (g !== undefined) gpuMs.push(g);
+    }
+    return {
+      placements,
+      time: summarizeTimes(wall),
+      ...(gpuMs.length > 0 ? { gpuTime: summarizeTimes(gpuMs) } : {}),
+      meanMs: wall.reduce((a, b) => a + b, 0) / Math.max(1, wall.length),
+    };
+  } finally {
+    prepared.dispose?.();
+  }
+}
+
+async function simulate(
+  simulator: RouteSimulator,
+  trace: Trace,
+  shape: Shape,
+  placement: Placement,
+  simWindow: number,
+  options: BenchOptions,
+): Promise<{ us: number; crossNodeShare: number }> {
+  const result = await simulator.run({
+    loads: stepLoads(trace, simWindow),
+    placement,
+    tokens: options.tokens,
+    topK: trace.manifest.topK,
+    ...(trace.manifest.topKGroups < shape.groups ? { topKGroups: trace.manifest.topKGroups } : {}),
+    policy: options.policy,
+    seed: options.seed,
+  });
+  let cross = 0;
+  for (const c of result.crossNode) cross += c;
+  return { us: result.totalTimeUs, crossNodeShare: result.routed > 0 ? cross / result.routed : 0 };
+}
+
+/** GPU balancedness over several (placement, window) pairs: Σ mean / Σ max, like the per-pair metric. */
+function ratioOfSums(metrics: ReadonlyArray<{ sumMeanGpuLoad: number; sumMaxGpuLoad: number }>): number {
+  let mean = 0;
+  let max = 0;
+  for (const m of metrics) {
+    mean += m.sumMeanGpuLoad;
+    max += m.sumMaxGpuLoad;
+  }
+  return max > 0 ? mean / max : 1;
+}

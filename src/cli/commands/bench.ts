@@ -1,0 +1,121 @@
+import type { CommandModule } from 'yargs';
+import { formatBenchTable } from '../../benchmark/bench-table.js';
+import { runBench } from '../../benchmark/run-bench.js';
+import { getBalancer, listBalancers } from '../../eplb/registry.js';
+import { DEEPSEEK_V3_SHAPE } from '../../eplb/shape.js';
+import { withGpu } from '../../gpu/device.js';
+import { ROUTE_POLICIES, type RoutePolicy } from '../../sim/route-types.js';
+import { listBundledTraces, loadTrace } from '../../trace/load.js';
+import { check } from '../../util/errors.js';
+import { writeFileAtomic } from '../../util/files.js';
+import { printJson, withAdapter, withJson } from '../options.js';
+import { progressLine } from '../progress.js';
+
+interface BenchArgs {
+  trace?: string[];
+  balancers?: string;
+  repeat: number;
+  tokens: number;
+  policy: RoutePolicy;
+  interval: number;
+  replicas: number;
+  nodes: number;
+  gpus: number;
+  seed: number;
+  json: boolean;
+  out?: string;
+  adapter?: string;
+}
+
+export const benchCommand: CommandModule<object, BenchArgs> = {
+  command: 'bench',
+  describe:
+    'Benchmark balancers on traces: time, balancedness (same and next window), ADRS score, modelled MoE time',
+  builder: (y) =>
+    withAdapter(
+      withJson(
+        y
+          .option('trace', {
+            type: 'string',
+            array: true,
+            describe: 'Traces (files or bundled names; repeatable); default: every bundled trace',
+          })
+          .option('balancers', {
+            type: 'string',
+            describe: `Comma-separated balancers (${listBalancers()
+              .map((b) => b.name)
+              .join(', ')}); default: all`,
+          })
+          .option('repeat', { type: 'number', default: 20, describe: 'Timed calls per balancer and trace' })
+          .option('tokens', {
+            type: 'number',
+            default: 16384,
+            describe: 'Tokens per step in the routing simulation',
+          })
+          .option('policy', {
+            choices: ROUTE_POLICIES as readonly string[],
+            default: 'round-robin',
+            describe: 'How tokens pick a replica in the simulation',
+          })
+          .option('interval', {
+            type: 'number',
+            default: 3000,
+            describe: "Steps between two rebalances (vLLM's default 3000)",
+          })
+          .option('replicas', {
+            type: 'number',
+            default: DEEPSEEK_V3_SHAPE.replicas,
+            describe: 'Physical expert slots R',
+          })
+          .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'Nodes N' })
+          .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'GPUs P' })
+          .option('seed', {
+            type: 'number',
+            default: 1,
+            describe: 'Seed of the simulation and of random balancers',
+          })
+          .option('out', { type: 'string', describe: 'Also write the JSON report to this file' }),
+      ),
+    ) as never,
+  handler: async (argv) => {
+    check(
+      Number.isInteger(argv.repeat) && argv.repeat >= 1,
+      `--repeat must be a positive integer, got ${argv.repeat}`,
+    );
+    check(
+      Number.isInteger(argv.tokens) && argv.tokens >= 1,
+      `--tokens must be a positive integer, got ${argv.tokens}`,
+    );
+    check(argv.interval > 0, `--interval must be positive, got ${argv.interval}`);
+    const traceNames = argv.trace?.length ? argv.trace : listBundledTraces();
+    check(traceNames.length > 0, 'no trace to benchmark: pass --trace FILE (no bundled traces found)');
+    const traces = traceNames.map((name) => loadTrace(name));
+    const balancers = argv.balancers
+      ? argv.balancers
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map(getBalancer)
+      : listBalancers();
+    check(balancers.length > 0, '--balancers names no balancer');
+    const progress = progressLine(!argv.json);
+    const report = await withGpu(argv.adapter ? { adapter: argv.adapter } : {}, (gpu) =>
+      runBench(gpu, {
+        traces,
+        balancers,
+        repeat: argv.repeat,
+        tokens: argv.tokens,
+        policy: argv.policy,
+        rebalanceInterval: argv.interval,
+        deployment: { replicas: argv.replicas, nodes: argv.nodes, gpus: argv.gpus },
+        seed: argv.seed,
+        command: `adrs ${process.argv.slice(2).join(' ')}`,
+        progress: progress.update,
+      }),
+    );
+    progress.done();
+    if (argv.out) writeFileAtomic(argv.out, `${JSON.stringify(report, null, 2)}\n`);
+    if (argv.json) printJson(report);
+    else console.log(formatBenchTable(report));
+  },
+};
