@@ -11,6 +11,9 @@ import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
 const BUNDLE_DIR = join('node_modules', '.cache', 'adrs-evolve-test');
 const CLI = join(BUNDLE_DIR, 'evolve-cli.mjs');
 
+// biome-ignore lint/suspicious/noExplicitAny: events are free-form JSON lines, inspected field by field.
+type RunEventLike = Record<string, any>;
+
 let server: FakeOpenAiServer;
 beforeAll(async () => {
   mkdirSync(BUNDLE_DIR, { recursive: true });
@@ -53,7 +56,7 @@ const events = (dir: string) =>
         .filter((l) => l.trim())
         .flatMap((l) => {
           try {
-            return [JSON.parse(l) as Record<string, any>];
+            return [JSON.parse(l) as RunEventLike];
           } catch {
             return [];
           }

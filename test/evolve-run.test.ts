@@ -6,6 +6,9 @@ import { runSession } from '../src/evolve/session.js';
 import { climbingModel, currentValues, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer, type FakeReply, type FakeRequest } from './helpers/fake-openai-server.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: events are free-form JSON lines, inspected field by field.
+type RunEventLike = Record<string, any>;
+
 let server: FakeOpenAiServer | undefined;
 afterEach(async () => {
   await server?.close();
@@ -16,7 +19,7 @@ const events = (dir: string) =>
   readFileSync(join(dir, 'events.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, any>);
+    .map((l) => JSON.parse(l) as RunEventLike);
 
 describe('adrs evolve against a local OpenAI-compatible server', () => {
   it('improves the seed over several iterations and writes a complete run folder', async () => {

@@ -5,6 +5,7 @@ import type { EvolveConfig } from './config.js';
 import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
 import type { EvalOutcome, Evaluator } from './evaluator.js';
 import { LlmCallError } from './llm/openai-client.js';
+import { Semaphore } from './llm/semaphore.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
 import { applySearchReplace, type PatchResult, parseSearchReplace } from './patch.js';
 import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
@@ -95,6 +96,7 @@ export class Controller {
   private cp!: Checkpoint;
   private readonly inflightEvals = new Map<string, Promise<EvalOutcome>>();
   private readonly abort = new AbortController();
+  private readonly evalGate: Semaphore;
   private readonly now: () => number;
   private readonly t0: number;
   private elapsedBefore = 0;
@@ -115,6 +117,7 @@ export class Controller {
     this.folder = o.folder;
     this.now = o.now ?? (() => performance.now());
     this.t0 = this.now();
+    this.evalGate = new Semaphore(Math.max(1, o.evaluator.workers));
     // Every in-flight model call listens on the stop signal.
     setMaxListeners(1000, this.abort.signal);
     this.own = Recorded.from(o.mode === 'resume' ? o.folder.readEvents(true) : []);
@@ -466,10 +469,14 @@ export class Controller {
     const running = this.inflightEvals.get(hash);
     if (running) return running;
     const p = (async () => {
-      const t = this.now();
+      let t = this.now();
       let result: EvalOutcome;
       try {
-        result = await this.o.evaluator.evaluate(files, 'train');
+        // Our own gate (one slot per worker) so the time measured is busy time, not queueing in the pool.
+        result = await this.evalGate.run(async () => {
+          t = this.now();
+          return this.o.evaluator.evaluate(files, 'train');
+        });
       } catch (error) {
         // The evaluator itself failed (not the candidate): record it as an invalid evaluation with the reason.
         result = {
