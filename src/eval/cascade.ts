@@ -28,6 +28,8 @@ export interface CascadeJob {
   options: EvaluateOptions;
   windows: Float32Array[];
   shape: Shape;
+  /** Settles when background work that would disturb timing (the next worker's start) is over. */
+  quiet?: Promise<unknown>;
 }
 
 /** A reason the candidate is invalid, already phrased as an artifact. */
@@ -58,6 +60,9 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     where: 'loading',
     times: [] as number[],
     candidateMs: 0,
+    /** Per timed call: the worker's clock, and the parent's round trip minus the IPC baseline. */
+    workerMs: [] as number[],
+    parentMs: [] as number[],
     ipcMs: null as number | null,
     next: [] as number[],
     same: [] as number[],
@@ -68,6 +73,13 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   };
   const finish = (valid: boolean): EvalResult => {
     const evalMs = performance.now() - started;
+    // The worker's clock is precise but runs in the candidate's process; the parent's cannot be
+    // fooled but carries IPC jitter. Each call is charged its worker time plus the gap between the
+    // clocks that even the best quarter of calls shows: ≈0 for an honest candidate, the whole hidden
+    // time for one that stops the worker's clock early.
+    const gaps = run.workerMs.map((w, i) => run.parentMs[i]! - w).sort((a, b) => a - b);
+    const gap = gaps.length ? Math.max(0, gaps[Math.floor(gaps.length / 4)]!) : 0;
+    run.times = run.workerMs.map((w) => w + gap);
     const t = summarizeTimes(run.times);
     const mean = run.times.length ? run.times.reduce((a, b) => a + b, 0) / run.times.length : null;
     const b = avg(run.next);
@@ -85,6 +97,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       windows: run.next.length,
       calls: run.times.length,
       ipc_ms: run.ipcMs,
+      clock_gap_ms: run.times.length ? gap : null,
       eval_ms: evalMs,
       candidate_ms: run.candidateMs,
       overhead_ms: evalMs - run.candidateMs,
@@ -103,20 +116,23 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     };
   };
 
-  const call = async (loads: Float32Array, shape: Shape): Promise<Placement> => {
+  const call = async (
+    loads: Float32Array,
+    shape: Shape,
+  ): Promise<Placement & { ms: number; parentMs: number }> => {
     const t0 = performance.now();
     const reply = (await job.worker.request({ type: 'call', loads, shape })) as CallReply;
     const roundTrip = performance.now() - t0;
     if (reply.failure) throw failureToInvalid(reply.failure, job.compiled, run.where);
-    // The worker's clock is precise, the parent's cannot be fooled: take the larger.
-    const ms = Math.max(reply.ms, roundTrip - (run.ipcMs ?? roundTrip));
+    const ms = reply.ms;
+    const parentMs = roundTrip - (run.ipcMs ?? roundTrip);
     run.candidateMs += ms;
     const placement = placementOf(shape, reply);
     if (typeof placement === 'string') throw new Invalid('validation', `${run.where}: ${placement}`);
     if (job.worker.unexpectedReplies > 0) {
       throw new Invalid('sandbox', `${run.where}: the candidate sent messages on the harness channel`);
     }
-    return Object.assign(placement, { ms });
+    return Object.assign(placement, { ms, parentMs });
   };
 
   try {
@@ -132,6 +148,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     const { shape, windows } = job;
     const rng = new Rng(options.seed ?? 1);
     run.where = 'stage 2, calibration';
+    await job.quiet;
     const probes: number[] = [];
     for (let i = 0; i < IPC_PROBES; i++) {
       const t0 = performance.now();
@@ -156,7 +173,8 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
         const history = pass === 0 ? windows[k]! : applyTransform(t, windows[k]!, shape);
         const future = pass === 0 ? windows[k + 1]! : applyTransform(t, windows[k + 1]!, shape);
         const placement = await call(history, shape);
-        run.times.push((placement as Placement & { ms: number }).ms);
+        run.workerMs.push(placement.ms);
+        run.parentMs.push(placement.parentMs);
         const next = balanceMetrics(placement, future);
         if (pass === 0) {
           run.next.push(next.gpuBalancedness);

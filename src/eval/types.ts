@@ -51,6 +51,11 @@ export interface EvalMetrics {
   calls: number;
   /** IPC round trip of a call's payload without the candidate, subtracted from the parent's clock. */
   ipc_ms: number | null;
+  /**
+   * Lower-quartile gap between the parent's clock (round trip minus ipc_ms) and the worker's,
+   * added to every call: ≈0 unless the candidate hid time from the worker's clock.
+   */
+  clock_gap_ms: number | null;
   /** Whole evaluation wall time, the candidate's own time within it, and the rest (overhead). */
   eval_ms: number;
   candidate_ms: number;
