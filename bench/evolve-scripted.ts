@@ -38,7 +38,7 @@ const config = {
     base_url: server.baseUrl,
     models: [{ name: 'scripted', price_input_per_mtok: 0.5, price_output_per_mtok: 1.5 }],
   },
-  // Always build on the seed, so the anchor line is always there.
+  // Uniform parent picks; every program keeps the anchor line, so each edit applies once.
   search: {
     islands: 1,
     parallel: env('PARALLEL', 3),
