@@ -31,7 +31,8 @@ await withGpu({}, async (gpu) => {
   const prepared = await createGpuLptBalancer(options).prepare(shape, { gpu });
   // The CPU balancer to compare with (the best one registered; CPU_BALANCER names another).
   const cpuBalancer =
-    listBalancers().find((b) => b.name === process.env.CPU_BALANCER) ?? listBalancers().find((b) => b.runsOn === 'cpu');
+    listBalancers().find((b) => b.name === process.env.CPU_BALANCER) ??
+    listBalancers().find((b) => b.runsOn === 'cpu');
   const cpu = cpuBalancer ? await cpuBalancer.prepare(shape, {}) : undefined;
   const wall: number[] = [];
   const gpuMs: number[] = [];

@@ -38,7 +38,16 @@ export const gpuLptBalancer: Balancer = createGpuLptBalancer();
 /** Workgroup memory the kernel declares for a shape (keep in step with the kernel's var<workgroup>). */
 export function gpuLptWorkgroupBytes(shape: Shape, workgroupSize: number): number {
   const { experts: E, replicas: R, gpus: P } = shape;
-  return 4 * (2 * E + 5 * R + 2 * P + P * Math.ceil(E / 32) + 2 * workgroupSize + 2 * reductionParts(workgroupSize) + 2);
+  return (
+    4 *
+    (2 * E +
+      5 * R +
+      2 * P +
+      P * Math.ceil(E / 32) +
+      2 * workgroupSize +
+      2 * reductionParts(workgroupSize) +
+      2)
+  );
 }
 
 /** The kernel's two-level reductions: PARTS threads fold WG/PARTS values each, then one folds PARTS. */
