@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Placement, placementFromPhy2log } from '../src/eplb/placement.js';
 import type { Shape } from '../src/eplb/shape.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
-import { COUNTERS_PER_GPU } from '../src/sim/cost-model.js';
+import { COUNTERS_PER_GPU, expertUsPerToken, H100_COST_MODEL, layerTimes } from '../src/sim/cost-model.js';
 import { routeReference } from '../src/sim/route-reference.js';
 import { RouteSimulator } from '../src/sim/route-sim.js';
 import { ROUTE_POLICIES, type RouteInput, type RouteResult } from '../src/sim/route-types.js';
@@ -234,5 +234,27 @@ describe('edge cases', () => {
     const bad = new Float32Array(base.loads);
     bad[3] = Number.NaN;
     await expect(sim.run({ ...base, loads: bad })).rejects.toThrow(/finite/);
+  });
+});
+
+describe('cost model', () => {
+  it('adds the slowest GPU of each phase: compute, dispatch, combine', () => {
+    const shape: Shape = { layers: 1, experts: 4, replicas: 4, groups: 1, nodes: 2, gpus: 4 };
+    // GPU 0 receives 1000 (200 over NVLink, 300 over the NIC); GPU 3 sends 500 over the NIC.
+    const c = new Uint32Array(4 * COUNTERS_PER_GPU);
+    c.set([1000, 200, 300, 0, 0], 0);
+    c.set([10, 0, 0, 200, 0], 5);
+    c.set([0, 0, 0, 0, 500], 15);
+    const t = layerTimes(shape, c, H100_COST_MODEL);
+    const m = H100_COST_MODEL;
+    const dispatchBytes = 7168 * 1 + 224;
+    const combineBytes = 7168 * 2;
+    const nic = (m.nicGbps / 8) * 1e3; // bytes per µs
+    expect(expertUsPerToken(m)).toBeCloseTo((88_080_384 / (1979e12 * 0.4)) * 1e6, 12);
+    expect(t.computeUs[0]).toBeCloseTo(1000 * expertUsPerToken(m), 9);
+    // The NIC dominates: GPU 3 sends 500 across nodes, more than GPU 0 receives (300).
+    expect(t.dispatchUs[0]).toBeCloseTo((500 * dispatchBytes) / nic, 9);
+    expect(t.combineUs[0]).toBeCloseTo((500 * combineBytes) / nic, 9);
+    expect(t.totalTimeUs).toBeCloseTo(t.computeUs[0]! + t.dispatchUs[0]! + t.combineUs[0]!, 9);
   });
 });

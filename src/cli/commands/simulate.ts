@@ -143,6 +143,10 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
           'Also run the TypeScript reference on the same input: its throughput, the speed ratio, agreement',
       }),
   handler: async (argv) => {
+    check(
+      Number.isInteger(argv.tokens) && argv.tokens >= 1,
+      `--tokens must be a positive integer, got ${argv.tokens}`,
+    );
     const trace = loadTrace(argv.trace);
     const m = trace.manifest;
     const simulated = pickStep(trace, argv.window);
@@ -303,9 +307,9 @@ function report(argv: SimulateArgs, r: Report): void {
     `  ${f(routed)} routed token-experts on ${r.device}: ${gpuPart}wall ${f(r.result.wallMs, 1)} ms (${f(perf.routedPerSecondWall / 1e6, 1)} M/s)`,
   );
   if (perf.cpu) {
-    const ratio = perf.cpu.speedupGpu !== null ? `, ${f(perf.cpu.speedupGpu, 1)}× by GPU time` : '';
+    const byGpu = perf.cpu.speedupGpu !== null ? `, ${f(perf.cpu.speedupGpu, 2)}× by GPU time` : '';
     console.log(
-      `  TS reference: wall ${f(perf.cpu.wallMs, 1)} ms (${f(perf.cpu.routedPerSecond / 1e6, 1)} M/s); GPU wall is ${f(perf.cpu.speedupWall, 1)}× faster${ratio}; counts agree: ${perf.cpu.agree ? 'yes' : 'NO'}`,
+      `  TS reference: wall ${f(perf.cpu.wallMs, 1)} ms (${f(perf.cpu.routedPerSecond / 1e6, 1)} M/s); speed ratio (TS time / GPU time): ${f(perf.cpu.speedupWall, 2)}× by wall${byGpu}; counts agree: ${perf.cpu.agree ? 'yes' : 'NO'}`,
     );
   }
 }
