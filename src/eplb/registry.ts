@@ -1,16 +1,18 @@
 import { UserError } from '../util/errors.js';
 import type { Balancer } from './balancer.js';
 import { noneBalancer, randomBalancer } from './balancers/baselines.js';
+import { bldmSwapBalancer } from './balancers/bldm-swap.js';
 import { deepseekBalancer } from './balancers/deepseek.js';
-import { snakeSwapBalancer } from './balancers/snake-swap.js';
+import { gpuLptBalancer } from './balancers/gpu-balancer.js';
 
 /**
  * Every named balancer. The first entry is the default (the best one we have): `adrs rebalance`
  * without --balancer runs it. Add a balancer by adding it here.
  */
 export const BALANCERS: readonly Balancer[] = [
-  snakeSwapBalancer,
+  bldmSwapBalancer,
   deepseekBalancer,
+  gpuLptBalancer,
   noneBalancer,
   randomBalancer,
 ];

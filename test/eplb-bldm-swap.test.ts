@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PreparedBalancer } from '../src/eplb/balancer.js';
+import { bldmSwapBalancer } from '../src/eplb/balancers/bldm-swap.js';
 import { deepseekBalancer } from '../src/eplb/balancers/deepseek.js';
-import { snakeSwapBalancer } from '../src/eplb/balancers/snake-swap.js';
 import { balanceMetrics } from '../src/eplb/metrics.js';
 import { type Placement, placementProblem } from '../src/eplb/placement.js';
 import { DEEPSEEK_V3_SHAPE, type Shape } from '../src/eplb/shape.js';
@@ -10,14 +10,14 @@ import { stepLoads } from '../src/trace/trace.js';
 import { Rng } from '../src/util/rng.js';
 
 function place(shape: Shape, loads: Float32Array): Placement {
-  // snake-swap prepares and rebalances synchronously.
-  const prepared = snakeSwapBalancer.prepare(shape, {}) as PreparedBalancer;
+  // bldm-swap prepares and rebalances synchronously.
+  const prepared = bldmSwapBalancer.prepare(shape, {}) as PreparedBalancer;
   return prepared.rebalance(loads) as Placement;
 }
 
 const realSnapshots = listBundledTraces().filter((n) => n.startsWith('sglang-r1-'));
 
-describe('snake-swap (the default balancer)', () => {
+describe('bldm-swap (the default balancer)', () => {
   it('ships the eight real snapshots it is judged on', () => {
     expect(realSnapshots).toHaveLength(8);
   });
@@ -35,7 +35,7 @@ describe('snake-swap (the default balancer)', () => {
 
   it('is deterministic and reuses its scratch across calls and shapes of loads', () => {
     const shape = DEEPSEEK_V3_SHAPE;
-    const prepared = snakeSwapBalancer.prepare(shape, {}) as PreparedBalancer;
+    const prepared = bldmSwapBalancer.prepare(shape, {}) as PreparedBalancer;
     const a = loadTrace(realSnapshots[0]!).loads;
     const b = loadTrace(realSnapshots[1]!).loads;
     const first = prepared.rebalance(a) as Placement;
