@@ -1,13 +1,20 @@
-import { balanceMetrics } from '../eplb/metrics.js';
 import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
+import type { Trace } from '../trace/trace.js';
 import { Rng } from '../util/rng.js';
 import { summarizeTimes } from '../util/stats.js';
+import type { GpuScorer } from './gpu-scorer.js';
 import type { Failure, FromWorker } from './protocol.js';
 import { adrsObjective, defaultScore } from './scores.js';
 import type { CompiledCandidate } from './transpile.js';
 import type { EvalMetrics, EvalResult, EvaluateOptions } from './types.js';
-import { applyTransform, identityTransform, type LoadTransform, randomTransform } from './windows.js';
+import {
+  applyTransform,
+  identityTransform,
+  type LoadTransform,
+  randomTransform,
+  untransformPlacement,
+} from './windows.js';
 import { WorkerDeath, type WorkerProcess } from './worker-process.js';
 
 /** Stage 1's tiny case: DeepSeek's README example (2 layers × 12 experts, 16 slots, 4 groups, 2 nodes, 8 GPUs). */
@@ -26,8 +33,12 @@ export interface CascadeJob {
   compiled: CompiledCandidate;
   kernels: Record<string, string>;
   options: EvaluateOptions;
+  /** The trace's leading windows (traceWindows(trace, n)) and the trace they come from. */
   windows: Float32Array[];
+  trace: Trace;
   shape: Shape;
+  /** The harness's GPU metrics (shared by the pool). */
+  scorer: GpuScorer;
   /** Settles when background work that would disturb timing (the next worker's start) is over. */
   quiet?: Promise<unknown>;
 }
@@ -49,8 +60,10 @@ type CallReply = Extract<FromWorker, { type: 'result' }>;
  * file:line:col), module load, the tiny case, validated. Stage 2: warm-up, then `repeats` passes over
  * the windows in time order; pass 0 feeds each window as it is and scores its placement on the next
  * window, later passes feed relabelled windows (see windows.ts) and check that quality holds. Every
- * call is timed and every placement validated here, in the harness; nothing the worker reports
- * about quality is used, and its clock is only trusted when the parent's clock agrees.
+ * call is timed and every placement validated here, in the harness; after each pass its placements
+ * are scored in one batch on the harness's GPU (relabelled ones mapped back to the original labels,
+ * so the windows stay resident). Nothing the worker reports about quality is used, and its clock is
+ * only trusted when the parent's clock agrees.
  */
 export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   const started = performance.now();
@@ -167,25 +180,36 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     const pairs = windows.length - 1;
     let lastProgress = performance.now();
     for (let pass = 0; pass < repeats; pass++) {
+      // Pass 0 scores placement k on windows k+1 and k; relabelled passes on window k+1 only.
+      const placements: Placement[] = [];
       for (let k = 0; k < pairs; k++) {
         run.where = `stage 2, window ${k} of ${pairs}, pass ${pass + 1} of ${repeats}`;
         const t: LoadTransform = pass === 0 ? identityTransform(shape) : randomTransform(shape, rng);
         const history = pass === 0 ? windows[k]! : applyTransform(t, windows[k]!, shape);
-        const future = pass === 0 ? windows[k + 1]! : applyTransform(t, windows[k + 1]!, shape);
         const placement = await call(history, shape);
         run.workerMs.push(placement.ms);
         run.parentMs.push(placement.parentMs);
-        const next = balanceMetrics(placement, future);
-        if (pass === 0) {
-          run.next.push(next.gpuBalancedness);
-          run.slotNext.push(next.slotBalancedness);
-          run.interNode.push(next.interNodeShare);
-          run.same.push(balanceMetrics(placement, history).gpuBalancedness);
-        } else run.varied.push(next.gpuBalancedness);
+        placements.push(pass === 0 ? placement : untransformPlacement(t, placement));
         if (options.onProgress && performance.now() - lastProgress > 1000) {
           lastProgress = performance.now();
           options.onProgress(run.where);
         }
+      }
+      run.where = `stage 2, scoring pass ${pass + 1} of ${repeats}`;
+      const scored: Array<[number, number]> = [];
+      for (let k = 0; k < pairs; k++) {
+        scored.push([k, k + 1]);
+        if (pass === 0) scored.push([k, k]);
+      }
+      const m = await job.scorer.score(job.trace, windows, shape, placements, scored);
+      for (let k = 0; k < pairs; k++) {
+        if (pass === 0) {
+          const next = m[2 * k]!;
+          run.next.push(next.gpuBalancedness);
+          run.slotNext.push(next.slotBalancedness);
+          run.interNode.push(next.interNodeShare);
+          run.same.push(m[2 * k + 1]!.gpuBalancedness);
+        } else run.varied.push(m[k]!.gpuBalancedness);
       }
     }
     const plain = avg(run.next);

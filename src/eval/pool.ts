@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../eplb/shape.js';
 import { check, UserError } from '../util/errors.js';
 import { runCascade } from './cascade.js';
+import { GpuScorer } from './gpu-scorer.js';
 import { type CandidateInput, openCandidate } from './sources.js';
 import { TranspileError, transpileCandidate } from './transpile.js';
 import type { EvalMetrics, EvalResult, EvaluateOptions, PoolOptions } from './types.js';
@@ -36,6 +37,7 @@ export class EvaluatorPool {
     private readonly options: Required<Pick<PoolOptions, 'timeoutS' | 'memoryMb'>> & PoolOptions,
     private readonly bundle: WorkerBundle,
     private readonly slots: Slot[],
+    private readonly scorer: GpuScorer,
   ) {
     this.free = [...slots];
   }
@@ -56,15 +58,18 @@ export class EvaluatorPool {
         ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
       });
     const slots = Array.from({ length: options.workers }, () => new Slot(spawn));
+    let scorer: GpuScorer | undefined;
     try {
       // Surface "no device" now, not on the first candidate.
-      await Promise.all(slots.map((s) => s.ready()));
+      [scorer] = await Promise.all([GpuScorer.create(options.adapter), ...slots.map((s) => s.ready())]);
     } catch (error) {
       await Promise.all(slots.map((s) => s.close()));
+      await scorer?.close();
       rmSync(bundle.dir, { recursive: true, force: true });
+      if (error instanceof UserError) throw error;
       throw new UserError(`could not start an evaluation worker: ${(error as Error).message}`);
     }
-    return new EvaluatorPool({ ...options, memoryMb }, bundle, slots);
+    return new EvaluatorPool({ ...options, memoryMb }, bundle, slots, scorer);
   }
 
   /** The GPU adapter the workers use. */
@@ -121,7 +126,9 @@ export class EvaluatorPool {
             kernels: folder.kernels,
             options,
             windows,
+            trace: options.trace,
             shape,
+            scorer: this.scorer,
             quiet: successor,
           });
         } finally {
@@ -139,7 +146,7 @@ export class EvaluatorPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.close()));
+    await Promise.all([...this.slots.map((s) => s.close()), this.scorer.close()]);
     rmSync(this.bundle.dir, { recursive: true, force: true });
   }
 
@@ -200,7 +207,8 @@ class Slot {
   }
 }
 
-function deploymentShape(options: EvaluateOptions): Shape {
+/** The evaluated deployment: layers, experts and groups from the trace; slots, nodes and GPUs from the options (default DeepSeek-V3). */
+export function deploymentShape(options: Pick<EvaluateOptions, 'trace' | 'deployment'>): Shape {
   const m = options.trace.manifest;
   const d = options.deployment ?? DEEPSEEK_V3_SHAPE;
   const shape: Shape = {

@@ -1,3 +1,4 @@
+import { deriveLog2phy, type Placement } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
@@ -88,4 +89,22 @@ function shuffle(a: Int32Array, start: number, n: number, rng: Rng): void {
     a[start + i] = a[start + j]!;
     a[start + j] = x;
   }
+}
+
+/**
+ * A placement computed for transformed loads, relabelled back to the original layers and experts:
+ * it balances the original window exactly as the placement balances the transformed one (the scale
+ * cancels in every ratio), so the harness scores every pass against the windows already on the GPU.
+ */
+export function untransformPlacement(t: LoadTransform, p: Placement): Placement {
+  const { shape } = p;
+  const { layers: L, experts: E, replicas: R } = shape;
+  const phy2log = new Int32Array(L * R);
+  const logcnt = new Int32Array(L * E);
+  for (let l = 0; l < L; l++) {
+    const src = t.layerOf[l]!;
+    for (let s = 0; s < R; s++) phy2log[src * R + s] = t.expertOf[l * E + p.phy2log[l * R + s]!]!;
+    for (let e = 0; e < E; e++) logcnt[src * E + t.expertOf[l * E + e]!] = p.logcnt[l * E + e]!;
+  }
+  return deriveLog2phy(shape, phy2log, logcnt);
 }
