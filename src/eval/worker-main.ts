@@ -4,16 +4,20 @@
  * single ESM file (worker-bundle.ts) so it runs the same from src/ (tests) and dist/ (CLI).
  *
  * Everything the harness relies on is captured before candidate code loads: the clock, the IPC
- * send function, the queue's onSubmittedWorkDone; WebGPU prototypes are frozen and process.dlopen
- * is disabled once Dawn is loaded (JS intrinsics are frozen by --frozen-intrinsics). The parent
+ * send function, the queue's onSubmittedWorkDone, the intrinsics the timing path calls; the JS
+ * intrinsics are deep-frozen (harden.ts), the WebGPU prototypes frozen (after wrapping the methods
+ * that start GPU work, see trackGpuWork) and process.dlopen disabled once Dawn is loaded. The parent
  * still bounds every time from its own clock, so a candidate that subverts this side gains nothing.
  */
 import { acquireGpu, type GpuContext } from '../gpu/device.js';
 import { compileModule, ShaderCompileError } from '../gpu/kernels.js';
 import type { CandidateContext, Rebalance } from './candidate-api.js';
+import { hardenIntrinsics } from './harden.js';
 import { CANDIDATE_SOURCE_URL, type Failure, type FromWorker, type ToWorker } from './protocol.js';
 
 const clock = process.hrtime.bigint;
+const toNumber = Number;
+const apply = Reflect.apply;
 const rawSend = process.send?.bind(process);
 if (!rawSend) throw new Error('the evaluation worker must be started with an IPC channel');
 // Candidates must not talk to the harness directly.
@@ -24,6 +28,8 @@ const send = (message: FromWorker): void => {
 
 let gpu: GpuContext;
 let onDone: () => Promise<undefined>;
+/** Set by every call that can start GPU work (see trackGpuWork); cleared once that work is done. */
+let gpuBusy = false;
 let rebalance: Rebalance | null = null;
 let ctx: CandidateContext | null = null;
 
@@ -32,7 +38,9 @@ async function start(): Promise<void> {
   gpu = await acquireGpu(adapter ? { adapter } : {});
   const queueDone = GPUQueue.prototype.onSubmittedWorkDone;
   const queue = gpu.device.queue;
-  onDone = () => Reflect.apply(queueDone, queue, []) as Promise<undefined>;
+  onDone = () => apply(queueDone, queue, []) as Promise<undefined>;
+  trackGpuWork();
+  hardenIntrinsics();
   lockDown();
   process.on('message', (m: ToWorker) => {
     chain = chain
@@ -45,6 +53,29 @@ async function start(): Promise<void> {
 }
 
 let chain: Promise<void> = Promise.resolve();
+
+/**
+ * Wraps every WebGPU method that starts work on the device's queue so the harness knows whether a
+ * call left GPU work behind: only then does the timed region wait for onSubmittedWorkDone (an idle
+ * wait still costs a driver round trip). Installed before the prototypes are frozen, so candidates
+ * can neither unwrap them nor reach the originals; work started between calls (timers) is waited
+ * for, and charged, at the end of the next call.
+ */
+function trackGpuWork(): void {
+  const wrap = (proto: object | undefined, name: string): void => {
+    const original = proto ? (Reflect.get(proto, name) as unknown) : undefined;
+    if (typeof original !== 'function') return;
+    const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+      gpuBusy = true;
+      return apply(original as (...a: unknown[]) => unknown, this, args);
+    };
+    Object.defineProperty(proto, name, { value: wrapped, writable: false, configurable: false });
+  };
+  const g = globalThis as unknown as Record<string, { prototype: object } | undefined>;
+  for (const name of ['submit', 'writeBuffer', 'writeTexture', 'copyExternalImageToTexture'])
+    wrap(g.GPUQueue?.prototype, name);
+  for (const name of ['mapAsync', 'unmap']) wrap(g.GPUBuffer?.prototype, name);
+}
 
 /** Freezes the WebGPU classes Dawn installed and closes the native-addon door --allow-addons opened. */
 function lockDown(): void {
@@ -145,12 +176,15 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   }
   // The call is not over until the GPU work it started is.
   try {
-    await onDone();
+    if (gpuBusy) {
+      await onDone();
+      gpuBusy = false;
+    }
     gpu.check();
   } catch (error) {
     failure ??= { kind: 'gpu', message: describe(error) };
   }
-  const ms = Number(clock() - t0) / 1e6;
+  const ms = toNumber(clock() - t0) / 1e6;
   if (failure) {
     send({ type: 'result', id: m.id, ms, failure });
     return;

@@ -36,7 +36,9 @@ const ENV_KEEP = /^(LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP
  * One sandboxed worker process (worker-main.ts) and its IPC. Node permission model: reads only
  * the worker bundle and the webgpu package; no writes, child processes or worker threads (none
  * granted); --allow-addons because Dawn is a native addon (worker-main disables process.dlopen
- * once Dawn is loaded); --frozen-intrinsics so candidates cannot patch what the harness uses;
+ * once Dawn is loaded); the intrinsics are deep-frozen in the worker (harden.ts, not
+ * --frozen-intrinsics, which slows every typed-array store tenfold) so candidates cannot patch what
+ * the harness uses;
  * --max-old-space-size plus a resident-memory watch that kills the process over the cap.
  */
 export class WorkerProcess {
@@ -70,7 +72,6 @@ export class WorkerProcess {
         `--allow-fs-read=${bundle.entry}`,
         `--allow-fs-read=${bundle.webgpuDir}/`,
         '--allow-addons',
-        '--frozen-intrinsics',
         `--max-old-space-size=${memoryMb}`,
         '--no-warnings',
       ],
