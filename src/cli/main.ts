@@ -5,6 +5,12 @@ import { reportAndExit } from './report-error.js';
 
 const verbose = process.argv.includes('--verbose');
 
+// `adrs … | head` closes stdout early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 async function main(): Promise<void> {
   let cli = yargs(hideBin(process.argv))
     .scriptName('adrs')

@@ -18,7 +18,7 @@ export function withJson<T>(y: Argv<T>) {
   });
 }
 
-/** Writes a JSON document to stdout. */
-export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+/** Writes a JSON document to stdout: indented, or on one line for large arrays (placements). */
+export function printJson(value: unknown, options: { compact?: boolean } = {}): void {
+  process.stdout.write(`${options.compact ? JSON.stringify(value) : JSON.stringify(value, null, 2)}\n`);
 }

@@ -85,12 +85,15 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       const { placement, timing, gpuTiming } = await runTimed(prepared, step.loads, argv.repeat);
       prepared.dispose?.();
       if (argv.json) {
-        printJson({
-          balancer: balancer.name,
-          ...placementToJson(placement),
-          timing,
-          ...(gpuTiming ? { gpu_timing: gpuTiming } : {}),
-        });
+        printJson(
+          {
+            balancer: balancer.name,
+            ...placementToJson(placement),
+            timing,
+            ...(gpuTiming ? { gpu_timing: gpuTiming } : {}),
+          },
+          { compact: true },
+        );
         return;
       }
       const m = balanceMetrics(placement, step.loads);
