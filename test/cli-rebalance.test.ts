@@ -9,7 +9,15 @@ const BIN = join(import.meta.dirname, '..', 'bin', 'adrs.js');
 const dir = mkdtempSync(join(tmpdir(), 'adrs-cli-'));
 
 function adrs(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  return adrsWith({}, ...args);
+}
+
+function adrsWith(
+  env: NodeJS.ProcessEnv,
+  ...args: string[]
+): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], {
+    env: { ...process.env, ...env },
     encoding: 'utf8',
     timeout: 60_000,
     maxBuffer: 64 << 20,
@@ -56,6 +64,19 @@ describe('adrs rebalance (CLI contract)', () => {
     expect(out.timing.runs).toBe(5);
     expect(out.timing.median_ms).toBeGreaterThan(0);
     expect(out.timing.p95_ms).toBeGreaterThanOrEqual(out.timing.median_ms);
+  });
+
+  it('gives the same placement on one thread and on several (layers are split over worker threads)', () => {
+    const run = (threads: string) =>
+      JSON.parse(
+        adrsWith({ ADRS_THREADS: threads }, 'rebalance', '--weights', 'synthetic-v3-windows', '--json')
+          .stdout,
+      );
+    const one = run('1');
+    const three = run('3');
+    expect(three.phy2log).toEqual(one.phy2log);
+    expect(three.logcnt).toEqual(one.logcnt);
+    expect(three.log2phy).toEqual(one.log2phy);
   });
 
   it('keeps all-zero rows of a plain array as they are', () => {

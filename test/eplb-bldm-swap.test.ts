@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import type { PreparedBalancer } from '../src/eplb/balancer.js';
 import { bldmSwapBalancer } from '../src/eplb/balancers/bldm-swap.js';
 import { deepseekBalancer } from '../src/eplb/balancers/deepseek.js';
 import { balanceMetrics } from '../src/eplb/metrics.js';
@@ -9,23 +8,26 @@ import { listBundledTraces, loadTrace } from '../src/trace/load.js';
 import { stepLoads } from '../src/trace/trace.js';
 import { Rng } from '../src/util/rng.js';
 
-function place(shape: Shape, loads: Float32Array): Placement {
-  // bldm-swap prepares and rebalances synchronously.
-  const prepared = bldmSwapBalancer.prepare(shape, {}) as PreparedBalancer;
-  return prepared.rebalance(loads) as Placement;
+async function place(shape: Shape, loads: Float32Array): Promise<Placement> {
+  const prepared = await bldmSwapBalancer.prepare(shape, {});
+  try {
+    return await prepared.rebalance(loads);
+  } finally {
+    prepared.dispose?.();
+  }
 }
 
 const realSnapshots = listBundledTraces().filter((n) => n.startsWith('sglang-r1-'));
 
 describe('bldm-swap (the default balancer)', () => {
-  it('ships the eight real snapshots it is judged on', () => {
+  it('ships the eight real snapshots it is judged on', async () => {
     expect(realSnapshots).toHaveLength(8);
   });
 
-  it.each(realSnapshots)('reaches GPU balancedness ≥ 0.998 on %s (R=288, G=8, N=4, P=32)', (name) => {
+  it.each(realSnapshots)('reaches GPU balancedness ≥ 0.998 on %s (R=288, G=8, N=4, P=32)', async (name) => {
     const trace = loadTrace(name);
     const loads = stepLoads(trace, 0);
-    const placement = place(DEEPSEEK_V3_SHAPE, loads);
+    const placement = await place(DEEPSEEK_V3_SHAPE, loads);
     expect(placementProblem(placement)).toBeNull();
     const m = balanceMetrics(placement, loads);
     expect(m.gpuBalancedness).toBeGreaterThanOrEqual(0.998);
@@ -33,14 +35,15 @@ describe('bldm-swap (the default balancer)', () => {
     expect(Math.min(...m.perLayerGpuBalancedness)).toBeGreaterThan(0.99);
   });
 
-  it('is deterministic and reuses its scratch across calls and shapes of loads', () => {
+  it('is deterministic and reuses its scratch across calls and shapes of loads', async () => {
     const shape = DEEPSEEK_V3_SHAPE;
-    const prepared = bldmSwapBalancer.prepare(shape, {}) as PreparedBalancer;
+    const prepared = await bldmSwapBalancer.prepare(shape, {});
     const a = loadTrace(realSnapshots[0]!).loads;
     const b = loadTrace(realSnapshots[1]!).loads;
-    const first = prepared.rebalance(a) as Placement;
-    prepared.rebalance(b);
-    const again = prepared.rebalance(a) as Placement;
+    const first = await prepared.rebalance(a);
+    await prepared.rebalance(b);
+    const again = await prepared.rebalance(a);
+    prepared.dispose?.();
     expect(Array.from(again.phy2log)).toEqual(Array.from(first.phy2log));
   });
 
@@ -51,7 +54,7 @@ describe('bldm-swap (the default balancer)', () => {
     ['many replicas per expert', { layers: 2, experts: 4, replicas: 64, groups: 1, nodes: 1, gpus: 8 }],
   ];
 
-  it.each(edgeShapes)('returns valid placements for %s, including degenerate loads', (_, shape) => {
+  it.each(edgeShapes)('returns valid placements for %s, including degenerate loads', async (_, shape) => {
     const { layers: L, experts: E } = shape;
     const rng = new Rng(7);
     const cases: Float32Array[] = [
@@ -61,7 +64,7 @@ describe('bldm-swap (the default balancer)', () => {
       Float32Array.from({ length: L * E }, (_, i) => (i % E < E / 2 ? 0 : 5)), // half the experts idle
     ];
     for (const loads of cases) {
-      const placement = place(shape, loads);
+      const placement = await place(shape, loads);
       expect(placementProblem(placement)).toBeNull();
       const m = balanceMetrics(placement, loads);
       expect(m.gpuBalancedness).toBeGreaterThan(0);
@@ -69,9 +72,9 @@ describe('bldm-swap (the default balancer)', () => {
     }
   });
 
-  it('gives the hottest expert the most replicas (apportionment)', () => {
+  it('gives the hottest expert the most replicas (apportionment)', async () => {
     const shape: Shape = { layers: 1, experts: 4, replicas: 8, groups: 1, nodes: 1, gpus: 4 };
-    const placement = place(shape, Float32Array.from([100, 10, 10, 40]));
+    const placement = await place(shape, Float32Array.from([100, 10, 10, 40]));
     // D'Hondt: 100,40,50,33.3 → extras to 0 (100), 0 (50), 3 (40), 0 (33.3) → counts [4,1,1,2].
     expect(Array.from(placement.logcnt)).toEqual([4, 1, 1, 2]);
   });
@@ -82,7 +85,7 @@ describe('bldm-swap (the default balancer)', () => {
     const loads = Float32Array.from({ length: shape.layers * shape.experts }, () =>
       Math.exp(1.5 * rng.normal()),
     );
-    const ours = balanceMetrics(place(shape, loads), loads);
+    const ours = balanceMetrics(await place(shape, loads), loads);
     const baseline = balanceMetrics(
       (await (await deepseekBalancer.prepare(shape, {})).rebalance(loads)) as Placement,
       loads,

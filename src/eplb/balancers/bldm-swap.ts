@@ -1,4 +1,5 @@
 import type { Balancer, PreparedBalancer } from '../balancer.js';
+import { type LayerKernel, LayerParallel } from '../layer-parallel.js';
 import { deriveLog2phy, type Placement } from '../placement.js';
 import { type Shape, slotsPerGpu } from '../shape.js';
 
@@ -24,13 +25,27 @@ import { type Shape, slotsPerGpu } from '../shape.js';
  *
  * Cost per layer: a radix sort of E keys, a heap of R−E candidates, R/P − 1 merges of P parts and a few
  * refinement rounds. All scratch lives in typed arrays allocated once per shape in `prepare`, so a call
- * allocates only its output placement.
+ * allocates only its output placement. Layers are split over the machine's cores (LayerParallel): the
+ * result is the same on any number of threads.
  */
 export const bldmSwapBalancer: Balancer = {
   name: 'bldm-swap',
   summary: 'Apportioned replicas, largest-differencing packing, pairwise-swap refinement (default)',
   runsOn: 'cpu',
-  prepare: (shape) => new BldmSwap(shape),
+  prepare: async (shape): Promise<PreparedBalancer> => {
+    const runner = await LayerParallel.create(
+      shape,
+      (s) => new BldmSwapLayers(s),
+      new URL('./bldm-swap-worker.js', import.meta.url),
+    );
+    return {
+      rebalance: (loads: Float32Array): Placement => {
+        const { phy2log, logcnt } = runner.run(loads);
+        return deriveLog2phy(shape, phy2log, logcnt);
+      },
+      dispose: () => runner.dispose(),
+    };
+  },
 };
 
 /** A swap must lower the heavier GPU by more than this fraction of it to count (stops float ping-pong). */
@@ -42,7 +57,8 @@ const MATCHING_ROUNDS = 4;
 /** One-pair refinement rounds per layer are capped at this many per GPU; real loads need far fewer. */
 const MAX_ROUNDS_PER_GPU = 4;
 
-class BldmSwap implements PreparedBalancer {
+/** The algorithm on one thread, for a range of layers (see LayerParallel). */
+export class BldmSwapLayers implements LayerKernel {
   private readonly E: number;
   private readonly R: number;
   private readonly P: number;
@@ -113,12 +129,9 @@ class BldmSwap implements PreparedBalancer {
     this.order = new Int32Array(P);
   }
 
-  rebalance(loads: Float32Array): Placement {
-    const { layers: L } = this.shape;
+  run(loads: Float32Array, phy2log: Int32Array, logcnt: Int32Array, from: number, to: number): void {
     const { E, R } = this;
-    const phy2log = new Int32Array(L * R);
-    const logcnt = new Int32Array(L * E);
-    for (let l = 0; l < L; l++) {
+    for (let l = from; l < to; l++) {
       const base = l * E;
       this.sortExperts(loads, base);
       this.replicate(loads, base);
@@ -128,7 +141,6 @@ class BldmSwap implements PreparedBalancer {
       this.refine();
       phy2log.set(this.slotExpert, l * R);
     }
-    return deriveLog2phy(this.shape, phy2log, logcnt);
   }
 
   /**
