@@ -108,6 +108,12 @@ describe('hostile and broken answers', () => {
     );
   });
 
+  it('cannot patch the intrinsics or WebGPU methods the worker’s clock relies on', async () => {
+    const r = await evaluate('tamper-harness');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+  });
+
   it('stays healthy', async () => {
     const r = await evaluate('valid-naive');
     expect(r.artifacts).toEqual({});

@@ -87,6 +87,9 @@ function lockDown(): void {
       Object.freeze(value);
     } else if (value && typeof value === 'object') Object.freeze(value);
   }
+  // The instances candidates get: no own properties shadowing the wrapped methods.
+  Object.freeze(gpu.device.queue);
+  Object.freeze(gpu.device);
   const refuse = () => {
     throw new Error('candidates may not load native code');
   };
