@@ -67,17 +67,16 @@ describe('hostile and broken answers', () => {
           .replace('const AWAIT_GPU = false;', `const AWAIT_GPU = ${awaitGpu};`)
           .replace('const PIPELINE = true;', 'const PIPELINE = false;'),
       );
-    const [pipelined, early, waited] = await Promise.all([
-      evaluate('early-return'),
-      pool.evaluate({ files: honest(false) }, opts),
-      pool.evaluate({ files: honest(true) }, opts),
-    ]);
+    const pipelined = await evaluate('early-return');
+    // One after the other: timings of concurrent evaluations on a loaded CPU (lavapipe) are not comparable.
+    const early = await pool.evaluate({ files: honest(false) }, opts);
+    const waited = await pool.evaluate({ files: honest(true) }, opts);
     expect(pipelined.valid).toBe(false);
     expect(pipelined.artifacts.consistency).toMatch(/answers do not follow the input/);
     expect(early.valid && waited.valid).toBe(true);
     // The spin kernel is real work, and the call that returns early pays for it all the same.
     expect(waited.metrics.median_ms!).toBeGreaterThan(2);
-    expect(early.metrics.median_ms!).toBeGreaterThan(0.6 * waited.metrics.median_ms!);
+    expect(early.metrics.median_ms!).toBeGreaterThan(0.5 * waited.metrics.median_ms!);
   });
 
   it('TypeScript errors come back with file:line:col', async () => {
