@@ -6,7 +6,7 @@
  *
  * Run: npx esbuild bench/gpu-balancer.ts --bundle --platform=node --format=esm --packages=external \
  *        --outfile=dist/bench/gpu-balancer.mjs && XDG_RUNTIME_DIR=/tmp node dist/bench/gpu-balancer.mjs [runs]
- * Env: ADRS_ADAPTER (adapter), SNAPSHOTS (folder), WG (workgroup size), MAX_SWAPS, CPU_BALANCER (to compare).
+ * Env: ADRS_ADAPTER (adapter), SNAPSHOTS (folder), WG (workgroup size), MAX_SWAPS, MATCH_ROUNDS, CPU_BALANCER (to compare).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,7 +27,10 @@ await withGpu({}, async (gpu) => {
   console.log(`adapter: ${gpu.info.name} (timestamps: ${gpu.hasTimestamps})`);
   const workgroupSize = process.env.WG ? Number(process.env.WG) : undefined;
   const maxSwaps = process.env.MAX_SWAPS ? Number(process.env.MAX_SWAPS) : DEFAULT_GPU_LPT_OPTIONS.maxSwaps;
-  const options = { maxSwaps, workgroupSize };
+  const matchingRounds = process.env.MATCH_ROUNDS
+    ? Number(process.env.MATCH_ROUNDS)
+    : DEFAULT_GPU_LPT_OPTIONS.matchingRounds;
+  const options = { maxSwaps, matchingRounds, workgroupSize };
   const prepared = await createGpuLptBalancer(options).prepare(shape, { gpu });
   // The CPU balancer to compare with (the best one registered; CPU_BALANCER names another).
   const cpuBalancer =

@@ -5,12 +5,23 @@
 // and comparisons touch floats (WGSL rounds those correctly; division is only 2.5 ULP, hence the
 // host's reciprocal table), and no product feeds a sum in the same expression (no FMA contraction).
 
-override E: u32;          // logical experts
-override R: u32;          // physical slots
-override P: u32;          // GPUs
-override MAX_SWAPS: u32;  // refinement rounds per layer
-override S: u32 = R / P;  // slots per GPU
-override W: u32 = (E + 31u) / 32u; // words of an expert bitset
+// Array sizes (pipeline constants). Loop bounds come from `params` at run time instead: constant
+// trip counts get loops fully unrolled, which made one compile cost lavapipe seconds of LLVM time.
+override E_CAP: u32;      // logical experts
+override R_CAP: u32;      // physical slots
+override P_CAP: u32;      // GPUs
+override W_CAP: u32 = (E_CAP + 31u) / 32u; // words of an expert bitset
+
+struct Params {
+  e: u32,            // logical experts
+  r: u32,            // physical slots
+  p: u32,            // GPUs
+  s: u32,            // slots per GPU (r / p)
+  w: u32,            // words of an expert bitset ((e + 31) / 32)
+  max_swaps: u32,    // single-swap refinement rounds per layer
+  match_rounds: u32, // matching rounds per layer
+  pad: u32,
+}
 
 override WG: u32 = 256u;   // threads per workgroup; the result does not depend on it
 override PARTS: u32 = 16u; // first reduction level: PARTS threads each fold WG/PARTS partial results
@@ -18,18 +29,19 @@ override PARTS: u32 = 16u; // first reduction level: PARTS threads each fold WG/
 @group(0) @binding(0) var<storage, read> loads: array<f32>;      // [L][E]
 @group(0) @binding(1) var<storage, read> recip: array<f32>;      // fround(1/c), c = 0 … R−E+1
 @group(0) @binding(2) var<storage, read_write> out: array<i32>;  // phy2log [L][R], then logcnt [L][E]
+@group(0) @binding(3) var<uniform> params: Params;
 
-var<workgroup> load: array<f32, E>;
-var<workgroup> cnt: array<u32, E>;
-var<workgroup> rep_x: array<u32, R>;  // expert of replica j
-var<workgroup> rep_w: array<f32, R>;  // its weight load·(1/count)
-var<workgroup> ord: array<u32, R>;    // replicas heaviest first
-var<workgroup> slot_x: array<u32, R>; // expert in GPU slot g·S+k
-var<workgroup> slot_w: array<f32, R>;
-var<workgroup> has: array<u32, P * W>; // per GPU, a bit per expert it holds
+var<workgroup> load: array<f32, E_CAP>;
+var<workgroup> cnt: array<u32, E_CAP>;
+var<workgroup> rep_x: array<u32, R_CAP>;  // expert of replica j
+var<workgroup> rep_w: array<f32, R_CAP>;  // its weight load·(1/count)
+var<workgroup> ord: array<u32, R_CAP>;    // replicas heaviest first
+var<workgroup> slot_x: array<u32, R_CAP>; // expert in GPU slot g·S+k
+var<workgroup> slot_w: array<f32, R_CAP>;
+var<workgroup> has: array<u32, P_CAP * W_CAP>; // per GPU, a bit per expert it holds
 var<workgroup> heavy: u32;            // the heaviest GPU (ties lowest index)
-var<workgroup> gload: array<f32, P>;
-var<workgroup> perm: array<u32, P>;   // GPUs in ascending (load, index) order
+var<workgroup> gload: array<f32, P_CAP>;
+var<workgroup> perm: array<u32, P_CAP>;   // GPUs in ascending (load, index) order
 var<workgroup> red_v: array<f32, WG>;
 var<workgroup> red_i: array<u32, WG>;
 var<workgroup> part_v: array<f32, PARTS>;
@@ -51,7 +63,7 @@ fn below(v: f32, i: u32, bv: f32, bi: u32) -> bool {
 // Heaviest GPU, ties lowest index; every thread computes it from the same data.
 fn heaviest() -> u32 {
   var h = 0u;
-  for (var g = 1u; g < P; g++) {
+  for (var g = 1u; g < params.p; g++) {
     if (gload[g] > gload[h]) {
       h = g;
     }
@@ -60,19 +72,37 @@ fn heaviest() -> u32 {
 }
 
 fn holds(g: u32, x: u32) -> bool {
-  return (has[g * W + x / 32u] & (1u << (x % 32u))) != 0u;
+  return (has[g * params.w + x / 32u] & (1u << (x % 32u))) != 0u;
 }
 
 // Recomputes whether GPU g holds expert x from its slots (it may hold two replicas of x).
 fn refresh(g: u32, x: u32) {
   var found = 0u;
-  for (var k = 0u; k < S; k++) {
-    if (slot_x[g * S + k] == x) {
+  for (var k = 0u; k < params.s; k++) {
+    if (slot_x[g * params.s + k] == x) {
       found = 1u;
     }
   }
   let bit = 1u << (x % 32u);
-  has[g * W + x / 32u] = (has[g * W + x / 32u] & ~bit) | (found * bit);
+  has[g * params.w + x / 32u] = (has[g * params.w + x / 32u] & ~bit) | (found * bit);
+}
+
+// Swaps the replicas of slots a (on GPU h) and b (on GPU g): loads, slots and bitsets.
+fn swap_slots(a: u32, b: u32, h: u32, g: u32) {
+  let wa = slot_w[a];
+  let wb = slot_w[b];
+  gload[h] = (gload[h] - wa) + wb;
+  gload[g] = (gload[g] + wa) - wb;
+  slot_w[a] = wb;
+  slot_w[b] = wa;
+  let xa = slot_x[a];
+  let xb = slot_x[b];
+  slot_x[a] = xb;
+  slot_x[b] = xa;
+  refresh(h, xa);
+  refresh(h, xb);
+  refresh(g, xa);
+  refresh(g, xb);
 }
 
 @compute @workgroup_size(WG)
@@ -81,6 +111,11 @@ fn main(
   @builtin(num_workgroups) groups: vec3u,
   @builtin(local_invocation_index) tid: u32,
 ) {
+  let E = params.e;
+  let R = params.r;
+  let P = params.p;
+  let S = params.s;
+  let W = params.w;
   let l = wid.x;
   let base = l * E;
   for (var e = tid; e < E; e += WG) {
@@ -193,13 +228,76 @@ fn main(
       has[g * W + x / 32u] |= 1u << (x % 32u);
     }
   }
+  workgroupBarrier();
+
+  // 4. Matching rounds: the i-th heaviest GPU swaps with the i-th lightest, all P/2 pairs at once. A
+  // thread per (pair, ka) searches kb; a thread per pair picks and applies. The pairs are disjoint, so
+  // their swaps (and their bitset words) never touch each other. rep_w/ord, free after packing, hold the
+  // per-(pair, ka) results. Rounds without a swap change nothing, so all match_rounds run (uniform loop).
+  for (var round = 0u; round < params.match_rounds; round++) {
+    for (var g = tid; g < P; g += WG) {
+      let lg = gload[g];
+      var rank = 0u;
+      for (var k = 0u; k < P; k++) {
+        let lk = gload[k];
+        if (lk > lg || (lk == lg && k < g)) {
+          rank++;
+        }
+      }
+      perm[rank] = g;
+    }
+    workgroupBarrier();
+    for (var u = tid; u < (P / 2u) * S; u += WG) {
+      let i = u / S;
+      let ka = u % S;
+      let h = perm[i];
+      let g = perm[P - 1u - i];
+      let top = gload[h];
+      let lg = gload[g];
+      let wa = slot_w[h * S + ka];
+      var bv = top;
+      var bi = NONE;
+      if (lg < top && !holds(g, slot_x[h * S + ka])) {
+        for (var kb = 0u; kb < S; kb++) {
+          let t = g * S + kb;
+          let wb = slot_w[t];
+          if (wa > wb && !holds(h, slot_x[t])) {
+            let m = max((top - wa) + wb, (lg + wa) - wb);
+            if (m < bv) {
+              bv = m;
+              bi = kb * S + ka;
+            }
+          }
+        }
+      }
+      rep_w[u] = bv;
+      ord[u] = bi;
+    }
+    workgroupBarrier();
+    for (var i = tid; i < P / 2u; i += WG) {
+      var bv = rep_w[i * S];
+      var bi = ord[i * S];
+      for (var ka = 1u; ka < S; ka++) {
+        if (below(rep_w[i * S + ka], ord[i * S + ka], bv, bi)) {
+          bv = rep_w[i * S + ka];
+          bi = ord[i * S + ka];
+        }
+      }
+      if (bi != NONE) {
+        let h = perm[i];
+        let g = perm[P - 1u - i];
+        swap_slots(h * S + bi % S, g * S + bi / S, h, g);
+      }
+    }
+    workgroupBarrier();
+  }
   if (tid == 0u) {
     heavy = heaviest();
   }
   workgroupBarrier();
 
-  // 4. Refinement: the best swap between the heaviest GPU and another, while one lowers both below it.
-  for (var it = 0u; it < MAX_SWAPS; it++) {
+  // 5. Refinement: the best swap between the heaviest GPU and another, while one lowers both below it.
+  for (var it = 0u; it < params.max_swaps; it++) {
     let h = heavy;
     let top = gload[h];
     var bv = top;
@@ -255,23 +353,8 @@ fn main(
       if (bi == NONE) {
         done = 1u;
       } else {
-        let a = h * S + bi % S;
         let t = bi / S;
-        let g = t / S;
-        let wa = slot_w[a];
-        let wb = slot_w[t];
-        gload[h] = (top - wa) + wb;
-        gload[g] = (gload[g] + wa) - wb;
-        slot_w[a] = wb;
-        slot_w[t] = wa;
-        let xa = slot_x[a];
-        let xb = slot_x[t];
-        slot_x[a] = xb;
-        slot_x[t] = xa;
-        refresh(h, xa);
-        refresh(h, xb);
-        refresh(g, xa);
-        refresh(g, xb);
+        swap_slots(h * S + bi % S, t, h, t / S);
         heavy = heaviest();
       }
     }

@@ -12,7 +12,9 @@ import { type Shape, slotsPerGpu } from '../shape.js';
  * 2. Sort: replicas by (weight desc, expert asc, replica asc); weight = load·(1/count).
  * 3. Round-based longest-first packing: in round r the P next-heaviest replicas go, heaviest first,
  *    to the GPUs in ascending (load, index) order; GPU g's slot g·S+r gets its round-r replica.
- * 4. Refinement: at most `maxSwaps` times, take the heaviest GPU h (ties lowest index) and apply the
+ * 4. Matching rounds (`matchingRounds` of them): GPUs ranked by (load desc, index asc); the i-th heaviest
+ *    and the i-th lightest (i < P/2) each apply their best swap as in step 5 (ties lowest kb·S+ka).
+ * 5. Refinement: at most `maxSwaps` times, take the heaviest GPU h (ties lowest index) and apply the
  *    swap of a replica on h with a lighter replica on another GPU g that minimises max(new h, new g)
  *    (ties lowest candidate index (g·S+kb)·S+ka), among swaps with a GPU g lighter than h that bring both
  *    below the old load of h and put no expert twice on one GPU; stop when there is none.
@@ -23,9 +25,11 @@ import { type Shape, slotsPerGpu } from '../shape.js';
 export interface GpuLptOptions {
   /** Refinement rounds per layer (a bound on kernel time). */
   maxSwaps: number;
+  /** Rounds in which every i-th heaviest GPU swaps with the i-th lightest at once. */
+  matchingRounds: number;
 }
 
-export const DEFAULT_GPU_LPT_OPTIONS: GpuLptOptions = { maxSwaps: 128 };
+export const DEFAULT_GPU_LPT_OPTIONS: GpuLptOptions = { maxSwaps: 128, matchingRounds: 4 };
 
 /** fround(1/c) for c = 0 … R−E+1 (entry 0 unused): the kernel's reciprocal table. */
 export function reciprocals(shape: Shape): Float32Array {
@@ -40,6 +44,7 @@ export interface ReferenceResult {
   logcnt: Int32Array;
   /** Swaps applied per layer (a cost figure for benchmarks). */
   swaps: Int32Array;
+  matchSwaps: Int32Array;
 }
 
 /** Runs the algorithm on loads [layers × experts] (finite, non-negative). */
@@ -55,6 +60,7 @@ export function gpuLptReference(
   const phy2log = new Int32Array(L * R);
   const logcnt = new Int32Array(L * E);
   const swaps = new Int32Array(L);
+  const matchSwaps = new Int32Array(L);
   const cnt = new Int32Array(E);
   const repX = new Int32Array(R);
   const repW = new Float32Array(R);
@@ -63,7 +69,19 @@ export function gpuLptReference(
   const slotW = new Float32Array(R);
   const gload = new Float32Array(P);
   const perm = new Int32Array(P);
-  const dup = new Uint8Array(R);
+
+  /** Swaps the replicas in slots a (on GPU h) and b (on GPU g), updating both loads as the kernel does. */
+  const swapSlots = (a: number, b: number, h: number, g: number): void => {
+    const wa = slotW[a]!;
+    const wb = slotW[b]!;
+    gload[h] = f(f(gload[h]! - wa) + wb);
+    gload[g] = f(f(gload[g]! + wa) - wb);
+    slotW[a] = wb;
+    slotW[b] = wa;
+    const xa = slotX[a]!;
+    slotX[a] = slotX[b]!;
+    slotX[b] = xa;
+  };
 
   for (let l = 0; l < L; l++) {
     const load = loads.subarray(l * E, (l + 1) * E);
@@ -115,24 +133,45 @@ export function gpuLptReference(
         gload[g] = f(gload[g]! + repW[j]!);
       }
     }
-    // 4. Swap refinement.
+    // 4a. Matching rounds: the i-th heaviest GPU with the i-th lightest, all pairs at once (the pairs are
+    // disjoint, so applying each pair's swap at once changes nothing for the others).
+    for (let round = 0; round < options.matchingRounds; round++) {
+      for (let g = 0; g < P; g++) {
+        const lg = gload[g]!;
+        let rank = 0;
+        for (let k = 0; k < P; k++) if (gload[k]! > lg || (gload[k] === lg && k < g)) rank++;
+        perm[rank] = g;
+      }
+      for (let i = 0; i < P >> 1; i++) {
+        const h = perm[i]!;
+        const g = perm[P - 1 - i]!;
+        const top = gload[h]!;
+        const lg = gload[g]!;
+        if (!(lg < top)) continue;
+        let bestM = top;
+        let bestC = -1;
+        for (let c = 0; c < S * S; c++) {
+          const ka = c % S;
+          const wa = slotW[h * S + ka]!;
+          const t = g * S + Math.floor(c / S);
+          const wb = slotW[t]!;
+          if (!(wa > wb) || holds(slotX, S, g, slotX[h * S + ka]!) || holds(slotX, S, h, slotX[t]!)) continue;
+          const m = Math.max(f(f(top - wa) + wb), f(f(lg + wa) - wb));
+          if (m < bestM) {
+            bestM = m;
+            bestC = c;
+          }
+        }
+        if (bestC < 0) continue;
+        swapSlots(h * S + (bestC % S), g * S + Math.floor(bestC / S), h, g);
+        matchSwaps[l]!++;
+      }
+    }
+    // 4b. Swap refinement.
     let done = 0;
     for (let it = 0; it < options.maxSwaps && !done; it++) {
       let h = 0;
       for (let g = 1; g < P; g++) if (gload[g]! > gload[h]!) h = g;
-      for (let i = 0; i < R; i++) {
-        const g = Math.floor(i / S);
-        const k = i % S;
-        const a = slotX[h * S + k]!;
-        const b = slotX[i]!;
-        let aOnG = 0;
-        let bOnH = 0;
-        for (let k2 = 0; k2 < S; k2++) {
-          if (slotX[g * S + k2] === a) aOnG = 1;
-          if (slotX[h * S + k2] === b) bOnH = 2;
-        }
-        dup[i] = aOnG | bOnH;
-      }
       const top = gload[h]!;
       let bestM = top;
       let bestC = -1;
@@ -143,10 +182,10 @@ export function gpuLptReference(
         if (g === h || !(gload[g]! < top)) continue;
         const wa = slotW[h * S + ka]!;
         const wb = slotW[t]!;
-        if (!(wa > wb) || dup[g * S + ka]! & 1 || dup[t]! & 2) continue;
+        if (!(wa > wb) || holds(slotX, S, g, slotX[h * S + ka]!) || holds(slotX, S, h, slotX[t]!)) continue;
         const nh = f(f(top - wa) + wb);
         const ng = f(f(gload[g]! + wa) - wb);
-        const m = nh > ng ? nh : ng;
+        const m = Math.max(nh, ng);
         if (m < bestM) {
           bestM = m;
           bestC = c;
@@ -156,23 +195,18 @@ export function gpuLptReference(
         done = 1;
         break;
       }
-      const ka = bestC % S;
       const t = Math.floor(bestC / S);
-      const g = Math.floor(t / S);
-      const a = h * S + ka;
-      const wa = slotW[a]!;
-      const wb = slotW[t]!;
-      gload[h] = f(f(top - wa) + wb);
-      gload[g] = f(f(gload[g]! + wa) - wb);
-      slotW[a] = wb;
-      slotW[t] = wa;
-      const xa = slotX[a]!;
-      slotX[a] = slotX[t]!;
-      slotX[t] = xa;
+      swapSlots(h * S + (bestC % S), t, h, Math.floor(t / S));
       swaps[l]!++;
     }
     phy2log.set(slotX, l * R);
     logcnt.set(cnt, l * E);
   }
-  return { phy2log, logcnt, swaps };
+  return { phy2log, logcnt, swaps, matchSwaps };
+}
+
+/** Whether GPU g holds a replica of expert x. */
+function holds(slotX: Int32Array, S: number, g: number, x: number): boolean {
+  for (let k = 0; k < S; k++) if (slotX[g * S + k] === x) return true;
+  return false;
 }

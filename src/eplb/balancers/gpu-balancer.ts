@@ -1,4 +1,11 @@
-import { align, bindBuffers, stagingBuffer, storageBuffer, upload } from '../../gpu/buffers.js';
+import {
+  align,
+  bindBuffers,
+  stagingBuffer,
+  storageBuffer,
+  uniformBuffer,
+  upload,
+} from '../../gpu/buffers.js';
 import type { GpuContext } from '../../gpu/device.js';
 import { PassTimer } from '../../gpu/timing.js';
 import { UserError } from '../../util/errors.js';
@@ -35,19 +42,24 @@ export function createGpuLptBalancer(options: GpuLptDriverOptions = DEFAULT_GPU_
 
 export const gpuLptBalancer: Balancer = createGpuLptBalancer();
 
+/**
+ * The kernel's array sizes for a shape: at least DeepSeek-V3's, so every shape up to it shares one
+ * pipeline (a compile costs lavapipe seconds), and multiples of 32/8 above it.
+ */
+export function gpuLptCapacities(shape: Shape): { E_CAP: number; R_CAP: number; P_CAP: number } {
+  const cap = (v: number, min: number, step: number) => Math.max(min, Math.ceil(v / step) * step);
+  return {
+    E_CAP: cap(shape.experts, 256, 32),
+    R_CAP: cap(shape.replicas, 288, 32),
+    P_CAP: cap(shape.gpus, 32, 8),
+  };
+}
+
 /** Workgroup memory the kernel declares for a shape (keep in step with the kernel's var<workgroup>). */
 export function gpuLptWorkgroupBytes(shape: Shape, workgroupSize: number): number {
-  const { experts: E, replicas: R, gpus: P } = shape;
-  return (
-    4 *
-    (2 * E +
-      5 * R +
-      2 * P +
-      P * Math.ceil(E / 32) +
-      2 * workgroupSize +
-      2 * reductionParts(workgroupSize) +
-      2)
-  );
+  const { E_CAP, R_CAP, P_CAP } = gpuLptCapacities(shape);
+  const words = 2 * E_CAP + 5 * R_CAP + 2 * P_CAP + P_CAP * Math.ceil(E_CAP / 32);
+  return 4 * (words + 2 * workgroupSize + 2 * reductionParts(workgroupSize) + 2);
 }
 
 /** The kernel's two-level reductions: PARTS threads fold WG/PARTS values each, then one folds PARTS. */
@@ -100,13 +112,16 @@ class GpuLpt implements PreparedBalancer {
         `gpu-lpt dispatches one workgroup per layer; ${L} layers exceed the device's ${device.limits.maxComputeWorkgroupsPerDimension}`,
       );
     }
-    if (!Number.isInteger(options.maxSwaps) || options.maxSwaps < 0) {
-      throw new UserError(`gpu-lpt maxSwaps must be a non-negative integer, got ${options.maxSwaps}`);
+    for (const key of ['maxSwaps', 'matchingRounds'] as const) {
+      if (!Number.isInteger(options[key]) || options[key] < 0) {
+        throw new UserError(`gpu-lpt ${key} must be a non-negative integer, got ${options[key]}`);
+      }
     }
+    // Only array sizes and the workgroup size are pipeline constants; the options travel in `params`.
     const pipeline = await gpu.kernels.pipeline({
       file: GPU_LPT_KERNEL,
       entry: 'main',
-      constants: { E, R, P, MAX_SWAPS: options.maxSwaps, WG, PARTS: reductionParts(WG) },
+      constants: { ...gpuLptCapacities(shape), WG, PARTS: reductionParts(WG) },
     });
     const outBytes = 4 * L * (R + E);
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
@@ -114,9 +129,13 @@ class GpuLpt implements PreparedBalancer {
     const loadsBuffer = storageBuffer(device, 4 * L * E, 'gpu-lpt-loads');
     const recipBuffer = storageBuffer(device, 4 * (R - E + 2), 'gpu-lpt-recip');
     const outBuffer = storageBuffer(device, outBytes, 'gpu-lpt-out');
+    const paramsBuffer = uniformBuffer(device, 32, 'gpu-lpt-params');
     const staging = stagingBuffer(device, timerOffset + (timer?.bytes ?? 0), 'gpu-lpt-read');
     upload(device, recipBuffer, reciprocals(shape));
-    const bindGroup = bindBuffers(device, pipeline, [loadsBuffer, recipBuffer, outBuffer]);
+    const S = R / P;
+    const W = Math.ceil(E / 32);
+    upload(device, paramsBuffer, Uint32Array.of(E, R, P, S, W, options.maxSwaps, options.matchingRounds, 0));
+    const bindGroup = bindBuffers(device, pipeline, [loadsBuffer, recipBuffer, outBuffer, paramsBuffer]);
     gpu.check();
     return new GpuLpt(
       gpu,
@@ -124,7 +143,7 @@ class GpuLpt implements PreparedBalancer {
       pipeline,
       bindGroup,
       loadsBuffer,
-      [loadsBuffer, recipBuffer, outBuffer, staging],
+      [loadsBuffer, recipBuffer, outBuffer, paramsBuffer, staging],
       outBuffer,
       staging,
       outBytes,
