@@ -88,10 +88,12 @@ describe('gpu-lpt kernel against its TypeScript reference (exact phy2log)', () =
     expect(placement.logcnt[2 * 64 + 17]).toBe(1 + 96 - 64);
   });
 
-  it('with one slot per GPU (R/P = 1) and with no redundant slots (R = E)', async () => {
+  it('with one slot per GPU (R/P = 1), no redundant slots (R = E) and a single GPU', async () => {
     const rng = new Rng(3);
     await expectExact(shape(24, 32, 32, 3), randomLoads(rng, 3 * 24, true));
     await expectExact(shape(64, 64, 8, 3), randomLoads(rng, 3 * 64, true));
+    // A single GPU (no pairs to match, nothing to swap with).
+    await expectExact(shape(5, 7, 1, 2), randomLoads(rng, 2 * 5, true));
   });
 
   it("on small odd shapes: DeepSeek's README example (E=12, R=16, P=8) and E=20, R=30, P=6", async () => {
