@@ -1,20 +1,30 @@
 // Token-level MoE routing simulator. One workgroup = one tile of tokens of one layer; each invocation
 // routes TOKENS_PER_THREAD tokens: draws top-k distinct experts (optionally group-limited) from the
-// layer's integer CDF, picks a replica of each by the policy, and counts the routed token-experts per
-// GPU in workgroup atomics, flushed once to the global counters [L][P][5]. All integer arithmetic with
-// a stateless counter-based RNG, mirrored exactly by src/sim/route-reference.ts and src/sim/route-rng.ts.
+// layer's integer CDF, picks a replica of each by the policy, and counts routed token-experts in
+// workgroup memory, flushed once to the global counters [L][P][5]. All integer arithmetic with a
+// stateless counter-based RNG; the same choices as src/sim/route-reference.ts, bit for bit.
+//
+// Written for SIMD execution (llvmpipe runs 8 invocations per AVX2 instruction; GPUs run warps):
+// every loop has a trip count uniform across invocations (top-k, chosen groups, search steps), scans
+// are branchless selects, and per-token state lives in small arrays indexed only by loop counters of
+// compile-time trip count (TOP_K, CHOSEN_GROUPS are pipeline constants), so they unroll into
+// registers instead of becoming per-lane memory. One workgroup atomic per routed token-expert.
 
 override CDF_LEN: u32 = 257u;        // experts + 1
-override COUNT_LEN: u32 = 160u;      // gpus × 5 counters
+override GPUS: u32 = 32u;
 override TOKENS_PER_THREAD: u32 = 8u;
-const WG_SIZE: u32 = 256u;
+override WG_SIZE: u32 = 256u;
+override TOP_K: u32 = 8u;            // experts per token (≤ MAX_TOP_K)
+override CHOSEN_GROUPS: u32 = 1u;    // groups a token may use (1 and the whole layer when not limited)
 const MAX_GROUPS: u32 = 32u;
 const MAX_TOP_K: u32 = 16u;
+const NONE: u32 = 0xffffffffu;
 const DRAW_GROUP: u32 = 0u;
 const DRAW_EXPERT: u32 = 16u;
 const DRAW_REPLICA: u32 = 32u;
 const GOLDEN: u32 = 0x9e3779b9u;
 
+// Output counters per GPU (src/sim/cost-model.ts COUNTER_*).
 const RECEIVED: u32 = 0u;
 const RECEIVED_INTRA: u32 = 1u;
 const RECEIVED_INTER: u32 = 2u;
@@ -37,7 +47,7 @@ struct Params {
   tiles_x: u32,           // workgroups along x (tile = x + z · tiles_x)
   tok_base: u32,          // tokens / gpus
   tok_rem: u32,           // tokens % gpus (the first tok_rem ranks get one more)
-  _pad: u32,
+  search_top: u32,        // largest power of two < experts_per_group (0 when it is 1)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -48,7 +58,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> counters: array<atomic<u32>>; // [L][P][5]
 
 var<workgroup> wg_cdf: array<u32, CDF_LEN>;
-var<workgroup> wg_counts: array<atomic<u32>, COUNT_LEN>;
+var<workgroup> wg_group_w: array<u32, MAX_GROUPS>;
+// Per destination GPU: token-experts from itself, from its node, from other nodes.
+var<workgroup> wg_recv: array<atomic<u32>, GPUS * 3u>;
+// Per source GPU: token-experts sent within its node, across nodes.
+var<workgroup> wg_sent: array<atomic<u32>, GPUS * 2u>;
 
 fn pcg_hash(v: u32) -> u32 {
   let state = v * 747796405u + 2891336453u;
@@ -73,154 +87,148 @@ fn mul_hi(u: u32, n: u32) -> u32 {
   return u_hi * n_hi + (hi_lo >> 16u) + (cross >> 16u);
 }
 
-fn group_weight(j: u32) -> u32 {
-  let eg = params.experts_per_group;
-  return wg_cdf[(j + 1u) * eg] - wg_cdf[j * eg];
-}
-
-fn count(dest: u32, src: u32) {
-  atomicAdd(&wg_counts[dest * 5u + RECEIVED], 1u);
-  if (dest != src) {
-    if (dest / params.gpus_per_node == src / params.gpus_per_node) {
-      atomicAdd(&wg_counts[dest * 5u + RECEIVED_INTRA], 1u);
-      atomicAdd(&wg_counts[src * 5u + SENT_INTRA], 1u);
-    } else {
-      atomicAdd(&wg_counts[dest * 5u + RECEIVED_INTER], 1u);
-      atomicAdd(&wg_counts[src * 5u + SENT_INTER], 1u);
+// Stage 1 of group-limited routing: CHOSEN_GROUPS distinct groups, each ∝ its weight among those not
+// yet chosen (uniform among them once none has weight left), as a bit mask. Fixed trip counts.
+fn draw_groups(key: u32, layer_total: u32) -> u32 {
+  let G = params.groups;
+  var mask = 0u;
+  var chosen_w = 0u;
+  for (var d = 0u; d < CHOSEN_GROUPS; d++) {
+    let u = draw(key, DRAW_GROUP + d);
+    let remaining = layer_total - chosen_w;
+    let uniform_pick = remaining == 0u;
+    var r = mul_hi(u, select(remaining, G - d, uniform_pick));
+    var pick = 0u;
+    var found = false;
+    for (var j = 0u; j < G; j++) {
+      let gw = wg_group_w[j];
+      let free = ((mask >> j) & 1u) == 0u;
+      let w = select(0u, select(gw, 1u, uniform_pick), free);
+      let hit = !found && r < w;
+      pick = select(pick, j, hit);
+      found = found || hit;
+      r = select(r - w, r, found);
     }
+    mask |= 1u << pick;
+    chosen_w += wg_group_w[pick];
   }
+  return mask;
 }
 
-fn route_token(t: u32, layer: u32, layer_key: u32) {
+fn route_token(t: u32, layer: u32, layer_key: u32, src: u32) -> vec2u {
   let E = params.experts;
   let EG = params.experts_per_group;
-  let G = params.groups;
-  let K = params.top_k;
+  let K = TOP_K;
   let layer_total = wg_cdf[E];
-
-  // Contiguous blocks of tokens per source rank.
-  let big = params.tok_rem * (params.tok_base + 1u);
-  var src: u32;
-  if (t < big) {
-    src = t / (params.tok_base + 1u);
-  } else {
-    src = params.tok_rem + (t - big) / params.tok_base;
-  }
   let pos = t - (src * params.tok_base + min(src, params.tok_rem));
   let key = pcg_hash(pcg_hash(t) ^ layer_key);
 
+  // The chosen groups in ascending order with their remaining weight and expert count.
+  var mask = 1u;
+  if (params.limited != 0u) { mask = draw_groups(key, layer_total); }
   var gsel: array<u32, MAX_GROUPS>;
   var grem_w: array<u32, MAX_GROUPS>;
   var grem_n: array<u32, MAX_GROUPS>;
-  var ng = 0u;
-  if (params.limited != 0u) {
-    var mask = 0u;
-    var chosen_w = 0u;
-    for (var d = 0u; d < params.chosen_groups; d++) {
-      let u = draw(key, DRAW_GROUP + d);
-      let remaining = layer_total - chosen_w;
-      var pick = 0u;
-      if (remaining > 0u) {
-        var r = mul_hi(u, remaining);
-        for (var j = 0u; j < G; j++) {
-          if (((mask >> j) & 1u) != 0u) { continue; }
-          let w = group_weight(j);
-          if (r < w) { pick = j; break; }
-          r -= w;
-        }
-      } else {
-        var r = mul_hi(u, G - d);
-        for (var j = 0u; j < G; j++) {
-          if (((mask >> j) & 1u) != 0u) { continue; }
-          if (r == 0u) { pick = j; break; }
-          r -= 1u;
-        }
-      }
-      mask |= 1u << pick;
-      chosen_w += group_weight(pick);
-    }
-    for (var j = 0u; j < G; j++) {
-      if (((mask >> j) & 1u) == 0u) { continue; }
-      gsel[ng] = j;
-      grem_w[ng] = group_weight(j);
-      grem_n[ng] = EG;
-      ng++;
-    }
-  } else {
-    gsel[0] = 0u;
-    grem_w[0] = layer_total;
-    grem_n[0] = E;
-    ng = 1u;
-  }
   var wrem = 0u;
-  for (var s = 0u; s < ng; s++) { wrem += grem_w[s]; }
-  var nrem = ng * EG;
+  for (var k = 0u; k < CHOSEN_GROUPS; k++) {
+    let g = firstTrailingBit(mask);
+    mask &= mask - 1u;
+    gsel[k] = g * EG;
+    grem_w[k] = wg_group_w[g];
+    grem_n[k] = EG;
+    wrem += grem_w[k];
+  }
+  var nrem = CHOSEN_GROUPS * EG;
 
+  // The experts chosen so far, sorted, with their CDF start and weight (NONE-padded).
   var chosen: array<u32, MAX_TOP_K>;
-  var nc = 0u;
+  var c_start: array<u32, MAX_TOP_K>;
+  var c_w: array<u32, MAX_TOP_K>;
+  for (var i = 0u; i < K; i++) { chosen[i] = NONE; }
+
+  var sent_intra = 0u;
+  var sent_inter = 0u;
+  let src_node = src / params.gpus_per_node;
+  let ob = layer * (E + 1u);
+  let rb = layer * params.replicas;
   for (var j = 0u; j < K; j++) {
     let u = draw(key, DRAW_EXPERT + j);
+    // Sample ∝ remaining weight; once no eligible expert has weight left, uniformly by count.
+    let weighted = wrem > 0u;
+    var r = mul_hi(u, select(nrem, wrem, weighted));
     var s = 0u;
-    var e: u32;
-    if (wrem > 0u) {
-      var r = mul_hi(u, wrem);
-      while (r >= grem_w[s]) { r -= grem_w[s]; s++; }
-      let gs = gsel[s] * EG;
-      let ge = gs + EG;
-      var v = wg_cdf[gs] + r;
-      for (var i = 0u; i < nc; i++) {
-        let c = chosen[i];
-        if (c < gs) { continue; }
-        if (c >= ge) { break; }
-        if (v >= wg_cdf[c]) { v += wg_cdf[c + 1u] - wg_cdf[c]; }
-      }
-      var lo = gs;
-      var hi = ge;
-      while (hi - lo > 1u) {
-        let mid = (lo + hi) >> 1u;
-        if (wg_cdf[mid] <= v) { lo = mid; } else { hi = mid; }
-      }
-      e = lo;
-    } else {
-      var r = mul_hi(u, nrem);
-      while (r >= grem_n[s]) { r -= grem_n[s]; s++; }
-      let gs = gsel[s] * EG;
-      let ge = gs + EG;
-      e = gs + r;
-      for (var i = 0u; i < nc; i++) {
-        let c = chosen[i];
-        if (c < gs) { continue; }
-        if (c >= ge) { break; }
-        if (e >= c) { e++; }
-      }
+    var gs = 0u;
+    var found = false;
+    for (var k = 0u; k < CHOSEN_GROUPS; k++) {
+      let q = select(grem_n[k], grem_w[k], weighted);
+      let hit = !found && r < q;
+      s = select(s, k, hit);
+      gs = select(gs, gsel[k], hit);
+      found = found || hit;
+      r = select(r - q, r, found);
     }
-    let w = wg_cdf[e + 1u] - wg_cdf[e];
-    grem_w[s] -= w;
-    grem_n[s] -= 1u;
+    let ge = gs + EG;
+    // Skip the chosen experts' intervals below the draw, in ascending order (positions in weight
+    // space, or in index space when uniform).
+    var v = select(gs, wg_cdf[gs], weighted) + r;
+    for (var i = 0u; i < K; i++) {
+      let c = chosen[i];
+      let start = select(c, c_start[i], weighted);
+      let len = select(1u, c_w[i], weighted);
+      if (c >= gs && c < ge && v >= start) { v += len; }
+    }
+    // The last expert of the group whose CDF start is ≤ v: a fixed-length binary lifting.
+    var lo = gs;
+    for (var step = params.search_top; step > 0u; step >>= 1u) {
+      let m = lo + step;
+      if (m < ge && wg_cdf[min(m, E)] <= v) { lo = m; }
+    }
+    let e = select(v, lo, weighted);
+    let e_start = wg_cdf[e];
+    let w = wg_cdf[e + 1u] - e_start;
+    for (var k = 0u; k < CHOSEN_GROUPS; k++) {
+      grem_w[k] = select(grem_w[k], grem_w[k] - w, k == s);
+      grem_n[k] = select(grem_n[k], grem_n[k] - 1u, k == s);
+    }
     wrem -= w;
     nrem -= 1u;
-    var i = nc;
-    while (i > 0u && chosen[i - 1u] > e) {
-      chosen[i] = chosen[i - 1u];
-      i--;
+    // Sorted insert: slot i takes its left neighbour if that is above e, else e if it is above e.
+    for (var n = 1u; n < K; n++) {
+      let i = K - n;
+      let left = chosen[i - 1u] > e;
+      let here = !left && chosen[i] > e;
+      c_start[i] = select(select(c_start[i], e_start, here), c_start[i - 1u], left);
+      c_w[i] = select(select(c_w[i], w, here), c_w[i - 1u], left);
+      chosen[i] = select(select(chosen[i], e, here), chosen[i - 1u], left);
     }
-    chosen[i] = e;
-    nc++;
+    if (chosen[0] > e) {
+      chosen[0] = e;
+      c_start[0] = e_start;
+      c_w[0] = w;
+    }
 
-    let ob = layer * (E + 1u) + e;
-    let first = offsets[ob];
-    let cnt = offsets[ob + 1u] - first;
-    let rb = layer * params.replicas + first;
+    let first = offsets[ob + e];
+    let cnt = offsets[ob + e + 1u] - first;
     var dest: u32;
     if (params.policy == 0u) {
-      dest = rep_gpu[rb + (pos * K + j) % cnt];
+      dest = rep_gpu[rb + first + (pos * K + j) % cnt];
     } else if (params.policy == 1u) {
-      dest = static_gpu[(layer * E + e) * params.gpus + src];
+      dest = static_gpu[(layer * E + e) * GPUS + src];
     } else {
-      dest = rep_gpu[rb + mul_hi(draw(key, DRAW_REPLICA + j), cnt)];
+      dest = rep_gpu[rb + first + mul_hi(draw(key, DRAW_REPLICA + j), cnt)];
     }
-    count(dest, src);
+    let same_node = dest / params.gpus_per_node == src_node;
+    let kind = select(select(2u, 1u, same_node), 0u, dest == src);
+    atomicAdd(&wg_recv[dest * 3u + kind], 1u);
+    sent_intra += select(0u, 1u, kind == 1u);
+    sent_inter += select(0u, 1u, kind == 2u);
   }
+  return vec2u(sent_intra, sent_inter);
+}
+
+fn flush_sent(src: u32, sent: vec2u) {
+  if (sent.x != 0u) { atomicAdd(&wg_sent[src * 2u], sent.x); }
+  if (sent.y != 0u) { atomicAdd(&wg_sent[src * 2u + 1u], sent.y); }
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -228,21 +236,55 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let layer = wid.y;
   let tile = wid.x + wid.z * params.tiles_x;
   let E = params.experts;
+  let EG = params.experts_per_group;
   for (var i = lid; i < E + 1u; i += WG_SIZE) { wg_cdf[i] = cdf[layer * (E + 1u) + i]; }
-  let n_counts = params.gpus * 5u;
-  for (var i = lid; i < n_counts; i += WG_SIZE) { atomicStore(&wg_counts[i], 0u); }
+  for (var i = lid; i < GPUS * 3u; i += WG_SIZE) { atomicStore(&wg_recv[i], 0u); }
+  for (var i = lid; i < GPUS * 2u; i += WG_SIZE) { atomicStore(&wg_sent[i], 0u); }
+  workgroupBarrier();
+  for (var g = lid; g < params.groups; g += WG_SIZE) {
+    wg_group_w[g] = wg_cdf[(g + 1u) * EG] - wg_cdf[g * EG];
+  }
   workgroupBarrier();
 
   let layer_key = pcg_hash(params.seed_key + layer * GOLDEN);
   let tile_start = tile * (WG_SIZE * TOKENS_PER_THREAD);
+  // Contiguous blocks of tokens per source rank: a thread's tokens rarely change rank, so its
+  // sent counts are accumulated and flushed when the rank changes.
+  let big = params.tok_rem * (params.tok_base + 1u);
+  var cur_src = NONE;
+  var sent = vec2u(0u);
   for (var k = 0u; k < TOKENS_PER_THREAD; k++) {
     let t = tile_start + k * WG_SIZE + lid;
-    if (t < params.tokens) { route_token(t, layer, layer_key); }
+    if (t < params.tokens) {
+      var src: u32;
+      if (t < big) {
+        src = t / (params.tok_base + 1u);
+      } else {
+        src = params.tok_rem + (t - big) / params.tok_base;
+      }
+      if (src != cur_src) {
+        if (cur_src != NONE) { flush_sent(cur_src, sent); }
+        cur_src = src;
+        sent = vec2u(0u);
+      }
+      sent += route_token(t, layer, layer_key, src);
+    }
   }
+  if (cur_src != NONE) { flush_sent(cur_src, sent); }
   workgroupBarrier();
 
-  for (var i = lid; i < n_counts; i += WG_SIZE) {
-    let v = atomicLoad(&wg_counts[i]);
-    if (v != 0u) { atomicAdd(&counters[layer * n_counts + i], v); }
+  let base = layer * GPUS * 5u;
+  for (var g = lid; g < GPUS; g += WG_SIZE) {
+    let own = atomicLoad(&wg_recv[g * 3u]);
+    let intra = atomicLoad(&wg_recv[g * 3u + 1u]);
+    let inter = atomicLoad(&wg_recv[g * 3u + 2u]);
+    let s_intra = atomicLoad(&wg_sent[g * 2u]);
+    let s_inter = atomicLoad(&wg_sent[g * 2u + 1u]);
+    let c = base + g * 5u;
+    if (own + intra + inter != 0u) { atomicAdd(&counters[c + RECEIVED], own + intra + inter); }
+    if (intra != 0u) { atomicAdd(&counters[c + RECEIVED_INTRA], intra); }
+    if (inter != 0u) { atomicAdd(&counters[c + RECEIVED_INTER], inter); }
+    if (s_intra != 0u) { atomicAdd(&counters[c + SENT_INTRA], s_intra); }
+    if (s_inter != 0u) { atomicAdd(&counters[c + SENT_INTER], s_inter); }
   }
 }

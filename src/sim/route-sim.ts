@@ -10,6 +10,7 @@ import type { RouteInput, RouteResult } from './route-types.js';
 import {
   allocateRouteTables,
   fillRouteTables,
+  MAX_GROUPS,
   MAX_TOKENS,
   POLICY_CODE,
   planRoute,
@@ -21,6 +22,16 @@ const WG_SIZE = 256;
 const TOKENS_PER_THREAD = 8;
 const TILE = WG_SIZE * TOKENS_PER_THREAD;
 const PARAM_WORDS = 16;
+/** Workgroup memory of the kernel in u32 words: CDF, group weights, received and sent counters per GPU. */
+const sharedWords = (shape: Shape): number => shape.experts + 1 + MAX_GROUPS + 5 * shape.gpus;
+
+/** Largest power of two below n (0 for n = 1): the first step of the kernel's binary lifting. */
+const searchTop = (n: number): number => (n <= 1 ? 0 : 2 ** Math.floor(Math.log2(n - 1)));
+
+interface RoutePipeline {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+}
 
 export interface RouteSimulatorOptions {
   /** Most tokens per call (buffers do not depend on it; it bounds the dispatch). */
@@ -31,20 +42,22 @@ export interface RouteSimulatorOptions {
 }
 
 /**
- * Token-level MoE routing on the GPU (kernels/route-sim.wgsl). Buffers, pipeline and bind group are
- * created once per shape in `create`; a call uploads the window's integer tables, runs one dispatch
+ * Token-level MoE routing on the GPU (kernels/route-sim.wgsl). Buffers are created once per shape in
+ * `create`; the pipeline and its bind group once per (top-k, chosen groups), which the kernel takes as
+ * pipeline constants so its per-token arrays unroll into registers (the first call with a new pair
+ * compiles it: a warm-up). A call uploads the window's integer tables, runs one dispatch
  * (3-D: tiles along x and z, layers along y, so any token count fits the 65535-per-dimension limit)
  * and reads counters and timestamps back in one mapping. Calls must not overlap.
  */
 export class RouteSimulator {
   private busy = false;
+  private readonly pipelines = new Map<string, Promise<RoutePipeline>>();
 
   private constructor(
     private readonly gpu: GpuContext,
     readonly shape: Shape,
     private readonly maxTokens: number,
     private readonly model: CostModel,
-    private readonly pipeline: GPUComputePipeline,
     private readonly tables: RouteTables,
     private readonly buffers: {
       params: GPUBuffer;
@@ -55,7 +68,6 @@ export class RouteSimulator {
       counters: GPUBuffer;
       staging: GPUBuffer;
     },
-    private readonly bindGroup: GPUBindGroup,
     private readonly timer: PassTimer | null,
     private readonly params: Uint32Array,
     private readonly maxDim: number,
@@ -73,17 +85,12 @@ export class RouteSimulator {
       `maxTokens must be an integer in [1, ${MAX_TOKENS}], got ${options.maxTokens}`,
     );
     const limits = gpu.device.limits;
-    const shared = 4 * (E + 1 + COUNTERS_PER_GPU * P);
+    const shared = 4 * sharedWords(shape);
     check(
       shared <= limits.maxComputeWorkgroupStorageSize,
       `${E} experts and ${P} GPUs need ${shared} B of workgroup memory; the adapter offers ${limits.maxComputeWorkgroupStorageSize}`,
     );
     check(L <= limits.maxComputeWorkgroupsPerDimension, `${L} layers exceed the adapter's dispatch limit`);
-    const pipeline = await gpu.kernels.pipeline({
-      file: 'route-sim.wgsl',
-      entry: 'main',
-      constants: { CDF_LEN: E + 1, COUNT_LEN: COUNTERS_PER_GPU * P, TOKENS_PER_THREAD },
-    });
     const tables = allocateRouteTables(shape);
     const { device } = gpu;
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
@@ -98,24 +105,14 @@ export class RouteSimulator {
       counters: storageBuffer(device, countersBytes, 'route-counters'),
       staging: stagingBuffer(device, timerOffset + (timer?.bytes ?? 0), 'route-read'),
     };
-    const bindGroup = bindBuffers(device, pipeline, [
-      buffers.params,
-      buffers.cdf,
-      buffers.offsets,
-      buffers.gpus,
-      buffers.staticMap,
-      buffers.counters,
-    ]);
     gpu.check();
     return new RouteSimulator(
       gpu,
       shape,
       options.maxTokens,
       options.costModel ?? H100_COST_MODEL,
-      pipeline,
       tables,
       buffers,
-      bindGroup,
       timer,
       new Uint32Array(PARAM_WORDS),
       Math.min(
@@ -150,6 +147,7 @@ export class RouteSimulator {
     upload(device, b.gpus, this.tables.gpus);
     if (plan.policy === 'static-local') upload(device, b.staticMap, this.tables.staticMap);
 
+    const { pipeline, bindGroup } = await this.pipelineFor(plan.topK, plan.chosenGroups);
     const tiles = Math.ceil(plan.tokens / TILE);
     const tilesX = Math.min(tiles, this.maxDim);
     const tilesZ = Math.ceil(tiles / tilesX);
@@ -171,7 +169,7 @@ export class RouteSimulator {
       tilesX,
       Math.floor(plan.tokens / shape.gpus),
       plan.tokens % shape.gpus,
-      0,
+      searchTop(plan.expertsPerGroup),
     ]);
     upload(device, b.params, p);
 
@@ -180,8 +178,8 @@ export class RouteSimulator {
     const encoder = device.createCommandEncoder({ label: 'route-sim' });
     encoder.clearBuffer(b.counters);
     const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, this.bindGroup);
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(tilesX, shape.layers, tilesZ);
     pass.end();
     encoder.copyBufferToBuffer(b.counters, 0, b.staging, 0, countersBytes);
@@ -202,6 +200,44 @@ export class RouteSimulator {
     const result = resultFromCounters(shape, counters, this.model, timing);
     result.wallMs = performance.now() - t0;
     return result;
+  }
+
+  /** The kernel specialised for top-k and the chosen groups per token (cached per simulator). */
+  private pipelineFor(topK: number, chosenGroups: number): Promise<RoutePipeline> {
+    const id = `${topK}/${chosenGroups}`;
+    let p = this.pipelines.get(id);
+    if (!p) {
+      p = this.createPipeline(topK, chosenGroups);
+      this.pipelines.set(id, p);
+      p.catch(() => this.pipelines.delete(id));
+    }
+    return p;
+  }
+
+  private async createPipeline(topK: number, chosenGroups: number): Promise<RoutePipeline> {
+    const { experts: E, gpus: P } = this.shape;
+    const pipeline = await this.gpu.kernels.pipeline({
+      file: 'route-sim.wgsl',
+      entry: 'main',
+      constants: {
+        CDF_LEN: E + 1,
+        GPUS: P,
+        TOKENS_PER_THREAD,
+        WG_SIZE,
+        TOP_K: topK,
+        CHOSEN_GROUPS: chosenGroups,
+      },
+    });
+    const b = this.buffers;
+    const bindGroup = bindBuffers(this.gpu.device, pipeline, [
+      b.params,
+      b.cdf,
+      b.offsets,
+      b.gpus,
+      b.staticMap,
+      b.counters,
+    ]);
+    return { pipeline, bindGroup };
   }
 
   destroy(): void {
