@@ -2,14 +2,12 @@
  * gpu-lpt on the real DeepSeek-R1 snapshots (R=288, G=8, N=4, P=32): end-to-end time per call (upload,
  * dispatch, readback, log2phy) and GPU time from timestamp queries, median and p95 after warm-up;
  * quality (GPU balancedness, placed and scored on the same snapshot) against its TypeScript reference
- * and the CPU lpt-swap balancer; exact agreement with the reference.
+ * and the default CPU balancer; exact agreement with the reference.
  *
  * Run: npx esbuild bench/gpu-balancer.ts --bundle --platform=node --format=esm --packages=external \
  *        --outfile=dist/bench/gpu-balancer.mjs && XDG_RUNTIME_DIR=/tmp node dist/bench/gpu-balancer.mjs [runs]
- * Env: ADRS_ADAPTER (adapter), SNAPSHOTS (folder), WG (workgroup size), MAX_SWAPS, MATCH_ROUNDS, CPU_BALANCER (to compare).
+ * Env: ADRS_ADAPTER (adapter), WG (workgroup size), MAX_SWAPS, MATCH_ROUNDS, CPU_BALANCER (to compare).
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createGpuLptBalancer } from '../src/eplb/balancers/gpu-balancer.js';
 import { DEFAULT_GPU_LPT_OPTIONS, gpuLptReference } from '../src/eplb/balancers/gpu-balancer-reference.js';
 import { balanceMetrics } from '../src/eplb/metrics.js';
@@ -17,10 +15,11 @@ import { placementProblem } from '../src/eplb/placement.js';
 import { listBalancers } from '../src/eplb/registry.js';
 import { DEEPSEEK_V3_SHAPE } from '../src/eplb/shape.js';
 import { withGpu } from '../src/gpu/device.js';
+import { listBundledTraces, loadTrace } from '../src/trace/load.js';
+import { stepLoads } from '../src/trace/trace.js';
 import { summarizeTimes } from '../src/util/stats.js';
 
 const runs = Number(process.argv[2] ?? 50);
-const dir = process.env.SNAPSHOTS ?? '/work/shared/traces/sglang-deepseek-r1';
 const shape = DEEPSEEK_V3_SHAPE;
 
 await withGpu({}, async (gpu) => {
@@ -43,9 +42,8 @@ await withGpu({}, async (gpu) => {
   // a steadier figure than wall time on a loaded machine.
   const cpuMs: number[] = [];
   try {
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
-      const doc = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { logical_count: number[][] };
-      const loads = Float32Array.from(doc.logical_count.slice(3).flat());
+    for (const file of listBundledTraces().filter((name) => name.startsWith('sglang-r1-'))) {
+      const loads = stepLoads(loadTrace(file), 0);
       const placement = await prepared.rebalance(loads);
       const reference = gpuLptReference(shape, loads, options);
       const exact = placement.phy2log.every((v, i) => v === reference.phy2log[i]);

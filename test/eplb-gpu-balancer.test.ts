@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createGpuLptBalancer,
@@ -10,15 +9,16 @@ import { balanceMetrics } from '../src/eplb/metrics.js';
 import { type Placement, placementFromPhy2log, placementProblem } from '../src/eplb/placement.js';
 import { DEEPSEEK_V3_SHAPE, type Shape } from '../src/eplb/shape.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
+import { listBundledTraces, loadTrace } from '../src/trace/load.js';
+import { stepLoads } from '../src/trace/trace.js';
 import { UserError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 
-const SNAPSHOTS = new URL('../../shared/traces/sglang-deepseek-r1/', import.meta.url);
+/** The bundled real snapshots (58 MoE layers × 256 experts each). */
+const SNAPSHOTS = listBundledTraces().filter((name) => name.startsWith('sglang-r1-'));
 
-/** A snapshot's 58 MoE layers (the 3 leading dense layers are all zero and dropped). */
-function snapshot(file: string): Float32Array {
-  const doc = JSON.parse(readFileSync(new URL(file, SNAPSHOTS), 'utf8')) as { logical_count: number[][] };
-  return Float32Array.from(doc.logical_count.slice(3).flat());
+function snapshot(name: string): Float32Array {
+  return stepLoads(loadTrace(name), 0);
 }
 
 /** Skewed random loads (log-normal, a few hot experts), integers like token counts or fractional. */
@@ -65,7 +65,7 @@ async function expectExact(s: Shape, loads: Float32Array, options?: GpuLptDriver
 
 describe('gpu-lpt kernel against its TypeScript reference (exact phy2log)', () => {
   it('on a real DeepSeek-R1 snapshot, with balancedness ≥ 0.998', async () => {
-    const loads = snapshot('prefill_in4096.json');
+    const loads = snapshot('sglang-r1-prefill-in4096');
     const placement = await expectExact(DEEPSEEK_V3_SHAPE, loads);
     expect(balanceMetrics(placement, loads).gpuBalancedness).toBeGreaterThanOrEqual(0.998);
   });
@@ -120,7 +120,7 @@ describe('gpu-lpt kernel against its TypeScript reference (exact phy2log)', () =
   });
 
   it('honours maxSwaps and matchingRounds (exact in every setting, refinement helps)', async () => {
-    const loads = snapshot('prefill_in512.json').subarray(0, 4 * 256);
+    const loads = snapshot('sglang-r1-prefill-in512').subarray(0, 4 * 256);
     const s = { ...DEEPSEEK_V3_SHAPE, layers: 4 };
     const q = (p: Placement) => balanceMetrics(p, loads).gpuBalancedness;
     const raw = q(await expectExact(s, loads, { maxSwaps: 0, matchingRounds: 0 }));
@@ -133,7 +133,7 @@ describe('gpu-lpt kernel against its TypeScript reference (exact phy2log)', () =
 
 describe('gpu-lpt algorithm quality (TypeScript reference)', () => {
   it('reaches GPU balancedness ≥ 0.998 on every real snapshot (placed and scored on the same one)', () => {
-    const files = readdirSync(SNAPSHOTS).filter((f) => f.endsWith('.json'));
+    const files = SNAPSHOTS;
     expect(files.length).toBe(8);
     for (const file of files) {
       const loads = snapshot(file);
@@ -154,7 +154,7 @@ describe('gpu-lpt algorithm quality (TypeScript reference)', () => {
 
 describe('gpu-lpt host driver', () => {
   it('creates no buffer, pipeline or bind group after prepare, and reports GPU time', async () => {
-    const loads = snapshot('prefill_in1024.json');
+    const loads = snapshot('sglang-r1-prefill-in1024');
     const prepared = await gpuLptBalancer.prepare(DEEPSEEK_V3_SHAPE, { gpu });
     const device = gpu.device as unknown as Record<string, (...args: unknown[]) => unknown>;
     const watched = [
