@@ -79,6 +79,23 @@ describe('adrs rebalance (CLI contract)', () => {
     expect(three.log2phy).toEqual(one.log2phy);
   });
 
+  it('caps worker threads at the number of layers, and refuses a bad ADRS_THREADS', () => {
+    const weights = file('two-layers.json', JSON.stringify(README_WEIGHTS));
+    const many = adrsWith(
+      { ADRS_THREADS: '4' },
+      'rebalance',
+      '--weights',
+      weights,
+      ...README_SHAPE,
+      '--json',
+    );
+    expect(many.code).toBe(0);
+    expect(JSON.parse(many.stdout).phy2log).toHaveLength(2);
+    const bad = adrsWith({ ADRS_THREADS: 'x' }, 'rebalance', '--weights', weights, ...README_SHAPE);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe("adrs: ADRS_THREADS must be a positive integer, got 'x'");
+  });
+
   it('keeps all-zero rows of a plain array as they are', () => {
     const weights = file('zero-row.json', JSON.stringify([Array(12).fill(0), README_WEIGHTS[1]]));
     const r = adrs('rebalance', '--weights', weights, ...README_SHAPE, '--json');

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import { UserError } from '../util/errors.js';
 import type { Shape } from './shape.js';
 
 /**
@@ -70,8 +71,14 @@ export class LayerParallel {
 
   /** The number of threads worth using for `layers` layers on this machine (ADRS_THREADS overrides). */
   static defaultThreads(layers: number): number {
-    const forced = Number(process.env.ADRS_THREADS);
-    if (Number.isInteger(forced) && forced >= 1) return forced;
+    const forced = process.env.ADRS_THREADS;
+    if (forced !== undefined && forced !== '') {
+      const n = Number(forced);
+      if (!Number.isInteger(n) || n < 1) {
+        throw new UserError(`ADRS_THREADS must be a positive integer, got '${forced}'`);
+      }
+      return Math.min(n, layers);
+    }
     return Math.max(
       1,
       Math.min(availableParallelism(), MAX_THREADS, Math.floor(layers / MIN_LAYERS_PER_THREAD)),
@@ -84,7 +91,9 @@ export class LayerParallel {
     workerUrl: URL,
     threads = LayerParallel.defaultThreads(shape.layers),
   ): Promise<LayerParallel> {
-    const usable = threads > 1 && existsSync(fileURLToPath(workerUrl)) ? threads : 1;
+    // A thread needs at least one layer; the worker module exists only in the compiled package.
+    const wanted = Math.max(1, Math.min(threads, shape.layers));
+    const usable = wanted > 1 && existsSync(fileURLToPath(workerUrl)) ? wanted : 1;
     const runner = new LayerParallel(shape, kernel(shape), usable);
     await runner.startWorkers(workerUrl, usable - 1);
     return runner;
@@ -157,6 +166,7 @@ export class LayerParallel {
       done = Atomics.load(this.control, c + DONE);
     }
     if (Atomics.load(this.control, c + FAILED)) {
+      Atomics.store(this.control, c + FAILED, 0);
       const message = receiveMessageOnPort(this.errorPorts[w]!)?.message;
       throw new Error(`balancer worker thread failed: ${String(message ?? 'unknown error')}`);
     }

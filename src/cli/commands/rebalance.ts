@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import type { Balancer, BalancerContext } from '../../eplb/balancer.js';
+import type { Balancer, BalancerContext, PreparedBalancer } from '../../eplb/balancer.js';
 import { balanceMetrics } from '../../eplb/metrics.js';
 import { placementToJson } from '../../eplb/placement.js';
 import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
@@ -75,15 +75,15 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
     validateShape(shape);
 
     let gpu: GpuContext | undefined;
+    let prepared: PreparedBalancer | undefined;
     try {
       const ctx: BalancerContext = {};
       if (balancer.runsOn === 'gpu') {
         gpu = await acquireGpu({ ...(argv.adapter ? { adapter: argv.adapter } : {}) });
         ctx.gpu = gpu;
       }
-      const prepared = await balancer.prepare(shape, ctx);
+      prepared = await balancer.prepare(shape, ctx);
       const { placement, timing, gpuTiming } = await runTimed(prepared, step.loads, argv.repeat);
-      prepared.dispose?.();
       if (argv.json) {
         printJson(
           {
@@ -110,6 +110,7 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       );
       console.log('(--json prints phy2log, logcnt and log2phy)');
     } finally {
+      prepared?.dispose?.();
       gpu?.destroy();
     }
   },
