@@ -13,6 +13,9 @@ import { stepLoads, type Trace } from '../trace/trace.js';
 import { summarizeTimes } from '../util/stats.js';
 import type { BenchReport, BenchRow } from './bench-types.js';
 
+const WARMUP_CALLS = 50;
+const WARMUP_MS = 300;
+
 export interface BenchOptions {
   traces: Trace[];
   balancers: readonly Balancer[];
@@ -148,6 +151,12 @@ async function timeAndPlace(
       const placement = await prepared.rebalance(stepLoads(trace, k));
       validatePlacement(placement);
       placements.push(placement);
+    }
+    // Warm up until the JIT has settled (V8 optimises hot code after many calls): a few hundred ms or
+    // WARMUP_CALLS calls, whichever comes first, so CPU balancers are not timed in the interpreter.
+    const warmupEnd = performance.now() + WARMUP_MS;
+    for (let i = 0; i < WARMUP_CALLS && performance.now() < warmupEnd; i++) {
+      await prepared.rebalance(stepLoads(trace, i % windows));
     }
     const wall: number[] = [];
     const gpuMs: number[] = [];
