@@ -15,7 +15,8 @@ override GPUS: u32 = 32u;
 override TOKENS_PER_THREAD: u32 = 8u;
 override WG_SIZE: u32 = 256u;
 override TOP_K: u32 = 8u;            // experts per token (≤ MAX_TOP_K)
-override CHOSEN_GROUPS: u32 = 1u;    // groups a token may use (1 and the whole layer when not limited)
+override GROUPS: u32 = 1u;           // search groups: the shape's when group-limited, else 1 (the layer)
+override CHOSEN_GROUPS: u32 = 1u;    // groups a token may use (1 when not limited)
 const MAX_GROUPS: u32 = 32u;
 const MAX_TOP_K: u32 = 16u;
 const NONE: u32 = 0xffffffffu;
@@ -88,34 +89,34 @@ fn mul_hi(u: u32, n: u32) -> u32 {
 }
 
 // Stage 1 of group-limited routing: CHOSEN_GROUPS distinct groups, each ∝ its weight among those not
-// yet chosen (uniform among them once none has weight left), as a bit mask. Fixed trip counts.
-fn draw_groups(key: u32, layer_total: u32) -> u32 {
-  let G = params.groups;
+// yet chosen (uniform among them once none has weight left), as a bit mask. Fixed trip counts; the
+// group weights `gw` are the layer's, held in registers.
+fn draw_groups(key: u32, layer_total: u32, gw: array<u32, MAX_GROUPS>) -> u32 {
   var mask = 0u;
-  var chosen_w = 0u;
+  var remaining = layer_total;
   for (var d = 0u; d < CHOSEN_GROUPS; d++) {
     let u = draw(key, DRAW_GROUP + d);
-    let remaining = layer_total - chosen_w;
     let uniform_pick = remaining == 0u;
-    var r = mul_hi(u, select(remaining, G - d, uniform_pick));
+    var r = mul_hi(u, select(remaining, GROUPS - d, uniform_pick));
     var pick = 0u;
+    var pick_w = 0u;
     var found = false;
-    for (var j = 0u; j < G; j++) {
-      let gw = wg_group_w[j];
-      let free = ((mask >> j) & 1u) == 0u;
-      let w = select(0u, select(gw, 1u, uniform_pick), free);
+    for (var j = 0u; j < GROUPS; j++) {
+      let free = (mask & (1u << j)) == 0u;
+      let w = select(0u, select(gw[j], 1u, uniform_pick), free);
       let hit = !found && r < w;
       pick = select(pick, j, hit);
+      pick_w = select(pick_w, gw[j], hit);
       found = found || hit;
       r = select(r - w, r, found);
     }
     mask |= 1u << pick;
-    chosen_w += wg_group_w[pick];
+    remaining -= pick_w;
   }
   return mask;
 }
 
-fn route_token(t: u32, layer: u32, layer_key: u32, src: u32) -> vec2u {
+fn route_token(t: u32, layer: u32, layer_key: u32, src: u32, gw: array<u32, MAX_GROUPS>) -> vec2u {
   let E = params.experts;
   let EG = params.experts_per_group;
   let K = TOP_K;
@@ -125,7 +126,7 @@ fn route_token(t: u32, layer: u32, layer_key: u32, src: u32) -> vec2u {
 
   // The chosen groups in ascending order with their remaining weight and expert count.
   var mask = 1u;
-  if (params.limited != 0u) { mask = draw_groups(key, layer_total); }
+  if (GROUPS > 1u) { mask = draw_groups(key, layer_total, gw); }
   var gsel: array<u32, MAX_GROUPS>;
   var grem_w: array<u32, MAX_GROUPS>;
   var grem_n: array<u32, MAX_GROUPS>;
@@ -246,6 +247,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   workgroupBarrier();
 
+  var gw: array<u32, MAX_GROUPS>;
+  for (var g = 0u; g < GROUPS; g++) { gw[g] = wg_group_w[g]; }
   let layer_key = pcg_hash(params.seed_key + layer * GOLDEN);
   let tile_start = tile * (WG_SIZE * TOKENS_PER_THREAD);
   // Contiguous blocks of tokens per source rank: a thread's tokens rarely change rank, so its
@@ -267,7 +270,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         cur_src = src;
         sent = vec2u(0u);
       }
-      sent += route_token(t, layer, layer_key, src);
+      sent += route_token(t, layer, layer_key, src, gw);
     }
   }
   if (cur_src != NONE) { flush_sent(cur_src, sent); }

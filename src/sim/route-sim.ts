@@ -147,7 +147,7 @@ export class RouteSimulator {
     upload(device, b.gpus, this.tables.gpus);
     if (plan.policy === 'static-local') upload(device, b.staticMap, this.tables.staticMap);
 
-    const { pipeline, bindGroup } = await this.pipelineFor(plan.topK, plan.chosenGroups);
+    const { pipeline, bindGroup } = await this.pipelineFor(plan.topK, plan.groups, plan.chosenGroups);
     const tiles = Math.ceil(plan.tokens / TILE);
     const tilesX = Math.min(tiles, this.maxDim);
     const tilesZ = Math.ceil(tiles / tilesX);
@@ -203,18 +203,18 @@ export class RouteSimulator {
   }
 
   /** The kernel specialised for top-k and the chosen groups per token (cached per simulator). */
-  private pipelineFor(topK: number, chosenGroups: number): Promise<RoutePipeline> {
-    const id = `${topK}/${chosenGroups}`;
+  private pipelineFor(topK: number, groups: number, chosenGroups: number): Promise<RoutePipeline> {
+    const id = `${topK}/${groups}/${chosenGroups}`;
     let p = this.pipelines.get(id);
     if (!p) {
-      p = this.createPipeline(topK, chosenGroups);
+      p = this.createPipeline(topK, groups, chosenGroups);
       this.pipelines.set(id, p);
       p.catch(() => this.pipelines.delete(id));
     }
     return p;
   }
 
-  private async createPipeline(topK: number, chosenGroups: number): Promise<RoutePipeline> {
+  private async createPipeline(topK: number, groups: number, chosenGroups: number): Promise<RoutePipeline> {
     const { experts: E, gpus: P } = this.shape;
     const pipeline = await this.gpu.kernels.pipeline({
       file: 'route-sim.wgsl',
@@ -225,6 +225,7 @@ export class RouteSimulator {
         TOKENS_PER_THREAD,
         WG_SIZE,
         TOP_K: topK,
+        GROUPS: groups,
         CHOSEN_GROUPS: chosenGroups,
       },
     });
