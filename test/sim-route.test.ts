@@ -88,6 +88,33 @@ describe('token-level routing simulator: GPU vs TypeScript reference (exact coun
     }
   }
 
+  // Group sizes that are not powers of two (the kernel's fixed-length binary lifting must still reach
+  // every expert), the largest top-k, and top-k equal to the experts of the chosen groups.
+  const ODD: Shape = { layers: 2, experts: 24, replicas: 36, groups: 4, nodes: 2, gpus: 6 };
+  for (const [topK, topKGroups] of [
+    [5, undefined],
+    [16, undefined],
+    [5, 2],
+    [12, 2],
+    [1, 1],
+  ] as const) {
+    it(`24 experts in groups of 6: top-${topK}, ${topKGroups ?? 'no'} group limit`, async () => {
+      const sim = await simulator(ODD);
+      for (const policy of ROUTE_POLICIES) {
+        const input: RouteInput = {
+          loads: skewedLoads(ODD, 13, 7),
+          placement: somePlacement(ODD, 6),
+          tokens: 3001,
+          topK,
+          policy,
+          seed: 8,
+          ...(topKGroups ? { topKGroups } : {}),
+        };
+        expectSame(await sim.run(input), routeReference(input), input);
+      }
+    });
+  }
+
   it('splits large token counts over a 3-D dispatch', async () => {
     const sim = await simulator(SHAPE, 3);
     const input: RouteInput = {
@@ -215,6 +242,27 @@ describe('edge cases', () => {
       const p = (1 + g) / 36;
       const sd = Math.sqrt(200_000 * p * (1 - p));
       expect(Math.abs(out.tokensPerGpu[g]! - 200_000 * p)).toBeLessThan(5 * sd);
+    }
+  });
+
+  it('samples k = 2 without replacement with the successive-sampling inclusion probabilities', async () => {
+    // P(e among 2) = p_e + Σ_{f≠e} p_f · p_e / (1 − p_f) for weights p: checks that the second pick
+    // skips the first one's interval correctly (a bias there shifts mass between neighbours).
+    const sim = await simulator(ONE);
+    const weights = [1, 6, 2, 9, 3, 4, 0.5, 8];
+    const loads = Float32Array.from({ length: 16 }, (_, i) => weights[i % 8]!);
+    const tokens = 200_000;
+    const input: RouteInput = { loads, placement: identity(), tokens, topK: 2, policy: 'random', seed: 21 };
+    const out = await sim.run(input);
+    expectSame(out, routeReference(input), input);
+    const total = weights.reduce((a, b) => a + b, 0);
+    const p = weights.map((w) => w / total);
+    for (let e = 0; e < 8; e++) {
+      let incl = p[e]!;
+      for (let f = 0; f < 8; f++) if (f !== e) incl += (p[f]! * p[e]!) / (1 - p[f]!);
+      const sd = Math.sqrt(tokens * incl * (1 - incl));
+      for (const l of [0, 1])
+        expect(Math.abs(out.tokensPerGpu[l * 8 + e]! - tokens * incl)).toBeLessThan(5 * sd);
     }
   });
 
