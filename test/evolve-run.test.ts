@@ -247,4 +247,16 @@ describe('configuration', () => {
     expect(c.evaluator.heldout_trace).toBeTruthy();
     expect(c.search.features.map((f) => f.metric)).toEqual(['median_ms', 'balancedness_next']);
   });
+
+  it("names the command that generated the example's held-out trace", () => {
+    const yaml = readFileSync('examples/eplb/evolve.yaml', 'utf8');
+    const command = /`(adrs trace gen [^`]*)`/.exec(yaml)?.[1] ?? '';
+    const flag = (name: string) => new RegExp(`--${name} (\\S+)`).exec(command)?.[1];
+    const c = loadConfigFile('examples/eplb/evolve.yaml');
+    const manifest = JSON.parse(readFileSync(`traces/${c.evaluator.heldout_trace}.json`, 'utf8'));
+    expect(flag('name')).toBe(manifest.name);
+    expect(Number(flag('seed'))).toBe(manifest.generator.params.seed);
+    expect(Number(flag('windows'))).toBe(manifest.generator.params.windows);
+    expect(flag('out')).toBe('traces');
+  });
 });
