@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { allBlocks, programHash } from '../src/evolve/candidate.js';
-import { applyPatchText } from '../src/evolve/patch.js';
+import { applyModelEdit } from '../src/evolve/edit.js';
 import { applyRewriteText } from '../src/evolve/rewrite.js';
+
+/** The controller's entry point for a model's answer to a diff mutation. */
+const applyDiff = (f: Record<string, string>, text: string) => applyModelEdit(f, text, 'diff');
 
 const TS = `import type { X } from './x.js';
 // EVOLVE-BLOCK-START
@@ -27,7 +30,7 @@ const patch = (file: string, search: string, replace: string): string =>
 
 describe('SEARCH/REPLACE patches', () => {
   it('applies a block addressed to a file', () => {
-    const r = applyPatchText(files, patch('balancer.ts', '  let best = 0;', '  let best = -Infinity;'));
+    const r = applyDiff(files, patch('balancer.ts', '  let best = 0;', '  let best = -Infinity;'));
     expect(r.ok).toBe(true);
     if (r.ok) {
       expect(r.files['balancer.ts']).toContain('let best = -Infinity;');
@@ -37,7 +40,7 @@ describe('SEARCH/REPLACE patches', () => {
   });
 
   it('finds the file when the name is omitted and the text occurs in exactly one file', () => {
-    const r = applyPatchText(files, patch('', 'const K: u32 = 4u;', 'const K: u32 = 8u;'));
+    const r = applyDiff(files, patch('', 'const K: u32 = 4u;', 'const K: u32 = 8u;'));
     expect(r.ok && r.files['kernels/k.wgsl']).toContain('8u');
   });
 
@@ -54,7 +57,7 @@ describe('SEARCH/REPLACE patches', () => {
       '>>>>>>> REPLACE  ',
       '```',
     ].join('\r\n');
-    const r = applyPatchText(files, text);
+    const r = applyDiff(files, text);
     expect(r.ok).toBe(true);
     if (r.ok)
       expect(r.files['balancer.ts']).toContain(
@@ -64,10 +67,10 @@ describe('SEARCH/REPLACE patches', () => {
 
   it('applies several blocks across files, all or nothing', () => {
     const two = `${patch('balancer.ts', '  return best;', '  return best * 2;')}\n${patch('kernels/k.wgsl', 'const K: u32 = 4u;', 'const K: u32 = 2u;')}`;
-    const r = applyPatchText(files, two);
+    const r = applyDiff(files, two);
     expect(r.ok).toBe(true);
     const bad = `${patch('balancer.ts', '  return best;', '  return best * 2;')}\n${patch('kernels/k.wgsl', 'const Q: u32 = 4u;', 'x')}`;
-    const r2 = applyPatchText(files, bad);
+    const r2 = applyDiff(files, bad);
     expect(r2.ok).toBe(false);
     if (!r2.ok) expect(r2.reason).toMatch(/^block 2: the SEARCH text was not found in kernels\/k.wgsl/);
   });
@@ -91,7 +94,7 @@ describe('SEARCH/REPLACE patches', () => {
       ],
     ];
     for (const [text, reason] of cases) {
-      const r = applyPatchText(files, text);
+      const r = applyDiff(files, text);
       expect(r.ok, text).toBe(false);
       if (!r.ok) expect(r.reason).toMatch(reason);
     }
@@ -102,15 +105,12 @@ describe('SEARCH/REPLACE patches', () => {
       ...files,
       'balancer.ts': TS.replace('  return best;', '  best += 1;\n  best += 1;\n  return best;'),
     };
-    const twice = applyPatchText(doubled, patch('balancer.ts', 'best += 1;', 'best += 2;'));
+    const twice = applyDiff(doubled, patch('balancer.ts', 'best += 1;', 'best += 2;'));
     expect(twice).toEqual({
       ok: false,
       reason: expect.stringMatching(/matches 2 places \(balancer.ts:8, balancer.ts:9\); include more/),
     });
-    const nowhere = applyPatchText(
-      files,
-      patch('balancer.ts', '  let best = 0;\n  for (const w of a) {', 'x'),
-    );
+    const nowhere = applyDiff(files, patch('balancer.ts', '  let best = 0;\n  for (const w of a) {', 'x'));
     expect(nowhere.ok).toBe(false);
     if (!nowhere.ok) {
       expect(nowhere.reason).toMatch(
@@ -120,7 +120,7 @@ describe('SEARCH/REPLACE patches', () => {
   });
 
   it('refuses edits outside EVOLVE-BLOCKs and to the markers themselves', () => {
-    const outside = applyPatchText(
+    const outside = applyDiff(
       files,
       patch('balancer.ts', 'export default pick;', 'export default () => 1e9;'),
     );
@@ -129,12 +129,12 @@ describe('SEARCH/REPLACE patches', () => {
       expect(outside.reason).toMatch(
         /changes balancer.ts:11-11, outside every EVOLVE-BLOCK.*editable lines: 3-9/,
       );
-    const marker = applyPatchText(
+    const marker = applyDiff(
       files,
       patch('balancer.ts', '// EVOLVE-BLOCK-END\nexport default pick;', 'export default pick;'),
     );
     expect(marker.ok).toBe(false);
-    const header = applyPatchText(
+    const header = applyDiff(
       files,
       patch(
         'kernels/k.wgsl',
@@ -146,7 +146,7 @@ describe('SEARCH/REPLACE patches', () => {
   });
 
   it('accepts quoted marker lines as unchanged context', () => {
-    const r = applyPatchText(
+    const r = applyDiff(
       files,
       patch(
         'kernels/k.wgsl',
@@ -183,6 +183,36 @@ describe('EVOLVE-BLOCK rewrites', () => {
       '<<<<<<< BLOCK kernels/k.wgsl#1\n// EVOLVE-BLOCK-END\nfn evil() {}\n>>>>>>> END',
     );
     expect(m.ok).toBe(false);
+  });
+});
+
+describe("a model's answer in either format", () => {
+  const diff = patch('kernels/k.wgsl', 'const K: u32 = 4u;', 'const K: u32 = 8u;');
+  const rewrite = '<<<<<<< BLOCK kernels/k.wgsl#1\nconst K: u32 = 2u;\n>>>>>>> END';
+
+  it('accepts a rewrite where a diff was asked, and a diff where a rewrite was asked', () => {
+    const r = applyModelEdit(files, rewrite, 'diff');
+    expect(r.ok && r.files['kernels/k.wgsl']).toContain('2u');
+    const d = applyModelEdit(files, diff, 'rewrite');
+    expect(d.ok && d.files['kernels/k.wgsl']).toContain('8u');
+  });
+
+  it('lets the mutation asked for decide when an answer holds both formats', () => {
+    const both = `${diff}\n${rewrite}`;
+    const asRewrite = applyModelEdit(files, both, 'rewrite');
+    expect(asRewrite.ok && asRewrite.files['kernels/k.wgsl']).toContain('2u');
+    const asDiff = applyModelEdit(files, both, 'crossover');
+    expect(asDiff.ok && asDiff.files['kernels/k.wgsl']).toContain('8u');
+  });
+
+  it('names the format that was asked for when neither is found', () => {
+    expect(applyModelEdit(files, 'No change.', 'rewrite')).toEqual({
+      ok: false,
+      reason: "no '<<<<<<< BLOCK file#n … >>>>>>> END' rewrite found in the response",
+    });
+    const d = applyModelEdit(files, 'No change.', 'diff');
+    expect(d.ok).toBe(false);
+    if (!d.ok) expect(d.reason).toMatch(/no '<<<<<<< SEARCH/);
   });
 });
 

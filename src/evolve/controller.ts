@@ -3,14 +3,14 @@ import { UserError } from '../util/errors.js';
 import { allBlocks, type CandidateFiles, loadCandidateDir, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
+import { applyModelEdit } from './edit.js';
 import type { EvalOutcome, Evaluator } from './evaluator.js';
 import { LlmCallError } from './llm/openai-client.js';
 import { Semaphore } from './llm/semaphore.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
-import { applySearchReplace, type PatchResult, parseSearchReplace } from './patch.js';
+import type { PatchResult } from './patch.js';
 import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
 import { type CommitRecord, type Plan, Recorded } from './recorded.js';
-import { applyRewriteText } from './rewrite.js';
 import type { Checkpoint, RunEvent, RunFolder } from './run-folder.js';
 
 export type StopReason =
@@ -365,7 +365,7 @@ export class Controller {
       if ('error' in reply)
         return { ...base, outcome: 'model-failed', reason: reply.error, fatal: reply.fatal };
       const t2 = this.now();
-      patched = this.applyEdit(parent.files, reply.text, plan.mutation);
+      patched = applyModelEdit(parent.files, reply.text, plan.mutation);
       if (patched.ok && programHash(patched.files) === parent.record.hash) {
         patched = {
           ok: false,
@@ -395,24 +395,6 @@ export class Controller {
     const hash = programHash(patched.files);
     const result = await this.evaluate(it, hash, patched.files);
     return { plan, outcome: 'new', hash, files: patched.files, result };
-  }
-
-  private applyEdit(files: CandidateFiles, text: string, mutation: Plan['mutation']): PatchResult {
-    // Accept either format whatever was asked: models mix them up, and both are checked the same way.
-    const hasBlocks = /^\s*<{5,9}\s*BLOCK\s/m.test(text);
-    const hasDiff = /^\s*<{5,9}\s*SEARCH\b/m.test(text);
-    if (hasBlocks && (!hasDiff || mutation === 'rewrite')) return applyRewriteText(files, text);
-    const parsed = parseSearchReplace(text);
-    if ('error' in parsed) {
-      return {
-        ok: false,
-        reason:
-          mutation === 'rewrite' && !hasDiff
-            ? "no '<<<<<<< BLOCK file#n … >>>>>>> END' rewrite found in the response"
-            : parsed.error,
-      };
-    }
-    return applySearchReplace(files, parsed.blocks);
   }
 
   private async ask(

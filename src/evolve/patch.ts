@@ -279,10 +279,3 @@ function trimBlankEdges(lines: string[]): string[] {
   while (b > a && blank(lines[b - 1]!)) b--;
   return lines.slice(a, b);
 }
-
-/** Parse and apply in one step. */
-export function applyPatchText(files: CandidateFiles, response: string): PatchResult {
-  const parsed = parseSearchReplace(response);
-  if ('error' in parsed) return { ok: false, reason: parsed.error };
-  return applySearchReplace(files, parsed.blocks);
-}

@@ -139,10 +139,6 @@ export class RunFolder {
     if (!existsSync(this.programPath(p.hash))) writeFileAtomic(this.programPath(p.hash), JSON.stringify(p));
   }
 
-  hasProgram(hash: string): boolean {
-    return existsSync(this.programPath(hash));
-  }
-
   loadProgram(hash: string): StoredProgram {
     return JSON.parse(readFileSync(this.programPath(hash), 'utf8')) as StoredProgram;
   }
