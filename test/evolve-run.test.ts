@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile, NO_ENDPOINT_MESSAGE, validateConfig } from '../src/evolve/config.js';
+import { applyOverrides, loadConfigFile, NO_ENDPOINT_MESSAGE, validateConfig } from '../src/evolve/config.js';
 import { runSession } from '../src/evolve/session.js';
 import { climbingModel, currentValues, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer, type FakeReply, type FakeRequest } from './helpers/fake-openai-server.js';
@@ -158,6 +158,35 @@ describe('adrs evolve against a local OpenAI-compatible server', () => {
     expect(r.stats.committed).toBeLessThan(10);
   });
 
+  it('refuses a $0 budget in one line before anything runs, and a free model runs under a positive cap', async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    const zero = runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'zero'),
+      overrides: { budgetUsd: 0 },
+    });
+    await expect(zero).rejects.toThrow(
+      /^--budget-usd must be a number of dollars > 0, got 0 .*omit the flag/,
+    );
+    await zero.catch((e: Error) => expect(e.message).not.toContain('\n'));
+    expect(server.requests).toHaveLength(0);
+    expect(existsSync(join(p.dir, 'zero'))).toBe(false);
+    // A model priced at 0 (e.g. on a local server) spends nothing, so a cap never stops it.
+    const free = makeToyProject(server.baseUrl, {
+      search: { parallel: 1, islands: 1 },
+      llm: { base_url: server.baseUrl, models: ['local-model'], budget_usd: 0.01, retry_base_s: 0.01 },
+    });
+    const r = await runSession({
+      configPath: free.configPath,
+      out: join(free.dir, 'run'),
+      overrides: { iterations: 3 },
+    });
+    expect(r.stats.stopReason).toBe('iterations');
+    expect(r.stats.committed).toBe(3);
+    expect(r.stats.counters.cost_usd).toBe(0);
+  });
+
   it('never evaluates the same program twice', async () => {
     // Every answer proposes SPREAD = 3 (whatever the parent), with different formatting.
     server = await FakeOpenAiServer.start((q) => {
@@ -235,6 +264,13 @@ describe('configuration', () => {
       /exploration \+ search.exploitation must be ≤ 1/,
     );
     expect(() => validateConfig({ time_limit: '2 weeks' })).toThrow(/cannot read the duration '2 weeks'/);
+    for (const key of ['budget_usd', 'budget_tokens']) {
+      expect(() => validateConfig({ llm: { [key]: 0 } })).toThrow(
+        `llm.${key} must be a number > 0, or null for no cap (a cap of 0 would stop before the first call), got 0`,
+      );
+      expect(validateConfig({ llm: { [key]: null } }).llm[key as 'budget_usd']).toBeNull();
+    }
+    expect(() => applyOverrides(validateConfig({}), { budgetUsd: -1 })).toThrow(/^--budget-usd must be/);
     expect(validateConfig({ time_limit: '1h30m' }).time_limit_s).toBe(5400);
     expect(() => validateConfig({ search: { features: [{ metric: 'x', min: 1, max: 1 }] } })).toThrow(
       /needs min < max/,

@@ -272,9 +272,8 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     if (l.retries !== undefined) out.llm.retries = v.int(l.retries, 'llm.retries', 0);
     if (l.retry_base_s !== undefined) out.llm.retry_base_s = v.num(l.retry_base_s, 'llm.retry_base_s', 0);
     if (l.concurrency !== undefined) out.llm.concurrency = v.int(l.concurrency, 'llm.concurrency', 1);
-    if (l.budget_usd !== undefined) out.llm.budget_usd = v.numOrNull(l.budget_usd, 'llm.budget_usd');
-    if (l.budget_tokens !== undefined)
-      out.llm.budget_tokens = v.numOrNull(l.budget_tokens, 'llm.budget_tokens');
+    if (l.budget_usd !== undefined) out.llm.budget_usd = v.budget(l.budget_usd, 'llm.budget_usd');
+    if (l.budget_tokens !== undefined) out.llm.budget_tokens = v.budget(l.budget_tokens, 'llm.budget_tokens');
   }
   if (obj.search !== undefined) {
     const s = v.obj(obj.search, 'search', [
@@ -441,6 +440,13 @@ class Validator {
   numOrNull(raw: unknown, key: string): number | null {
     return raw === null ? null : this.num(raw, key, 0);
   }
+  /** A cap is positive or null (no cap): a cap of 0 would stop the run before its first model call. */
+  budget(raw: unknown, key: string): number | null {
+    if (raw === null) return null;
+    if (typeof raw !== 'number' || !Number.isFinite(raw) || raw <= 0)
+      this.fail(key, 'a number > 0, or null for no cap (a cap of 0 would stop before the first call)', raw);
+    return raw as number;
+  }
   int(raw: unknown, key: string, min = -Infinity): number {
     if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < min)
       this.fail(key, `an integer ≥ ${min}`, raw);
@@ -492,12 +498,16 @@ export function applyOverrides(config: EvolveConfig, o: ConfigOverrides): Evolve
     c.llm.models = [{ ...(known ?? model(o.model)), weight: 1 }];
   }
   if (o.budgetUsd !== undefined) {
-    if (!(o.budgetUsd >= 0)) throw new UserError('--budget-usd must be a non-negative number of dollars');
+    if (!(o.budgetUsd > 0)) throw new UserError(BUDGET_FLAG_MESSAGE(o.budgetUsd));
     c.llm.budget_usd = o.budgetUsd;
   }
   if (o.timeLimit !== undefined) c.time_limit_s = parseDuration(o.timeLimit);
   return c;
 }
+
+/** A $0 cap would stop before the first call; a free local model (prices 0) never reaches a positive cap. */
+const BUDGET_FLAG_MESSAGE = (v: number): string =>
+  `--budget-usd must be a number of dollars > 0, got ${v} (a $0 cap stops before the first call); omit the flag for no cap beyond the config's llm.budget_usd — a model priced at 0, e.g. on a local server, never reaches a cap`;
 
 function checkedInt(v: number, flag: string): number {
   if (!Number.isInteger(v) || v < 0) throw new UserError(`${flag} must be a non-negative integer, got ${v}`);

@@ -43,7 +43,11 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
         describe: 'OpenAI-compatible endpoint, e.g. http://localhost:8000/v1',
       })
       .option('model', { type: 'string', describe: 'Use this one model instead of the configured ensemble' })
-      .option('budget-usd', { type: 'number', describe: 'Stop cleanly once the model calls cost this much' })
+      .option('budget-usd', {
+        type: 'number',
+        describe:
+          "Stop cleanly once the model calls cost this many dollars (> 0; omit for the config's llm.budget_usd — a model priced at 0 never reaches a cap)",
+      })
       .option('time-limit', { type: 'string', describe: 'Stop after this wall time, e.g. 30m or 2h' })
       .option('quiet', { type: 'boolean', describe: 'No progress line' })
       .example(
