@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyOverrides, loadConfigFile, NO_ENDPOINT_MESSAGE, validateConfig } from '../src/evolve/config.js';
@@ -240,6 +240,79 @@ describe('adrs evolve against a local OpenAI-compatible server', () => {
         .map((e) => [e.iteration, e.outcome, e.hash, e.score]);
     expect(seq(replay.dir)).toEqual(seq(first.dir));
     expect(replay.best.hash).toBe(first.best.hash);
+  });
+});
+
+describe('flags with --resume and --replay', () => {
+  it('refuses flags that would change the trajectory before touching the folder, and takes those that extend the run', async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    const first = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 2 },
+    });
+    const configBefore = readFileSync(join(first.dir, 'config.json'), 'utf8');
+    const eventsBefore = readFileSync(join(first.dir, 'events.jsonl'), 'utf8');
+    const refused: [Parameters<typeof runSession>[0], RegExp][] = [
+      [
+        { resume: first.dir, overrides: { seed: 8 } },
+        /^--seed 8 cannot be given with --resume: it changes the run's seed \(7 → 8\).*start a new run with --config$/,
+      ],
+      [
+        { resume: first.dir, overrides: { model: 'toy-a', iterations: 4 } },
+        /^--model toy-a cannot be given with --resume: it changes the run's llm\.models/,
+      ],
+      [{ resume: first.dir, configPath: p.configPath }, /give exactly one of --config FILE/],
+      [{ resume: first.dir, out: join(p.dir, 'elsewhere') }, /--out cannot be given with --resume/],
+      [
+        { replay: first.dir, overrides: { seed: 8, iterations: 9 } },
+        /^--replay .* --seed, --iterations would be ignored/,
+      ],
+    ];
+    for (const [options, message] of refused) {
+      const run = runSession(options);
+      await expect(run).rejects.toThrow(message);
+      await run.catch((e: Error) => expect(e.message).not.toContain('\n'));
+    }
+    expect(readFileSync(join(first.dir, 'config.json'), 'utf8')).toBe(configBefore);
+    expect(readFileSync(join(first.dir, 'events.jsonl'), 'utf8')).toBe(eventsBefore);
+    expect(existsSync(join(p.dir, 'elsewhere'))).toBe(false);
+    // The same seed is no change; stop rules, budget and a moved server extend the run.
+    const resumed = await runSession({
+      resume: first.dir,
+      overrides: { seed: 7, iterations: 4, timeLimit: '1h', budgetUsd: 5, baseUrl: server.baseUrl },
+    });
+    expect(resumed.stats.committed).toBe(4);
+    const config = JSON.parse(readFileSync(join(first.dir, 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ seed: 7, iterations: 4, time_limit_s: 3600, llm: { budget_usd: 5 } });
+    const straight = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'straight'),
+      overrides: { iterations: 4 },
+    });
+    const seq = (dir: string) =>
+      events(dir)
+        .filter((e) => e.type === 'commit')
+        .map((e) => [e.iteration, e.hash]);
+    expect(seq(first.dir)).toEqual(seq(straight.dir));
+  });
+
+  it('refuses a resume whose endpoint is gone before rewriting config.json', async () => {
+    const p = makeToyProject('http://127.0.0.1:9/v1', { search: { parallel: 1, islands: 1 } });
+    const evaluator = await loadToyEvaluator(p);
+    const dir = join(p.dir, 'run');
+    await expect(
+      runSession({ configPath: p.configPath, out: dir, overrides: { iterations: 0 }, evaluator }),
+    ).resolves.toBeDefined();
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    config.llm.models = [];
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const before = readFileSync(join(dir, 'config.json'), 'utf8');
+    await expect(runSession({ resume: dir, overrides: { iterations: 3 } })).rejects.toThrow(
+      NO_ENDPOINT_MESSAGE,
+    );
+    expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(before);
   });
 });
 

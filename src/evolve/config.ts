@@ -505,6 +505,67 @@ export function applyOverrides(config: EvolveConfig, o: ConfigOverrides): Evolve
   return c;
 }
 
+const FLAGS: Record<keyof ConfigOverrides, string> = {
+  iterations: '--iterations',
+  seed: '--seed',
+  baseUrl: '--base-url',
+  model: '--model',
+  budgetUsd: '--budget-usd',
+  timeLimit: '--time-limit',
+};
+
+/** The command-line flags behind a set of overrides, e.g. ['--seed', '--model']. */
+export function overrideFlags(o: ConfigOverrides): string[] {
+  return (Object.keys(o) as (keyof ConfigOverrides)[]).filter((k) => o[k] !== undefined).map((k) => FLAGS[k]);
+}
+
+/** What a resumed run may change: its stop rules, its budgets and where its server is. */
+const EXTENDS_ONLY = ['iterations', 'time_limit_s'] as const;
+const LLM_EXTENDS_ONLY = ['budget_usd', 'budget_tokens', 'base_url', 'api_key_env'] as const;
+
+/**
+ * The recorded config with the flags of `--resume` applied. Flags that only extend the run are
+ * taken; one that would change which programs it produces (seed, model ensemble, ...) is refused,
+ * since a resumed run must continue exactly as it would have run uninterrupted.
+ */
+export function resumeConfig(recorded: EvolveConfig, o: ConfigOverrides): EvolveConfig {
+  const before = trajectory(recorded);
+  for (const flag of Object.keys(o) as (keyof ConfigOverrides)[]) {
+    if (o[flag] === undefined) continue;
+    const changed = firstDifference(before, trajectory(applyOverrides(recorded, { [flag]: o[flag] })));
+    if (changed) {
+      throw new UserError(
+        `${FLAGS[flag]} ${o[flag]} cannot be given with --resume: it changes the run's ${changed}, so the run would not continue as it started; ` +
+          `resume without it (--iterations, --time-limit, --budget-usd and --base-url may change) or start a new run with --config`,
+      );
+    }
+  }
+  return applyOverrides(recorded, o);
+}
+
+/** The config without the settings a resume may change: what decides the sequence of programs. */
+function trajectory(config: EvolveConfig): Record<string, unknown> {
+  const c = structuredClone(config) as unknown as Record<string, unknown> & { llm: Record<string, unknown> };
+  for (const k of EXTENDS_ONLY) delete c[k];
+  for (const k of LLM_EXTENDS_ONLY) delete c.llm[k];
+  return c;
+}
+
+/** 'seed (7 → 8)' for the first setting that differs, or null. */
+function firstDifference(a: unknown, b: unknown, path = ''): string | null {
+  if (JSON.stringify(a) === JSON.stringify(b)) return null;
+  const isMap = (x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (isMap(a) && isMap(b)) {
+    const ra = a as Record<string, unknown>;
+    const rb = b as Record<string, unknown>;
+    for (const k of new Set([...Object.keys(ra), ...Object.keys(rb)])) {
+      const d = firstDifference(ra[k], rb[k], path ? `${path}.${k}` : k);
+      if (d) return d;
+    }
+  }
+  return `${path} (${JSON.stringify(a)} → ${JSON.stringify(b)})`;
+}
+
 /** A $0 cap would stop before the first call; a free local model (prices 0) never reaches a positive cap. */
 const BUDGET_FLAG_MESSAGE = (v: number): string =>
   `--budget-usd must be a number of dollars > 0, got ${v} (a $0 cap stops before the first call); omit the flag for no cap beyond the config's llm.budget_usd — a model priced at 0, e.g. on a local server, never reaches a cap`;

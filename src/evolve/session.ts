@@ -7,6 +7,8 @@ import {
   checkEndpoint,
   type EvolveConfig,
   loadConfigFile,
+  overrideFlags,
+  resumeConfig,
 } from './config.js';
 import { Controller, type Progress, type RunStats } from './controller.js';
 import type { ProgramDatabase, ProgramRecord } from './database.js';
@@ -41,9 +43,17 @@ export interface SessionResult {
 
 /** One `adrs evolve` invocation: a new run, a resumed one, or a replay; always leaves a consistent run folder. */
 export async function runSession(o: SessionOptions): Promise<SessionResult> {
-  const modes = [o.configPath && !o.resume && !o.replay, o.resume, o.replay].filter(Boolean).length;
+  const modes = [o.configPath, o.resume, o.replay].filter(Boolean).length;
   if (modes !== 1)
     throw new UserError('give exactly one of --config FILE (new run), --resume DIR or --replay DIR');
+  if (o.resume && o.out !== undefined)
+    throw new UserError('--out cannot be given with --resume: a resumed run continues in its own folder');
+  const flags = overrideFlags(o.overrides ?? {});
+  if (o.replay && flags.length > 0) {
+    throw new UserError(
+      `--replay re-runs the recorded run with its recorded config, so ${flags.join(', ')} would be ignored; drop ${flags.length > 1 ? 'them' : 'it'}`,
+    );
+  }
   let config: EvolveConfig;
   let folder: RunFolder;
   let mode: 'start' | 'resume' | 'replay';
@@ -51,7 +61,9 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   let seedFiles: Record<string, string> | undefined;
   if (o.resume) {
     folder = RunFolder.open(o.resume);
-    config = applyOverrides(folder.readConfig(), o.overrides ?? {});
+    // Everything is checked before config.json is rewritten: a refused resume leaves the folder as it was.
+    config = resumeConfig(folder.readConfig(), o.overrides ?? {});
+    if (!o.model) checkEndpoint(config);
     folder.writeConfig(config);
     mode = 'resume';
   } else if (o.replay) {
@@ -73,7 +85,6 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     folder = RunFolder.create(out, config);
     mode = 'start';
   }
-  if (mode === 'resume' && !o.model) checkEndpoint(config);
   const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
   const evaluator = o.evaluator ?? (await createEvaluator(config));
   try {
