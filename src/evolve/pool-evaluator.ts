@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { EvaluatorPool } from '../eval/index.js';
 import type { EvalResult, EvaluateOptions } from '../eval/types.js';
 import { loadTrace } from '../trace/load.js';
@@ -8,6 +6,7 @@ import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import type { EvalOutcome, Evaluator, Split } from './evaluator.js';
+import { traceChecksum } from './trace-checksum.js';
 
 /** Adapts the sandboxed GPU evaluator pool to the controller's Evaluator interface. */
 export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluator> {
@@ -54,19 +53,4 @@ function toOutcome(r: EvalResult): EvalOutcome {
   for (const [k, v] of Object.entries(r.metrics))
     if (typeof v === 'number' && Number.isFinite(v)) metrics[k] = v;
   return { valid: r.valid, stage: r.stage, score: r.score, metrics, artifacts: r.artifacts };
-}
-
-/** sha256 over the manifest and the binary loads file, so a reproducer names exactly the data it was scored on. */
-function traceChecksum(t: Trace): string {
-  const h = createHash('sha256');
-  if (t.path) {
-    h.update(readFileSync(t.path));
-    const dataPath = new URL(t.manifest.data, `file://${t.path}`).pathname;
-    try {
-      h.update(readFileSync(dataPath));
-    } catch {
-      // The data may live elsewhere for generated traces; the manifest still pins its generator and seed.
-    }
-  } else h.update(JSON.stringify(t.manifest));
-  return h.digest('hex');
 }
