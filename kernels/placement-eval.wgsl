@@ -2,23 +2,27 @@
 // summed balance statistics of src/eplb/metrics.ts balanceMetrics (the f64 TypeScript reference).
 //
 // Two entry points, dispatched back to back in one compute pass:
-//   layer_stats : one workgroup per (pair, layer). Threads spread over the layer's R slots compute
-//                 slot loads (load(e)/logcnt(e)) into workgroup memory and mark which nodes hold each
-//                 expert; then each thread sums whole GPUs (R/P consecutive slots, in slot order like
-//                 the reference) and a tree reduction gives the layer's total load, max GPU load,
-//                 max slot load and inter-node numerator Σ_e load(e)·(1 − nodes holding e / N).
-//   pair_sums   : one workgroup per pair. Threads spread over layers; a tree reduction gives the
+//   layer_stats : one workgroup per (pair, chunk of LAYERS_PER_GROUP consecutive layers), one layer
+//                 after the other. Threads over GPUs sum their slot loads load(e)/logcnt(e) in slot
+//                 order (like the reference) and mark which nodes hold each expert; then threads over
+//                 experts take the inter-node numerator Σ_e load(e)·(1 − nodes holding e / N), clearing
+//                 the marks for the next layer; thread 0 reduces the per-thread partials (total load,
+//                 max GPU load, max slot load, inter-node numerator) with a fixed pairwise tree.
+//   pair_sums   : one workgroup per pair. Threads spread over layers; the same pairwise tree gives the
 //                 sums over layers and the balancedness ratios, plus per-layer ratios.
 // No float atomics: every float sum is a fixed-order loop or a pairwise tree, so results are
 // deterministic and the f32 rounding error grows with log2 of the count, not the count.
+// Two barriers per layer: a workgroup is costly to start and a barrier to cross on SIMD CPUs
+// (llvmpipe), so each workgroup takes several layers and the final tree runs on one thread.
 
-// Workgroup size: 64 threads. A layer has hundreds of slots and tens of GPUs (DeepSeek-V3: 288 and
-// 32), so 64 keeps most lanes busy in both phases, is a multiple of every vendor's SIMD width, and
-// there are pairs×layers workgroups to fill the device, so larger groups would only add idle lanes.
+// Workgroup size (a power of two): 64 on GPUs, a multiple of every vendor's SIMD width, as a layer
+// has tens of GPUs and hundreds of experts (DeepSeek-V3: 32 and 256); the host picks 8 on CPU
+// adapters, where that is one SIMD batch. Results agree within the stated tolerance for any size.
 override WG: u32 = 64u;
-// Capacities of the workgroup arrays (≥ the shape's R and E; the host rounds them up).
-override SLOT_CAP: u32 = 288u;
+// Capacity of the node marks (≥ the shape's E; the host passes E).
 override EXPERT_CAP: u32 = 256u;
+// Consecutive layers of one pair per layer_stats workgroup.
+override LAYERS_PER_GROUP: u32 = 8u;
 
 struct Params {
   layers: u32,
@@ -49,13 +53,27 @@ struct Params {
 // [pairs][L] count of invalid entries met (expert out of range, replica count ≤ 0).
 @group(0) @binding(5) var<storage, read_write> layer_bad: array<u32>;
 
-var<workgroup> slot_load: array<f32, SLOT_CAP>;
 var<workgroup> node_mask: array<atomic<u32>, EXPERT_CAP>;
 var<workgroup> partial: array<vec4<f32>, WG>;
-var<workgroup> bad_count: atomic<u32>;
+var<workgroup> bad_partial: array<u32, WG>;
 
 fn workgroup_index(wid: vec3<u32>) -> u32 {
   return wid.x + wid.y * params.grid_x;
+}
+
+// Thread 0 only: partial[0] = the pairwise tree of partial[0..WG) (sums for x and w; for y and z
+// maxima, or sums when `sum_yz`), bad_partial[0] = the sum of bad_partial; the same order as a
+// workgroup tree reduction, without its barriers.
+fn reduce_partials(sum_yz: bool) {
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    for (var i = 0u; i < stride; i++) {
+      let a = partial[i];
+      let b = partial[i + stride];
+      let yz = select(max(a.yz, b.yz), a.yz + b.yz, sum_yz);
+      partial[i] = vec4<f32>(a.x + b.x, yz, a.w + b.w);
+      bad_partial[i] += bad_partial[i + stride];
+    }
+  }
 }
 
 @compute @workgroup_size(WG)
@@ -63,86 +81,74 @@ fn layer_stats_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
   let L = params.layers;
   let E = params.experts;
   let R = params.replicas;
+  let S = params.slots_per_gpu;
+  let chunks = (L + LAYERS_PER_GROUP - 1u) / LAYERS_PER_GROUP;
   let item = workgroup_index(wid);
   // Uniform per workgroup, so the early return keeps barriers in uniform control flow.
-  if (item >= params.pair_count * L) {
+  if (item >= params.pair_count * chunks) {
     return;
   }
-  let pair = pairs[item / L];
-  let layer = item % L;
-  let loads_base = (pair.y * L + layer) * E;
+  let pair_index = item / chunks;
+  let pair = pairs[pair_index];
+  let first_layer = (item % chunks) * LAYERS_PER_GROUP;
+  let last_layer = min(first_layer + LAYERS_PER_GROUP, L);
   let place_base = pair.x * params.placement_stride;
-  let phy_base = place_base + layer * R;
-  let cnt_base = place_base + L * R + layer * E;
-
-  for (var e = lid; e < E; e += WG) {
-    atomicStore(&node_mask[e], 0u);
-  }
-  if (lid == 0u) {
-    atomicStore(&bad_count, 0u);
-  }
-  workgroupBarrier();
-
-  // Phase 1: slot loads (threads over slots) and which nodes hold each expert.
-  var max_slot = 0.0;
-  var bad = 0u;
-  for (var s = lid; s < R; s += WG) {
-    let e = placements[phy_base + s];
-    var load = 0.0;
-    if (e < 0 || u32(e) >= E) {
-      bad += 1u;
-    } else {
-      let count = placements[cnt_base + u32(e)];
-      if (count <= 0) {
-        bad += 1u;
-      } else {
-        load = windows[loads_base + u32(e)] / f32(count);
-      }
-      let node = (s / params.slots_per_gpu) / params.gpus_per_node;
-      atomicOr(&node_mask[u32(e)], 1u << node);
-    }
-    slot_load[s] = load;
-    max_slot = max(max_slot, load);
-  }
-  if (bad > 0u) {
-    atomicAdd(&bad_count, bad);
-  }
-  workgroupBarrier();
-
-  // Phase 2: GPU loads (threads over GPUs, each summing its slots in slot order) and the
-  // inter-node numerator (threads over experts).
-  var total = 0.0;
-  var max_gpu = 0.0;
-  for (var g = lid; g < params.gpus; g += WG) {
-    var gpu_load = 0.0;
-    let first = g * params.slots_per_gpu;
-    for (var k = 0u; k < params.slots_per_gpu; k++) {
-      gpu_load += slot_load[first + k];
-    }
-    total += gpu_load;
-    max_gpu = max(max_gpu, gpu_load);
-  }
-  var crossing = 0.0;
   let n = f32(params.nodes);
-  for (var e = lid; e < E; e += WG) {
-    let holding = f32(countOneBits(atomicLoad(&node_mask[e])));
-    crossing += windows[loads_base + e] * (1.0 - holding / n);
-  }
-  partial[lid] = vec4<f32>(total, max_gpu, max_slot, crossing);
-  workgroupBarrier();
 
-  // Tree reduction over the workgroup: sums for total and crossing, max for the maxima.
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) {
-      let a = partial[lid];
-      let b = partial[lid + stride];
-      partial[lid] = vec4<f32>(a.x + b.x, max(a.y, b.y), max(a.z, b.z), a.w + b.w);
+  for (var layer = first_layer; layer < last_layer; layer++) {
+    let loads_base = (pair.y * L + layer) * E;
+    let phy_base = place_base + layer * R;
+    let cnt_base = place_base + L * R + layer * E;
+
+    // Phase 1 (threads over GPUs): each GPU's load, its slots summed in slot order; the largest slot
+    // load; which nodes hold each expert.
+    var total = 0.0;
+    var max_gpu = 0.0;
+    var max_slot = 0.0;
+    var bad = 0u;
+    for (var g = lid; g < params.gpus; g += WG) {
+      let node_bit = 1u << (g / params.gpus_per_node);
+      var gpu_load = 0.0;
+      for (var k = 0u; k < S; k++) {
+        let e = placements[phy_base + g * S + k];
+        var load = 0.0;
+        if (e < 0 || u32(e) >= E) {
+          bad += 1u;
+        } else {
+          let count = placements[cnt_base + u32(e)];
+          if (count <= 0) {
+            bad += 1u;
+          } else {
+            load = windows[loads_base + u32(e)] / f32(count);
+          }
+          atomicOr(&node_mask[u32(e)], node_bit);
+        }
+        gpu_load += load;
+        max_slot = max(max_slot, load);
+      }
+      total += gpu_load;
+      max_gpu = max(max_gpu, gpu_load);
     }
     workgroupBarrier();
-  }
-  if (lid == 0u) {
-    layer_stats[item] = partial[0];
-    layer_bad[item] = atomicLoad(&bad_count);
+
+    // Phase 2 (threads over experts): the inter-node numerator; the marks are cleared for the next layer.
+    var crossing = 0.0;
+    for (var e = lid; e < E; e += WG) {
+      let holding = f32(countOneBits(atomicExchange(&node_mask[e], 0u)));
+      crossing += windows[loads_base + e] * (1.0 - holding / n);
+    }
+    partial[lid] = vec4<f32>(total, max_gpu, max_slot, crossing);
+    bad_partial[lid] = bad;
+    workgroupBarrier();
+
+    // Thread 0 reduces and writes while the others start the next layer: they write `partial` only
+    // after the next barrier, which thread 0 reaches once done.
+    if (lid == 0u) {
+      reduce_partials(false);
+      let out_index = pair_index * L + layer;
+      layer_stats[out_index] = partial[0];
+      layer_bad[out_index] = bad_partial[0];
+    }
   }
 }
 
@@ -154,9 +160,6 @@ const SUMMARY_WORDS: u32 = 8u;
 
 // Bindings 0, 4 and 5 are shared with layer_stats_main (read here); the output is binding 6.
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
-
-var<workgroup> layer_partial: array<vec4<f32>, WG>;
-var<workgroup> bad_partial: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn pair_sums_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -180,18 +183,12 @@ fn pair_sums_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     out[per_layer_gpu + l] = select(1.0, s.x / P / s.y, s.y > 0.0);
     out[per_layer_slot + l] = select(1.0, s.x / R / s.z, s.z > 0.0);
   }
-  layer_partial[lid] = acc;
+  partial[lid] = acc;
   bad_partial[lid] = bad;
   workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) {
-      layer_partial[lid] += layer_partial[lid + stride];
-      bad_partial[lid] += bad_partial[lid + stride];
-    }
-    workgroupBarrier();
-  }
   if (lid == 0u) {
-    let t = layer_partial[0];
+    reduce_partials(true);
+    let t = partial[0];
     let o = pair * SUMMARY_WORDS;
     out[o + 0u] = t.x;
     out[o + 1u] = t.y;

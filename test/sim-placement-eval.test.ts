@@ -94,16 +94,18 @@ async function checkShape(
   placementCount: number,
   windowCount: number,
   seed: number,
+  workgroupSize?: number,
 ): Promise<void> {
   const rng = new Rng(seed);
   const placements = Array.from({ length: placementCount }, () => randomPlacement(shape, rng));
   const loads = randomWindows(shape, windowCount, rng);
   const pairs = allPairs(placementCount, windowCount);
-  const evaluator = await PlacementEvaluator.create(gpu, shape, {
-    placements: placementCount,
-    windows: windowCount,
-    pairs: pairs.length,
-  });
+  const evaluator = await PlacementEvaluator.create(
+    gpu,
+    shape,
+    { placements: placementCount, windows: windowCount, pairs: pairs.length },
+    workgroupSize ? { workgroupSize } : {},
+  );
   try {
     evaluator.setWindows(loads);
     expectMatchesReference(shape, placements, loads, pairs, await evaluator.evaluate(placements, pairs));
@@ -127,6 +129,13 @@ describe('PlacementEvaluator (kernels/placement-eval.wgsl) against balanceMetric
     await checkShape(shape(7, 60, 96, 12, 3), 4, 4, 2);
     await checkShape(shape(3, 130, 200, 10, 1), 3, 2, 3); // more slots and experts than threads
     await checkShape(shape(2, 16, 64, 4, 4), 3, 2, 4); // 16 slots per GPU, many replicas per expert
+  });
+
+  it('matches for every workgroup size (1 to 256 threads, the host picks 8 or 64)', async () => {
+    for (const wg of [1, 8, 64, 256]) {
+      await checkShape(shape(11, 60, 96, 12, 3), 3, 2, 20 + wg, wg); // 11 layers: a partial chunk of 8
+      await checkShape(shape(3, 130, 200, 10, 1), 2, 2, 30 + wg, wg);
+    }
   });
 
   it('matches at the DeepSeek-V3 shape', async () => {

@@ -62,8 +62,20 @@ export interface EvalCallStats {
 export const PLACEMENT_EVAL_TOLERANCE = 2e-6;
 
 const KERNEL_FILE = 'placement-eval.wgsl';
-/** Threads per workgroup (see the kernel's comment for the choice); must be a power of two. */
-const WORKGROUP_SIZE = 64;
+/**
+ * Threads per layer_stats workgroup: 64 on GPUs (see the kernel's comment); 8 on CPU adapters
+ * (llvmpipe), where one workgroup of 8 is a single SIMD batch, so its barriers and the serial
+ * reduction are cheapest (measured: about 40% less CPU time than 64 at the DeepSeek-V3 shape).
+ */
+const GPU_WORKGROUP_SIZE = 64;
+const CPU_WORKGROUP_SIZE = 8;
+/** Consecutive layers of one pair per layer_stats workgroup (amortises its start and barriers). */
+const LAYERS_PER_GROUP = 8;
+
+export interface EvaluatorOptions {
+  /** Threads per workgroup, a power of two in [1, 256]; default by adapter (see above). Tests vary it. */
+  workgroupSize?: number;
+}
 
 /**
  * Scores many (placement, window) pairs in one GPU submission: the windows stay resident on the GPU
@@ -93,7 +105,12 @@ export class PlacementEvaluator {
     this.pairWords = new Uint32Array(buffers.capacity.pairs * 2);
   }
 
-  static async create(gpu: GpuContext, shape: Shape, capacity: EvalCapacity): Promise<PlacementEvaluator> {
+  static async create(
+    gpu: GpuContext,
+    shape: Shape,
+    capacity: EvalCapacity,
+    options: EvaluatorOptions = {},
+  ): Promise<PlacementEvaluator> {
     validateShape(shape);
     check(
       shape.nodes <= 32,
@@ -105,14 +122,19 @@ export class PlacementEvaluator {
         `capacity.${key} must be a positive integer, got ${capacity[key]}`,
       );
     }
+    const wg = options.workgroupSize ?? (gpu.info.software ? CPU_WORKGROUP_SIZE : GPU_WORKGROUP_SIZE);
+    check(
+      Number.isInteger(wg) && wg >= 1 && wg <= 256 && (wg & (wg - 1)) === 0,
+      `workgroupSize must be a power of two in [1, 256], got ${wg}`,
+    );
     const limits = gpu.device.limits;
-    const sharedBytes = 4 * (shape.replicas + shape.experts) + 16 * WORKGROUP_SIZE + 4;
+    const sharedBytes = 4 * shape.experts + 20 * wg;
     check(
       sharedBytes <= limits.maxComputeWorkgroupStorageSize,
-      `shape too large for the placement evaluator: ${shape.replicas} slots + ${shape.experts} experts need ` +
+      `shape too large for the placement evaluator: ${shape.experts} experts need ` +
         `${sharedBytes} B of workgroup memory, the device has ${limits.maxComputeWorkgroupStorageSize} B`,
     );
-    const constants = { WG: WORKGROUP_SIZE, SLOT_CAP: shape.replicas, EXPERT_CAP: shape.experts };
+    const constants = { WG: wg, EXPERT_CAP: shape.experts, LAYERS_PER_GROUP };
     const [layerPipeline, pairPipeline] = await Promise.all([
       gpu.kernels.pipeline({ file: KERNEL_FILE, entry: 'layer_stats_main', constants }),
       gpu.kernels.pipeline({ file: KERNEL_FILE, entry: 'pair_sums_main', constants }),
@@ -324,8 +346,7 @@ export class PlacementEvaluator {
       pw[2 * i] = pairs[i]![0];
       pw[2 * i + 1] = pairs[i]![1];
     }
-    const items = pairs.length * L;
-    const gridX = Math.min(items, this.gpu.device.limits.maxComputeWorkgroupsPerDimension);
+    const gridX = this.layerGrid(pairs.length).x;
     const params = this.params;
     params[0] = L;
     params[1] = E;
@@ -353,14 +374,13 @@ export class PlacementEvaluator {
     const { device } = this.gpu;
     const L = this.shape.layers;
     const b = this.buffers;
-    const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
-    const items = pairCount * L;
-    const gridX = Math.min(items, maxDim);
+    const grid = this.layerGrid(pairCount);
+    const gridX = grid.x;
     const encoder = device.createCommandEncoder({ label: 'placement-eval' });
     const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
     pass.setPipeline(this.layerPipeline);
     pass.setBindGroup(0, b.layerBindGroup);
-    pass.dispatchWorkgroups(gridX, Math.ceil(items / gridX));
+    pass.dispatchWorkgroups(gridX, grid.y);
     pass.setPipeline(this.pairPipeline);
     pass.setBindGroup(0, b.pairBindGroup);
     // Same row width as the first dispatch: pairs ≤ gridX gives one row, otherwise gridX = maxDim.
@@ -373,6 +393,13 @@ export class PlacementEvaluator {
     if (this.timer) this.timer.resolveInto(encoder, 1, b.staging, timestampOffset);
     device.queue.submit([encoder.finish()]);
     return { readBytes, timestampOffset };
+  }
+
+  /** The layer_stats grid: one workgroup per (pair, chunk of layers), rows of at most the dimension limit. */
+  private layerGrid(pairCount: number): { x: number; y: number } {
+    const items = pairCount * Math.ceil(this.shape.layers / LAYERS_PER_GROUP);
+    const x = Math.min(items, this.gpu.device.limits.maxComputeWorkgroupsPerDimension);
+    return { x, y: Math.ceil(items / x) };
   }
 
   private unpack(
