@@ -4,7 +4,7 @@ import { allBlocks, type CandidateFiles, loadCandidateDir, programHash } from '.
 import type { EvolveConfig } from './config.js';
 import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
 import { applyModelEdit } from './edit.js';
-import type { EvalOutcome, Evaluator } from './evaluator.js';
+import { type EvalOutcome, type Evaluator, EvaluatorFailure, evaluateWithRetry } from './evaluator.js';
 import { LlmCallError } from './llm/openai-client.js';
 import { Semaphore } from './llm/semaphore.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
@@ -21,7 +21,8 @@ export type StopReason =
   | 'target'
   | 'interrupted'
   | 'replay-end'
-  | 'model-error';
+  | 'model-error'
+  | 'evaluator-error';
 
 export interface Progress {
   iteration: number;
@@ -94,7 +95,8 @@ export class Controller {
   private readonly own: Recorded;
   private db!: ProgramDatabase;
   private cp!: Checkpoint;
-  private readonly inflightEvals = new Map<string, Promise<EvalOutcome>>();
+  /** null: the evaluator failed (the run is stopping); the program has no verdict. */
+  private readonly inflightEvals = new Map<string, Promise<EvalOutcome | null>>();
   private readonly abort = new AbortController();
   private readonly evalGate: Semaphore;
   private readonly now: () => number;
@@ -142,15 +144,17 @@ export class Controller {
       detail: stats.stopDetail,
       committed: stats.committed,
     });
-    if (this.stop?.reason === 'model-error')
-      throw new UserError(`stopped: ${this.stop.detail} (the run folder can be resumed with --resume)`);
+    if (this.stop?.reason === 'model-error' || this.stop?.reason === 'evaluator-error')
+      throw resumable(this.stop.detail);
     return stats;
   }
 
   requestStop(reason: StopReason, detail: string): void {
     if (this.stop) return;
     this.stop = { reason, detail };
-    if (reason === 'interrupted' || reason === 'model-error') this.abort.abort(new Error(detail));
+    if (reason !== 'interrupted' && reason !== 'model-error' && reason !== 'evaluator-error') return;
+    // Stop at once: unanswered calls are asked again on resume, answered ones are reused.
+    this.abort.abort(new Error(detail));
   }
 
   // ---------------------------------------------------------------- setup
@@ -165,6 +169,10 @@ export class Controller {
     this.log({ type: 'run', mode: this.o.mode, config_seed: this.config.seed });
     const hash = programHash(seedFiles);
     const result = await this.evaluate(0, hash, seedFiles);
+    if (!result) {
+      this.log({ type: 'stop', reason: this.stop!.reason, detail: this.stop!.detail, committed: 0 });
+      throw resumable(this.stop!.detail);
+    }
     if (!result.valid || result.score === null) {
       const why = Object.entries(result.artifacts)
         .map(([k, v]) => `${k}: ${v.split('\n')[0]}`)
@@ -394,6 +402,8 @@ export class Controller {
     if (!patched?.ok) return { ...base, outcome: 'refused', reason: patched?.reason ?? 'no edit' };
     const hash = programHash(patched.files);
     const result = await this.evaluate(it, hash, patched.files);
+    // No verdict (the evaluator failed and the run is stopping): not committed, evaluated on resume.
+    if (!result) return { ...base, outcome: 'aborted' };
     return { plan, outcome: 'new', hash, files: patched.files, result };
   }
 
@@ -444,37 +454,46 @@ export class Controller {
     }
   }
 
-  /** Evaluates once per distinct program: recorded results, then results in flight, then the evaluator. */
-  private evaluate(iteration: number, hash: string, files: CandidateFiles): Promise<EvalOutcome> {
+  /**
+   * Evaluates once per distinct program: recorded results, then results in flight, then the
+   * evaluator. Only verdicts are stored and logged as evaluations; when the evaluator itself fails
+   * twice, the run stops (resumably) and this resolves null, so the program is evaluated afresh on
+   * resume instead of carrying an infrastructure error as its verdict.
+   */
+  private evaluate(iteration: number, hash: string, files: CandidateFiles): Promise<EvalOutcome | null> {
     const known = this.own.evaluations.get(hash);
     if (known) return Promise.resolve(known);
     const running = this.inflightEvals.get(hash);
     if (running) return running;
+    if (this.stop?.reason === 'evaluator-error') return Promise.resolve(null);
     const p = (async () => {
       let t = this.now();
-      let result: EvalOutcome;
       try {
         // Our own gate (one slot per worker) so the time measured is busy time, not queueing in the pool.
-        result = await this.evalGate.run(async () => {
+        const result = await this.evalGate.run(async () => {
           t = this.now();
-          return this.o.evaluator.evaluate(files, 'train');
+          return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
+            this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
+          );
         });
+        const ms = this.now() - t;
+        this.evalBusyMs += ms;
+        this.sessionEvaluations++;
+        this.folder.storeProgram({ hash, files, result });
+        this.log({ type: 'evaluation', iteration, hash, ms: round(ms), result });
+        return result;
       } catch (error) {
-        // The evaluator itself failed (not the candidate): record it as an invalid evaluation with the reason.
-        result = {
-          valid: false,
-          score: null,
-          metrics: {},
-          artifacts: { evaluator_error: (error as Error).message },
-        };
+        if (!(error instanceof EvaluatorFailure)) throw error;
+        this.evalBusyMs += this.now() - t;
+        this.log({ type: 'evaluator_error', iteration, hash, error: error.message, retrying: false });
+        this.requestStop(
+          'evaluator-error',
+          `the evaluator failed twice on the program of iteration ${iteration} (not the program's fault): ${error.message}`,
+        );
+        return null;
+      } finally {
+        this.inflightEvals.delete(hash);
       }
-      const ms = this.now() - t;
-      this.evalBusyMs += ms;
-      this.sessionEvaluations++;
-      this.folder.storeProgram({ hash, files, result });
-      this.log({ type: 'evaluation', iteration, hash, ms: round(ms), result });
-      this.inflightEvals.delete(hash);
-      return result;
     })();
     this.inflightEvals.set(hash, p);
     return p;
@@ -646,6 +665,9 @@ function weightedPick<T>(u: number, items: { value: T; weight: number }[]): T {
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
+
+const resumable = (detail: string): UserError =>
+  new UserError(`stopped: ${detail} (the run folder can be resumed with --resume)`);
 
 function firstArtifact(r: EvalOutcome): string | undefined {
   const [k, v] = Object.entries(r.artifacts).find(([, v]) => v) ?? [];

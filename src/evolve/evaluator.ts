@@ -23,6 +23,11 @@ export type Split = 'train' | 'heldout';
 export interface Evaluator {
   /** Evaluations that can run at once (the controller keeps this many busy). */
   readonly workers: number;
+  /**
+   * Resolves with the candidate's verdict, valid or not (a compile error, a timeout, a wrong
+   * answer). Rejects only when the evaluation could not run (a worker that does not start, a lost
+   * device, a pool error): that is no verdict on the program, see evaluateWithRetry.
+   */
   evaluate(files: CandidateFiles, split: Split): Promise<EvalOutcome>;
   /** Whether a held-out trace is configured. */
   hasHeldOut(): boolean;
@@ -30,6 +35,36 @@ export interface Evaluator {
   traces(): Record<string, { name: string; sha256: string }>;
   close(): Promise<void>;
 }
+
+/** The evaluator itself failed twice on one program; the message says what failed. */
+export class EvaluatorFailure extends Error {
+  override name = 'EvaluatorFailure';
+}
+
+/**
+ * One evaluation, retried once when the evaluator fails (a worker that failed to start, a device
+ * lost once); a second failure is an EvaluatorFailure, never a verdict on the program.
+ */
+export async function evaluateWithRetry(
+  evaluator: Pick<Evaluator, 'evaluate'>,
+  files: CandidateFiles,
+  split: Split,
+  onRetry: (error: string) => void = () => {},
+): Promise<EvalOutcome> {
+  try {
+    return await evaluator.evaluate(files, split);
+  } catch (first) {
+    onRetry(firstLine(first));
+    try {
+      return await evaluator.evaluate(files, split);
+    } catch (second) {
+      throw new EvaluatorFailure(firstLine(second));
+    }
+  }
+}
+
+const firstLine = (error: unknown): string =>
+  (error instanceof Error ? error.message : String(error)).split('\n')[0] || 'unknown error';
 
 /** A plug-in evaluator module: `export async function createEvaluator(options) { return { workers, evaluate, ... } }`. */
 export interface EvaluatorModule {

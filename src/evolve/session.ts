@@ -12,7 +12,13 @@ import {
 } from './config.js';
 import { Controller, type Progress, type RunStats } from './controller.js';
 import type { ProgramDatabase, ProgramRecord } from './database.js';
-import { createEvaluator, type EvalOutcome, type Evaluator } from './evaluator.js';
+import {
+  createEvaluator,
+  type EvalOutcome,
+  type Evaluator,
+  EvaluatorFailure,
+  evaluateWithRetry,
+} from './evaluator.js';
 import { OpenAiModel } from './llm/openai-client.js';
 import type { LanguageModel } from './llm/types.js';
 import { Recorded, ReplayModel } from './recorded.js';
@@ -138,11 +144,20 @@ async function scoreHeldOut(
   seed: ProgramRecord,
   best: ProgramRecord,
 ) {
-  const [s, b] = await Promise.all(
-    [seed, best].map((p) => evaluator.evaluate(folder.loadProgram(p.hash).files, 'heldout')),
-  );
+  let s: EvalOutcome;
+  let b: EvalOutcome;
+  try {
+    [s, b] = await Promise.all(
+      [seed, best].map((p) => evaluateWithRetry(evaluator, folder.loadProgram(p.hash).files, 'heldout')),
+    );
+  } catch (error) {
+    if (!(error instanceof EvaluatorFailure)) throw error;
+    throw new UserError(
+      `stopped: the evaluator failed twice re-scoring on the held-out trace: ${error.message} (the run folder can be resumed with --resume)`,
+    );
+  }
   folder.append({ type: 'heldout', seed: s, best: b });
-  return { seed: s!, best: b! };
+  return { seed: s, best: b };
 }
 
 function exportBest(
