@@ -261,7 +261,7 @@ describe('flags with --resume and --replay', () => {
       ],
       [
         { resume: first.dir, overrides: { model: 'toy-a', iterations: 4 } },
-        /^--model toy-a cannot be given with --resume: it changes the run's llm\.models/,
+        /^--model toy-a cannot be given with --resume: it changes the run's llm\.models \(toy-a×2, toy-b×1 → toy-a×1\), so/,
       ],
       [{ resume: first.dir, configPath: p.configPath }, /give exactly one of --config FILE/],
       [{ resume: first.dir, out: join(p.dir, 'elsewhere') }, /--out cannot be given with --resume/],

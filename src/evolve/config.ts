@@ -563,7 +563,13 @@ function firstDifference(a: unknown, b: unknown, path = ''): string | null {
       if (d) return d;
     }
   }
-  return `${path} (${JSON.stringify(a)} → ${JSON.stringify(b)})`;
+  return `${path} (${show(a)} → ${show(b)})`;
+}
+
+/** A setting as one short phrase: a model list by names and weights, anything else as JSON. */
+function show(v: unknown): string {
+  const models = Array.isArray(v) && v.every((m) => typeof m?.name === 'string');
+  return models ? (v as ModelConfig[]).map((m) => `${m.name}×${m.weight}`).join(', ') : JSON.stringify(v);
 }
 
 /** A $0 cap would stop before the first call; a free local model (prices 0) never reaches a positive cap. */
