@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSession } from '../src/evolve/session.js';
+import { traceChecksum } from '../src/evolve/trace-checksum.js';
+import { loadTrace } from '../src/trace/load.js';
 import { FakeOpenAiServer, type FakeRequest } from './helpers/fake-openai-server.js';
 
 /**
@@ -101,5 +103,11 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
     expect(r.best.score!).toBeGreaterThan(r.seed.score!);
     expect(r.heldout!.best.valid).toBe(true);
     expect(readFileSync(join(r.dir, 'best', 'candidate', 'balancer.ts'), 'utf8')).toContain(LPT);
+    // The reproducer pins the scored data: manifest and loads of each trace.
+    const repro = JSON.parse(readFileSync(join(r.dir, 'best', 'reproducer.json'), 'utf8'));
+    expect(repro.traces.train).toEqual({
+      name: 'synthetic-v3-windows',
+      sha256: traceChecksum(loadTrace('synthetic-v3-windows')),
+    });
   });
 });
