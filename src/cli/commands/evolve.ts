@@ -30,14 +30,18 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       .option('out', { type: 'string', describe: 'Run folder (default runs/evolve-<time>)' })
       .option('resume', {
         type: 'string',
-        describe: 'Continue the run in this folder where it stopped (kill -9 included)',
+        describe:
+          'Continue the run in this folder where it stopped (kill -9 included); only --iterations, --time-limit, --budget-usd and --base-url may change with it',
       })
       .option('replay', {
         type: 'string',
         describe: 'Re-run a run folder from its recorded responses, without a model',
       })
       .option('iterations', { type: 'number', describe: 'Stop after this many iterations' })
-      .option('seed', { type: 'number', describe: 'RNG seed (parent, mutation and model choices)' })
+      .option('seed', {
+        type: 'number',
+        describe: 'RNG seed (parent, mutation and model choices); new runs only',
+      })
       .option('base-url', {
         type: 'string',
         describe: 'OpenAI-compatible endpoint, e.g. http://localhost:8000/v1',
