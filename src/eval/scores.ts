@@ -14,7 +14,7 @@ export const DEFAULT_SCORE_TIME_EXPONENT = 0.1;
  * Multiplicative, smooth and unsaturated, so neither term can be traded away cheaply: at 1 ms the
  * factor is 0.99 and at 3 ms 0.97 (GEPA-like balancers lose ~3%), at 10 ms 0.93, at 280 ms
  * (DeepSeek's eplb.py) 0.71; one point of balancedness is always worth 1% of the score, and
- * halving the time is worth ≤ 3.5% — it never stops paying, unlike ADRS's speed term that is
+ * halving the time is worth ≤ 2^0.1 − 1 ≈ 7% (≈ 3% at 10 ms) — it never stops paying, unlike ADRS's speed term that is
  * flat below 1 ms and drops off a cliff at 10 ms.
  */
 export function defaultScore(balancednessNext: number, medianMs: number): number {
