@@ -45,7 +45,7 @@ export class GpuScorer {
 
   /**
    * Metrics of each (placement, window) pair; windows index `windows`, the trace's leading windows
-   * (traceWindows(trace, n)), which stay on the GPU for later calls on the same trace and shape.
+   * (evalWindows(trace, n)), which stay on the GPU for later calls on the same trace and shape.
    */
   score(
     trace: Trace,

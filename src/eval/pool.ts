@@ -6,7 +6,7 @@ import { GpuScorer } from './gpu-scorer.js';
 import { type CandidateInput, openCandidate } from './sources.js';
 import { TranspileError, transpileCandidate } from './transpile.js';
 import type { EvalMetrics, EvalResult, EvaluateOptions, PoolOptions } from './types.js';
-import { traceWindows } from './windows.js';
+import { evalWindows } from './windows.js';
 import { buildWorkerBundle, type WorkerBundle } from './worker-bundle.js';
 import { WorkerDeath, WorkerProcess } from './worker-process.js';
 
@@ -91,7 +91,7 @@ export class EvaluatorPool {
     }
     const started = performance.now();
     const shape = deploymentShape(options);
-    const windows = traceWindows(
+    const windows = evalWindows(
       options.trace,
       options.windows !== undefined ? options.windows + 1 : undefined,
     );

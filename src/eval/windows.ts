@@ -1,42 +1,24 @@
 import { deriveLog2phy, type Placement } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
+import { traceWindows, windowLoads } from '../trace/windows.js';
 import { UserError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
 
-/** Serving steps summed into one window when a trace holds single steps (EPLB.md: windows of 100). */
-export const STEPS_PER_WINDOW = 100;
-
 /**
- * The trace's load windows [layers × experts] in time order: each step of a window or snapshot
- * trace, or sums of `stepsPerWindow` (default 100) steps of a per-step trace. At most `limit`
- * windows (the first ones); at least two are needed (place on window k, score on k+1).
+ * The trace's first `limit` windows (all by default) as separate [layers × experts] views, cut by
+ * the trace layer's traceWindows (src/trace/windows.ts, the same windows bench and simulate use).
+ * At least two are needed: place on window k, score on k+1.
  */
-export function traceWindows(trace: Trace, limit?: number): Float32Array[] {
-  const m = trace.manifest;
-  const size = m.layers * m.experts;
-  const per = m.granularity === 'step' ? (m.stepsPerWindow ?? STEPS_PER_WINDOW) : 1;
-  const count = Math.floor(m.steps / per);
-  const n = limit === undefined ? count : Math.min(count, limit);
+export function evalWindows(trace: Trace, limit?: number): Float32Array[] {
+  const w = traceWindows(trace);
+  const n = limit === undefined ? w.count : Math.min(w.count, limit);
   if (n < 2) {
     throw new UserError(
-      `trace '${m.name}' gives ${count} window(s)${limit !== undefined ? ` (limit ${limit})` : ''}; evaluation needs at least 2 (place on window k, score on window k+1)`,
+      `trace '${trace.manifest.name}' gives ${w.count} window(s)${limit !== undefined ? ` (limit ${limit})` : ''}; evaluation needs at least 2 (place on window k, score on window k+1)`,
     );
   }
-  const windows: Float32Array[] = [];
-  for (let w = 0; w < n; w++) {
-    if (per === 1) {
-      windows.push(trace.loads.subarray(w * size, (w + 1) * size));
-      continue;
-    }
-    const sum = new Float32Array(size);
-    for (let s = w * per; s < (w + 1) * per; s++) {
-      const step = trace.loads.subarray(s * size, (s + 1) * size);
-      for (let i = 0; i < size; i++) sum[i]! += step[i]!;
-    }
-    windows.push(sum);
-  }
-  return windows;
+  return Array.from({ length: n }, (_, k) => windowLoads(w, k));
 }
 
 /**

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { evalWindows } from '../src/eval/windows.js';
+import type { Trace, TraceManifest } from '../src/trace/trace.js';
+import { DEFAULT_STEPS_PER_WINDOW, traceWindows, windowLoads } from '../src/trace/windows.js';
+
+/** A tiny trace whose step s has load s + 1 on every (layer, expert). */
+function trace(granularity: TraceManifest['granularity'], steps: number, stepsPerWindow?: number): Trace {
+  const layers = 2;
+  const experts = 4;
+  const loads = new Float32Array(steps * layers * experts);
+  for (let s = 0; s < steps; s++) loads.fill(s + 1, s * layers * experts, (s + 1) * layers * experts);
+  const manifest: TraceManifest = {
+    format: 'adrs-trace/1',
+    name: 'tiny',
+    model: 'test',
+    layers,
+    experts,
+    groups: 2,
+    topK: 2,
+    topKGroups: 2,
+    steps,
+    granularity,
+    ...(stepsPerWindow !== undefined ? { stepsPerWindow } : {}),
+    data: 'tiny.bin',
+    dtype: 'float32',
+    source: 'test',
+    attribution: 'test',
+  };
+  return { manifest, loads };
+}
+
+describe('trace windows (src/trace/windows.ts, shared by bench, simulate and eval)', () => {
+  it('a window or snapshot trace: each stored matrix is a window, as a view', () => {
+    const t = trace('window', 5, 100);
+    const w = traceWindows(t);
+    expect(w.count).toBe(5);
+    expect(w.stepsPerWindow).toBe(1);
+    expect(w.windows.buffer).toBe(t.loads.buffer);
+    expect(Array.from(windowLoads(w, 3))).toEqual(new Array(8).fill(4));
+    expect(traceWindows(trace('snapshot', 2)).count).toBe(2);
+  });
+
+  it(`a step trace: sums of its stepsPerWindow steps (default ${DEFAULT_STEPS_PER_WINDOW}), trailing steps dropped`, () => {
+    const t = trace('step', 250);
+    const w = traceWindows(t);
+    expect(w.stepsPerWindow).toBe(100);
+    expect(w.count).toBe(2);
+    // Window 1 holds steps 100..199 with loads 101..200.
+    expect(windowLoads(w, 1)[5]).toBe(((101 + 200) * 100) / 2);
+    const own = traceWindows(trace('step', 7, 3));
+    expect(own.count).toBe(2);
+    expect(windowLoads(own, 1)[0]).toBe(4 + 5 + 6);
+  });
+
+  it('an explicit window size overrides the manifest; a bad one is a one-line error', () => {
+    const w = traceWindows(trace('window', 6), 2);
+    expect(w.count).toBe(3);
+    expect(windowLoads(w, 2)[0]).toBe(5 + 6);
+    expect(() => traceWindows(trace('window', 6), 0)).toThrow(/steps per window must be a positive integer/);
+    expect(() => windowLoads(w, 3)).toThrow(/window 3 is outside \[0, 3\)/);
+  });
+
+  it('the evaluator uses the same windows and needs two of them', () => {
+    const t = trace('step', 300);
+    const ev = evalWindows(t);
+    expect(ev).toHaveLength(3);
+    expect(Array.from(ev[2]!)).toEqual(Array.from(windowLoads(traceWindows(t), 2)));
+    expect(evalWindows(t, 2)).toHaveLength(2);
+    expect(() => evalWindows(trace('step', 150))).toThrow(/gives 1 window\(s\); evaluation needs at least 2/);
+  });
+});
