@@ -1,5 +1,6 @@
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -44,6 +45,7 @@ export function openCandidate(input: CandidateInput): CandidateFolder {
         `'${input}' has no balancer.ts; a candidate folder holds balancer.ts and kernels/*.wgsl`,
       );
     }
+    checkCandidateFolder(dir, input);
     return { dir, kernels: readKernels(dir), dispose: () => {} };
   }
   const dir = mkdtempSync(join(tmpdir(), 'adrs-candidate-'));
@@ -56,10 +58,54 @@ export function openCandidate(input: CandidateInput): CandidateFolder {
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, text);
     }
+    checkCandidateFolder(dir, 'the candidate');
     return { dir, kernels: readKernels(dir), dispose: () => rmSync(dir, { recursive: true, force: true }) };
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * What the evaluator reads from a candidate folder must be the candidate's own: balancer.ts a
+ * regular file within the size cap, kernels/ a real folder of regular files. A symlink could
+ * otherwise smuggle a trace (the windows it is scored on) into the candidate's sources.
+ * (transpile.ts checks every file esbuild loads by its real path as well.)
+ */
+export function checkCandidateFolder(dir: string, name: string): void {
+  const balancer = lstatSync(join(dir, 'balancer.ts'));
+  if (!balancer.isFile()) {
+    throw new UserError(
+      `${name}: balancer.ts is ${balancer.isSymbolicLink() ? 'a symlink' : 'not a regular file'}; candidates consist of their own files only`,
+    );
+  }
+  if (balancer.size > MAX_SOURCE_BYTES) {
+    throw new UserError(
+      `${name}: balancer.ts has ${balancer.size} bytes, over the cap of ${MAX_SOURCE_BYTES}`,
+    );
+  }
+  const kdir = join(dir, 'kernels');
+  if (!existsSync(kdir) && !isLink(kdir)) return;
+  if (!lstatSync(kdir).isDirectory()) {
+    throw new UserError(
+      `${name}: kernels is not a folder (a symlink?); candidates consist of their own files only`,
+    );
+  }
+  for (const file of readdirSync(kdir)) {
+    if (!file.endsWith('.wgsl')) continue;
+    if (!lstatSync(join(kdir, file)).isFile()) {
+      throw new UserError(
+        `${name}: kernels/${file} is not a regular file (a symlink?); candidates consist of their own files only`,
+      );
+    }
+  }
+}
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
 

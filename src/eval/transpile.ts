@@ -1,3 +1,4 @@
+import { realpathSync, statSync } from 'node:fs';
 import { builtinModules, SourceMap } from 'node:module';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { build, type Message } from 'esbuild';
@@ -20,12 +21,53 @@ export class TranspileError extends Error {
 const BUILTINS = new Set(builtinModules);
 
 /**
+ * Built-ins a candidate may not import: the network, processes and threads (the permission model
+ * does not restrict networking), ways to load other modules or compile code at run time (module,
+ * vm, repl), to observe the harness's own async work (async_hooks, diagnostics_channel, inspector),
+ * and os (setPriority renices other processes). File system modules stay importable: the
+ * permission model refuses every read and write beyond the worker's own code.
+ */
+export const DENIED_BUILTINS: ReadonlySet<string> = new Set([
+  'async_hooks',
+  'child_process',
+  'cluster',
+  'dgram',
+  'diagnostics_channel',
+  'dns',
+  'dns/promises',
+  'domain',
+  'http',
+  'http2',
+  'https',
+  'inspector',
+  'inspector/promises',
+  'module',
+  'net',
+  'os',
+  'repl',
+  'test',
+  'tls',
+  'trace_events',
+  'v8',
+  'vm',
+  'wasi',
+  'worker_threads',
+]);
+
+/** All candidate sources (balancer.ts and what it imports) together: a page of code, not a data channel. */
+export const MAX_CANDIDATE_TS_BYTES = 1 << 20;
+
+/**
  * Transpiles and bundles balancer.ts with esbuild. Imports are limited to the candidate's own files
- * (type-only imports, such as the candidate API, are erased) and Node built-ins (which the sandbox
- * then restricts at run time). Errors come back as "file:line:col: message".
+ * (type-only imports, such as the candidate API, are erased; every file loaded must lie inside the
+ * folder after resolving symlinks) and static imports of Node built-ins other than DENIED_BUILTINS
+ * (which the sandbox then restricts at run time). Dynamic `import()` is compiled into a require that
+ * always fails in the worker (there is no `require` in its ES module), so a computed specifier
+ * cannot reach a denied module at run time. Errors come back as "file:line:col: message".
  */
 export async function transpileCandidate(dir: string): Promise<CompiledCandidate> {
-  const root = resolve(dir);
+  const root = realpathSync(resolve(dir));
+  let bytes = 0;
   let result: Awaited<ReturnType<typeof build>>;
   try {
     result = await build({
@@ -41,14 +83,57 @@ export async function transpileCandidate(dir: string): Promise<CompiledCandidate
       sourcesContent: false,
       logLevel: 'silent',
       tsconfigRaw: { compilerOptions: {} },
+      supported: { 'dynamic-import': false },
       plugins: [
         {
           name: 'candidate-imports',
           setup(b) {
+            // Every file esbuild reads, the entry included: inside the folder once symlinks are
+            // resolved (a symlinked trace must not be inlined), and within the size cap.
+            b.onLoad({ filter: /.*/ }, (args) => {
+              let real: string;
+              try {
+                real = realpathSync(args.path);
+              } catch {
+                return undefined; // esbuild reports the missing file itself
+              }
+              if (real !== root && !real.startsWith(root + sep)) {
+                return {
+                  errors: [
+                    {
+                      text: `'${relative(root, args.path)}' resolves outside the candidate folder (a symlink?); candidates consist of their own files only`,
+                    },
+                  ],
+                };
+              }
+              bytes += statSync(real).size;
+              if (bytes > MAX_CANDIDATE_TS_BYTES) {
+                return {
+                  errors: [
+                    {
+                      text: `the candidate's sources exceed ${MAX_CANDIDATE_TS_BYTES} bytes (a balancer is a page of code)`,
+                    },
+                  ],
+                };
+              }
+              return undefined;
+            });
             b.onResolve({ filter: /.*/ }, (args) => {
               if (args.kind === 'entry-point') return undefined;
               const spec = args.path;
-              if (spec.startsWith('node:') || BUILTINS.has(spec)) return { path: spec, external: true };
+              if (spec.startsWith('node:') || BUILTINS.has(spec)) {
+                const name = spec.replace(/^node:/, '');
+                if (DENIED_BUILTINS.has(name) || !BUILTINS.has(name)) {
+                  return {
+                    errors: [
+                      {
+                        text: `'${spec}' is not available to candidates (no network, processes, threads, module loading or code generation); a balancer computes from its input`,
+                      },
+                    ],
+                  };
+                }
+                return { path: `node:${name}`, external: true };
+              }
               if (spec.startsWith('.') || spec.startsWith('/')) {
                 const target = resolve(args.resolveDir, spec);
                 if (target !== root && !target.startsWith(root + sep)) {

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { EvaluatorPool } from '../../eval/index.js';
+import { openCandidate } from '../../eval/sources.js';
 import type { EvalResult, Objective } from '../../eval/types.js';
 import { loadTrace } from '../../trace/load.js';
 import { printJson, withAdapter, withJson } from '../options.js';
@@ -47,6 +48,8 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       ),
     ),
   handler: async (argv) => {
+    // A bad folder is a one-line error before any worker or GPU device starts.
+    openCandidate(argv.dir).dispose();
     const trace = loadTrace(argv.trace);
     const pool = await EvaluatorPool.create({
       workers: 1,
