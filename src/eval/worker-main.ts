@@ -18,13 +18,79 @@ import { CANDIDATE_SOURCE_URL, type Failure, type FromWorker, type ToWorker } fr
 const clock = process.hrtime.bigint;
 const toNumber = Number;
 const apply = Reflect.apply;
-const rawSend = process.send?.bind(process);
-if (!rawSend) throw new Error('the evaluation worker must be started with an IPC channel');
-// Candidates must not talk to the harness directly.
-Object.defineProperty(process, 'send', { value: undefined, writable: false, configurable: false });
+const isView = ArrayBuffer.isView;
+const typedArrayProto = Object.getPrototypeOf(Int32Array.prototype) as object;
+const tagOf = Object.getOwnPropertyDescriptor(typedArrayProto, Symbol.toStringTag)!.get!;
+const lengthOf = Object.getOwnPropertyDescriptor(typedArrayProto, 'length')!.get!;
+const Int32 = Int32Array;
+const int32Set = Int32Array.prototype.set;
+const stringOf = String;
+const slice = String.prototype.slice;
+
+/**
+ * The IPC channel, taken out of the candidate's reach before any candidate code exists: Node's
+ * process.send looks up `this._send` and `this.channel` at call time, so the harness keeps the
+ * internal _send and calls it with a private receiver; process.emit is wrapped so that messages
+ * from the parent reach only the harness (not process.on('message') listeners, not _events). Then
+ * send, _send, channel, _channel and the handle listings that would expose the pipe are locked.
+ */
+const proc = process as unknown as Record<string, unknown>;
+const internalSend = proc._send as ((...a: unknown[]) => unknown) | undefined;
+if (typeof internalSend !== 'function' || typeof process.send !== 'function')
+  throw new Error('the evaluation worker must be started with an IPC channel');
+const sendReceiver = { connected: true, channel: true, emit: () => false };
+const noop = (): void => {};
 const send = (message: FromWorker): void => {
-  rawSend(message);
+  apply(internalSend, sendReceiver, [message, undefined, {}, noop]);
 };
+let onParentMessage: (m: ToWorker) => void = noop;
+/** The parent's token, learnt from its first message (before candidate code loads); later messages must carry it. */
+let parentToken: string | null = null;
+const originalEmit = process.emit;
+const emit = function (this: unknown, event: string | symbol, ...args: unknown[]): boolean {
+  if (event === 'message') {
+    const m = args[0] as ToWorker & { token?: unknown };
+    if (parentToken === null && typeof m?.token === 'string') parentToken = m.token;
+    if (m?.token === parentToken) onParentMessage(m);
+    return true;
+  }
+  return apply(originalEmit, this, [event, ...args]) as boolean;
+};
+// Node only reads the channel while a 'message' listener exists; this one never sees a message.
+process.on('message', noop);
+const locked = (name: PropertyKey, value: unknown): void => {
+  Object.defineProperty(process, name, { value, writable: false, enumerable: false, configurable: false });
+};
+const refuse = (what: string) => () => {
+  throw new Error(`candidates may not ${what}`);
+};
+locked('emit', emit);
+locked('send', undefined);
+locked('_send', undefined);
+// Node's reader checks `process.channel` is truthy before it delivers a message, and looks at its
+// queue of messages that arrived while nobody listened (always empty: the harness listens): a stand-in.
+const realChannel = process.channel as unknown as object;
+const pendingKey = Object.getOwnPropertySymbols(realChannel).find(
+  (k) => k.description === 'kPendingMessages',
+);
+const channelStandIn = Object.freeze(pendingKey ? { [pendingKey]: [] } : {});
+locked('channel', channelStandIn);
+locked('_channel', channelStandIn);
+for (const key of Object.getOwnPropertySymbols(process)) {
+  if (key.description === 'kChannelHandle') locked(key, null); // the raw pipe
+}
+locked('disconnect', refuse('close the harness channel'));
+locked('_getActiveHandles', refuse('list the process handles'));
+locked('_getActiveRequests', refuse('list the process requests'));
+/** process.on/addListener/prependListener('message', …) are refused: the channel is the harness's. */
+for (const name of ['on', 'addListener', 'prependListener', 'once', 'prependOnceListener']) {
+  const original = proc[name] as (...a: unknown[]) => unknown;
+  locked(name, function (this: unknown, event: unknown, ...rest: unknown[]): unknown {
+    if (event === 'message' || event === 'internalMessage' || event === 'disconnect')
+      throw new Error('candidates may not listen on the harness channel');
+    return apply(original, this, [event, ...rest]);
+  });
+}
 
 let gpu: GpuContext;
 let onDone: () => Promise<undefined>;
@@ -42,13 +108,13 @@ async function start(): Promise<void> {
   trackGpuWork();
   hardenIntrinsics();
   lockDown();
-  process.on('message', (m: ToWorker) => {
+  onParentMessage = (m: ToWorker) => {
     chain = chain
       .then(() => handle(m))
       .catch((error: unknown) => {
         send({ type: 'fatal', message: `harness error: ${describe(error)}` });
       });
-  });
+  };
   send({ type: 'ready', adapter: gpu.info.name });
 }
 
@@ -90,10 +156,22 @@ function lockDown(): void {
   // The instances candidates get: no own properties shadowing the wrapped methods.
   Object.freeze(gpu.device.queue);
   Object.freeze(gpu.device);
-  const refuse = () => {
-    throw new Error('candidates may not load native code');
-  };
-  Object.defineProperty(process, 'dlopen', { value: refuse, writable: false, configurable: false });
+  locked('dlopen', refuse('load native code'));
+  // Signals: Node's permission model does not restrict them (process.kill(process.ppid) would kill
+  // the harness, process.kill(-1) every process of the user). abort/exit only end the worker itself.
+  locked('kill', refuse('send signals'));
+  locked('_kill', refuse('send signals'));
+  // Ways around the bundler's refusal of the network, process and thread modules.
+  locked('binding', refuse('use internal bindings'));
+  locked('_linkedBinding', refuse('use internal bindings'));
+  locked('getBuiltinModule', refuse('load built-in modules at run time'));
+  locked('report', undefined);
+  for (const name of ['setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups', 'chdir', 'umask'])
+    if (name in process) locked(name, refuse('change the process identity or folder'));
+  for (const name of ['fetch', 'WebSocket', 'EventSource']) {
+    if (name in globalThis)
+      Object.defineProperty(globalThis, name, { value: undefined, writable: false, configurable: false });
+  }
 }
 
 async function handle(m: ToWorker): Promise<void> {
@@ -172,8 +250,15 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   const t0 = clock();
   let out: unknown;
   let failure: Failure | undefined;
+  let phy2log: unknown;
+  let logcnt: unknown;
   try {
     out = await rebalance({ loads: m.loads, shape: m.shape }, ctx);
+    // Read inside the timed region: a getter is candidate code too.
+    if (out !== null && typeof out === 'object') {
+      phy2log = (out as { phy2log?: unknown }).phy2log;
+      logcnt = (out as { logcnt?: unknown }).logcnt;
+    }
   } catch (error) {
     failure = failureOf(error);
   }
@@ -192,18 +277,42 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
     send({ type: 'result', id: m.id, ms, failure });
     return;
   }
-  let phy2log: unknown;
-  let logcnt: unknown;
   try {
-    phy2log = (out as { phy2log?: unknown } | null | undefined)?.phy2log;
-    logcnt = (out as { logcnt?: unknown } | null | undefined)?.logcnt;
     if (out === null || typeof out !== 'object') {
       throw new Error(`rebalance must return { phy2log, logcnt }, got ${out === null ? 'null' : typeof out}`);
     }
-    send({ type: 'result', id: m.id, ms, phy2log, logcnt });
+    const { layers, experts, replicas } = m.shape;
+    send({
+      type: 'result',
+      id: m.id,
+      ms,
+      phy2log: ownInt32(phy2log, layers * replicas),
+      logcnt: ownInt32(logcnt, layers * experts),
+    });
   } catch (error) {
     send({ type: 'result', id: m.id, ms, failure: { kind: 'output', message: describe(error) } });
   }
+}
+
+/**
+ * What travels back to the harness is bounded by the harness, not the candidate: a real Int32Array
+ * of the expected length is copied into a fresh one (a view would carry its whole, possibly huge,
+ * buffer), anything else becomes a short description the parent reports.
+ */
+function ownInt32(value: unknown, length: number): Int32Array | string {
+  if (!isView(value)) return describeValue(value);
+  const tag = apply(tagOf, value, []) as string | undefined;
+  if (tag !== 'Int32Array') return tag ?? 'DataView';
+  const n = apply(lengthOf, value, []) as number;
+  if (n !== length) return `Int32Array of ${n}`;
+  const copy = new Int32(length);
+  apply(int32Set, copy, [value]);
+  return copy;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return stringOf(value);
+  return Array.isArray(value) ? 'Array' : typeof value;
 }
 
 function failureOf(error: unknown): Failure {
@@ -222,17 +331,30 @@ function failureOf(error: unknown): Failure {
       detail = [e.permission, e.resource].filter((x) => typeof x === 'string').join(' ');
     } catch {}
   }
-  return { kind, message: detail ? `${message} (${detail})` : message, ...(stack ? { stack } : {}) };
+  return {
+    kind,
+    message: clip(detail ? `${message} (${clip(detail, 400)})` : message, 2000),
+    ...(stack ? { stack: clip(stack, 8000) } : {}),
+  };
 }
 
 /** A one-line description of any thrown value, robust to hostile getters. */
 function describe(error: unknown): string {
   try {
-    if (error instanceof Error) return `${error.name}: ${String(error.message).split('\n')[0]}`;
-    return `thrown value: ${String(error).slice(0, 200)}`;
+    if (error instanceof Error)
+      return clip(
+        `${clip(stringOf(error.name), 200)}: ${clip(stringOf(error.message), 4000).split('\n')[0]}`,
+        2000,
+      );
+    return `thrown value: ${clip(stringOf(error), 200)}`;
   } catch {
     return 'an exception that cannot be described';
   }
+}
+
+/** At most n characters of a candidate-made string (with intrinsics captured before candidate code). */
+function clip(text: string, n: number): string {
+  return text.length > n ? (apply(slice, text, [0, n]) as string) : text;
 }
 
 process.on('uncaughtException', (error) => {

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FromWorker, ToWorker } from './protocol.js';
+import { type FromWorker, MAX_MESSAGE_BYTES, type ToWorker } from './protocol.js';
 import type { WorkerBundle } from './worker-bundle.js';
 
 export interface WorkerSpawnOptions {
@@ -24,7 +25,11 @@ export class WorkerDeath extends Error {
 }
 
 type Reply = Extract<FromWorker, { id: number }>;
-type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
+type Request = ToWorker extends infer T
+  ? T extends { id: number }
+    ? Omit<T, 'id' | 'token'>
+    : never
+  : never;
 
 /**
  * Environment variables the worker (Dawn, Vulkan loader, Mesa) may see; nothing else leaks in, not
@@ -48,6 +53,7 @@ export class WorkerProcess {
   private stderrTail = '';
   private stdoutTail = '';
   private rssTimer: NodeJS.Timeout | undefined;
+  private readonly token = randomBytes(16).toString('hex');
   /** Replies the harness never asked for: a candidate forging messages. */
   unexpectedReplies = 0;
   peakRssMb = 0;
@@ -72,12 +78,16 @@ export class WorkerProcess {
         `--allow-fs-read=${bundle.entry}`,
         `--allow-fs-read=${bundle.webgpuDir}/`,
         '--allow-addons',
+        // No eval/new Function: code built from strings could import() modules the bundler refused.
+        '--disallow-code-generation-from-strings',
         `--max-old-space-size=${memoryMb}`,
         '--no-warnings',
       ],
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
+    const cap: { over: () => void } = { over: () => child.kill('SIGKILL') };
+    capIncomingMessages(child, () => cap.over());
     return new Promise((resolve, reject) => {
       let tail = '';
       const timer = setTimeout(() => {
@@ -110,7 +120,14 @@ export class WorkerProcess {
           );
           return;
         }
-        const worker = new WorkerProcess(child, m.adapter, memoryMb);
+        const worker = new WorkerProcess(child, String(m.adapter).slice(0, 200), memoryMb);
+        cap.over = () =>
+          worker.kill(
+            new WorkerDeath(
+              'resource',
+              `the worker sent a message over ${MAX_MESSAGE_BYTES >> 20} MiB to the harness and was killed`,
+            ),
+          );
         worker.stderrTail = tail;
         worker.attach();
         resolve(worker);
@@ -127,8 +144,12 @@ export class WorkerProcess {
       this.stderrTail = (this.stderrTail + d.toString()).slice(-4000);
     });
     child.on('message', (m: FromWorker) => {
+      if (m === null || typeof m !== 'object') {
+        this.unexpectedReplies++;
+        return;
+      }
       if (m.type === 'fatal') {
-        this.die(new WorkerDeath('crash', m.message));
+        this.die(new WorkerDeath('crash', String(m.message).slice(0, 2000)));
         return;
       }
       if (!('id' in m)) return;
@@ -192,7 +213,7 @@ export class WorkerProcess {
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       try {
-        this.child.send({ ...message, id } as ToWorker);
+        this.child.send({ ...message, id, token: this.token } as ToWorker);
       } catch (error) {
         this.pending.delete(id);
         reject(error as Error);
@@ -225,6 +246,42 @@ export class WorkerProcess {
     for (const waiter of this.pending.values()) waiter.reject(this.death!);
     this.pending.clear();
   }
+}
+
+/**
+ * Bounds what the parent buffers for one incoming IPC message: Node's 'advanced' channel reads a
+ * 4-byte length, then accumulates that many bytes before deserializing, so a worker that gained
+ * the channel could make the harness buffer gigabytes. The wrapper looks at the declared length
+ * and the bytes buffered (Node's own counters on the channel) after every read and calls `over`
+ * past MAX_MESSAGE_BYTES. The worker's harness only ever sends bounded messages (worker-main.ts);
+ * this is the parent's own check in case a candidate reaches the channel anyway.
+ */
+export function capIncomingMessages(child: ChildProcess, over: () => void): void {
+  // The pipe handle (Node keeps it under a symbol next to the public `channel` control object).
+  const handleKey = Object.getOwnPropertySymbols(child).find((k) => k.description === 'kChannelHandle');
+  const channel = handleKey
+    ? ((child as unknown as Record<symbol, Record<string | symbol, unknown> | undefined>)[handleKey] ??
+      undefined)
+    : undefined;
+  if (!channel || typeof channel.onread !== 'function') return;
+  const find = (name: string) => Object.getOwnPropertySymbols(channel).find((s) => s.description === name);
+  const onread = channel.onread as (...a: unknown[]) => unknown;
+  let tripped = false;
+  channel.onread = function (this: unknown, ...args: unknown[]): unknown {
+    if (tripped) return undefined;
+    const result = onread.apply(this, args);
+    const sizeKey = find('kMessageBufferSize');
+    const bufferKey = find('kMessageBuffer');
+    const buffered = sizeKey ? Number(channel[sizeKey]) : 0;
+    const head = bufferKey ? (channel[bufferKey] as Uint8Array[] | undefined)?.[0] : undefined;
+    const declared =
+      head && head.length >= 4 ? ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 : 0;
+    if (buffered > MAX_MESSAGE_BYTES || declared > MAX_MESSAGE_BYTES) {
+      tripped = true;
+      over();
+    }
+    return result;
+  };
 }
 
 /** The last meaningful stderr lines, without Dawn's limit warnings. */
