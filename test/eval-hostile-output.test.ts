@@ -57,7 +57,8 @@ describe('hostile and broken answers', () => {
     expect(r.valid).toBe(false);
     expect(r.stage).toBe(2);
     expect(r.artifacts.consistency).toMatch(/answers do not follow the input/);
-    expect(r.metrics.balancedness_next_varied!).toBeLessThan(r.metrics.balancedness_next! - 0.05);
+    // Whatever it remembered, it is scored on its worst pass: no better than a fixed placement.
+    expect(r.metrics.balancedness_next!).toBeLessThan(0.6);
   });
 
   it('returning before its GPU work is done neither stops the clock nor passes a stale answer', async () => {

@@ -26,7 +26,7 @@ const HOSTILE = [
 const trace = loadTrace('synthetic-v3-windows');
 let pool: EvaluatorPool;
 let fixturesBefore: string;
-const results = new Map<string, { result: EvalResult; seconds: number }>();
+const results = new Map<string, { result: EvalResult }>();
 
 beforeAll(async () => {
   for (const m of MARKERS) rmSync(m, { force: true });
@@ -34,14 +34,13 @@ beforeAll(async () => {
   pool = await EvaluatorPool.create({ workers: 2, timeoutS: TIMEOUT_S, memoryMb: 512 });
   await Promise.all(
     HOSTILE.map(async (name) => {
-      const t0 = performance.now();
       const result = await pool.evaluate(join(FIXTURES, name), {
         trace,
         objective: 'default',
         windows: 2,
         repeats: 2,
       });
-      results.set(name, { result, seconds: (performance.now() - t0) / 1000 });
+      results.set(name, { result });
     }),
   );
 }, 120_000);
@@ -49,10 +48,10 @@ afterAll(() => pool?.close());
 
 function get(name: (typeof HOSTILE)[number]): EvalResult {
   const entry = results.get(name)!;
-  // Bounded: the evaluation's own time (queueing behind other candidates excluded) stays within the
-  // timeout plus the time to kill a worker, and the whole wait within two evaluations' worth.
+  // Bounded: the evaluation's own time stays within the timeout plus the time to kill a worker.
+  // (Not the wall time of the call: that includes queueing behind the other candidates, which on a
+  // loaded 2-core CI machine says nothing about this one.)
   expect(entry.result.metrics.eval_ms).toBeLessThan((TIMEOUT_S + 2) * 1000);
-  expect(entry.seconds).toBeLessThan(3 * (TIMEOUT_S + 2));
   expect(entry.result.valid).toBe(false);
   expect(entry.result.score).toBeNull();
   return entry.result;
@@ -76,9 +75,9 @@ describe('hostile candidates against the sandbox', () => {
     expect(existsSync(MARKERS[0]!)).toBe(false);
   });
 
-  it('spawning a process is refused', () => {
+  it('spawning a process is refused (child_process is refused at transpile time)', () => {
     const r = get('spawn-process');
-    expect(r.artifacts.sandbox).toMatch(/Access to this API has been restricted/);
+    expect(r.artifacts.transpile).toMatch(/'node:child_process' is not available to candidates/);
     expect(existsSync(MARKERS[1]!)).toBe(false);
   });
 

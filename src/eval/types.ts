@@ -32,15 +32,23 @@ export interface EvaluateOptions {
 
 /** Every metric is computed by the harness; null where the evaluation stopped before it. */
 export interface EvalMetrics {
-  /** Mean over windows k of the GPU balancedness of placement(k) on window k+1 (the scored one). */
+  /**
+   * Mean over windows k of the GPU balancedness of placement(k) on window k+1 (the scored one), in
+   * the worst pass (every pass feeds the same windows, relabelled; they agree for a balancer that
+   * computes from its input).
+   */
   balancedness_next: number | null;
-  /** The same placement scored on its own window k (what a balancer optimizes). */
+  /** Pass 0's placements scored on their own window k (what a balancer optimizes). */
   balancedness_same: number | null;
-  /** balancedness_next over the relabelled passes (checks the answers follow the input). */
+  /** Mean next-window balancedness over passes after the first (freshly relabelled). */
   balancedness_next_varied: number | null;
   slot_balancedness_next: number | null;
   inter_node_share_next: number | null;
-  /** Time per call: from the call to the end of the GPU work it started (harness clock). */
+  /**
+   * Time per call: from the call to the end of the GPU work it started, charged as the larger of the
+   * worker's clock and the parent's round trip less ipc_ms. median_ms and mean_ms are those of the
+   * slowest pass; p95_ms is over all timed calls.
+   */
   median_ms: number | null;
   p95_ms: number | null;
   mean_ms: number | null;
@@ -49,12 +57,9 @@ export interface EvalMetrics {
   /** Scored windows and calls made (all timed). */
   windows: number;
   calls: number;
-  /** IPC round trip of a call's payload without the candidate, subtracted from the parent's clock. */
+  /** IPC round trip of a call's payload, measured before candidate code loads; subtracted from the parent's clock. */
   ipc_ms: number | null;
-  /**
-   * Lower-quartile gap between the parent's clock (round trip minus ipc_ms) and the worker's,
-   * added to every call: ≈0 unless the candidate hid time from the worker's clock.
-   */
+  /** Median gap between the parent's clock (round trip minus ipc_ms) and the worker's: ≈0 unless time was hidden from the worker's clock. */
   clock_gap_ms: number | null;
   /** Whole evaluation wall time, the candidate's own time within it, and the rest (overhead). */
   eval_ms: number;

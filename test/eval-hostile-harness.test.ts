@@ -1,0 +1,155 @@
+import { fork } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
+import { MAX_MESSAGE_BYTES } from '../src/eval/protocol.js';
+import { capIncomingMessages } from '../src/eval/worker-process.js';
+import { loadTrace } from '../src/trace/load.js';
+import { UserError } from '../src/util/errors.js';
+
+/**
+ * Candidates that attack the harness itself rather than the file system: signals to the harness,
+ * forged replies on the IPC channel, pass-dependent speed, the network, symlinks out of the folder.
+ * Each attack is either refused (the fixture then proves it by being a valid balancer, or comes back
+ * invalid with a clear artifact) or charged for what it does.
+ */
+const FIXTURES = 'test/fixtures/candidates';
+const trace = loadTrace('synthetic-v3-windows');
+const opts = { trace, objective: 'default' as const, windows: 3, repeats: 3 };
+let pool: EvaluatorPool;
+let scratch: string;
+
+beforeAll(async () => {
+  pool = await EvaluatorPool.create({ workers: 2, timeoutS: 30, memoryMb: 1024 });
+  scratch = mkdtempSync(join(tmpdir(), 'adrs-eval-harness-test-'));
+});
+afterAll(async () => {
+  await pool?.close();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+const evaluate = (name: string): Promise<EvalResult> => pool.evaluate(join(FIXTURES, name), opts);
+const naiveSource = readFileSync(join(FIXTURES, 'valid-naive/balancer.ts'), 'utf8');
+
+describe('hostile candidates against the harness', () => {
+  it('cannot signal the harness or other processes (every route refused, so the fixture is valid)', async () => {
+    const r = await evaluate('kill-parent');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+  });
+
+  it('cannot forge replies on the IPC channel', async () => {
+    const r = await evaluate('forge');
+    expect(r.valid).toBe(false);
+    expect(r.stage).toBe(1);
+    expect(r.artifacts.exception).toMatch(
+      /^loading: TypeError: Cannot read properties of undefined \(reading 'bind'\)/,
+    );
+  });
+
+  it('finds no route onto the harness channel (send, _send, channel, pipe handle, message listeners)', async () => {
+    const r = await evaluate('harness-channel');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+  });
+
+  it('cannot tell the scored pass by its values (no integral loads, fresh scales everywhere)', async () => {
+    // The fixture spends 40 ms on calls with integral loads, 1 ms otherwise: either it is charged
+    // for the slow path or it never takes it after the tiny case (which has integral loads).
+    const r = await evaluate('twoface');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+    expect(r.metrics.median_ms! >= 30 || r.metrics.candidate_ms < 100).toBe(true);
+  });
+
+  it('pays for the pass it recognises by counting calls (time is the slowest pass)', async () => {
+    const r = await evaluate('twoface-count');
+    expect(r.artifacts).toEqual({});
+    expect(r.metrics.calls).toBe(9);
+    expect(r.metrics.median_ms!).toBeGreaterThanOrEqual(35);
+  });
+
+  it('cannot import the network modules (refused at transpile time)', async () => {
+    const r = await evaluate('network');
+    expect(r.valid).toBe(false);
+    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:2:\d+: 'node:net' is not available to candidates/);
+  });
+
+  it('cannot reach the network or process modules at run time (every route refused, so the fixture is valid)', async () => {
+    const r = await evaluate('network-runtime');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+  });
+
+  it('does not follow symlinks out of the candidate folder', async () => {
+    const traceJson = resolve('traces/synthetic-v3-windows.json');
+    const traceBin = resolve('traces/synthetic-v3-windows.bin');
+    const folder = (name: string): string => {
+      const dir = join(scratch, name);
+      mkdirSync(join(dir, 'kernels'), { recursive: true });
+      return dir;
+    };
+    // An import of a symlinked trace manifest: esbuild would inline it.
+    const imported = folder('import-link');
+    writeFileSync(
+      join(imported, 'balancer.ts'),
+      `import leak from './leak.json';\n${naiveSource.replace('return naive(input);', 'if (!leak) throw new Error("x");\n  return naive(input);')}`,
+    );
+    symlinkSync(traceJson, join(imported, 'leak.json'));
+    const r = await pool.evaluate(imported, opts);
+    expect(r.valid).toBe(false);
+    expect(r.artifacts.transpile).toMatch(
+      /^balancer\.ts:1:18: .*synthetic-v3-windows\.json' resolves outside the candidate folder/,
+    );
+
+    // A symlinked kernel (the trace's loads as "WGSL source") and a symlinked balancer.ts.
+    const kernel = folder('kernel-link');
+    writeFileSync(join(kernel, 'balancer.ts'), naiveSource);
+    symlinkSync(traceBin, join(kernel, 'kernels/leak.wgsl'));
+    await expect(pool.evaluate(kernel, opts)).rejects.toThrow(/kernels\/leak\.wgsl is not a regular file/);
+    const entry = folder('entry-link');
+    writeFileSync(join(entry, 'real.ts'), naiveSource);
+    symlinkSync(join(entry, 'real.ts'), join(entry, 'balancer.ts'));
+    await expect(pool.evaluate(entry, opts)).rejects.toThrow(UserError);
+  });
+
+  it('refuses a balancer.ts over the size cap before transpiling', async () => {
+    const big = `${naiveSource}\n// ${'x'.repeat(1 << 20)}\n`;
+    await expect(pool.evaluate({ files: { 'balancer.ts': big } }, opts)).rejects.toThrow(
+      /balancer\.ts has \d+ bytes, over the cap/,
+    );
+  });
+
+  it('stays healthy', async () => {
+    const r = await evaluate('valid-naive');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid).toBe(true);
+  });
+});
+
+describe('the parent caps what it buffers from a worker', () => {
+  it('kills a worker that sends a message over the cap before it is buffered whole', async () => {
+    const script = join(scratch, 'big-sender.mjs');
+    writeFileSync(
+      script,
+      `process.send({ small: 1 });\nprocess.send({ big: new Uint8Array(${2 * MAX_MESSAGE_BYTES}) });\nsetTimeout(() => {}, 10000);\n`,
+    );
+    const child = fork(script, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    });
+    const received: string[] = [];
+    child.on('message', (m: Record<string, unknown>) => received.push(Object.keys(m)[0]!));
+    const over = new Promise<void>((done) => {
+      capIncomingMessages(child, () => {
+        child.kill('SIGKILL');
+        done();
+      });
+    });
+    await over;
+    await new Promise((r) => child.once('exit', r));
+    expect(received).toEqual(['small']);
+  });
+});
