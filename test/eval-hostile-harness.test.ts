@@ -1,11 +1,12 @@
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
 import { MAX_MESSAGE_BYTES } from '../src/eval/protocol.js';
-import { capIncomingMessages } from '../src/eval/worker-process.js';
+import { buildWorkerBundle } from '../src/eval/worker-bundle.js';
+import { capIncomingMessages, WorkerProcess } from '../src/eval/worker-process.js';
 import { loadTrace } from '../src/trace/load.js';
 import { UserError } from '../src/util/errors.js';
 
@@ -127,6 +128,38 @@ describe('hostile candidates against the harness', () => {
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);
   });
+});
+
+describe('OS isolation when the harness runs as root', () => {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  it.skipIf(!root)(
+    'workers run under their own unprivileged uid, whose signals the kernel refuses',
+    async () => {
+      const bundle = await buildWorkerBundle();
+      const workers = await Promise.all([0, 1].map(() => WorkerProcess.spawn({ bundle, memoryMb: 512 })));
+      try {
+        const ids = workers.map((w) => {
+          const status = readFileSync(`/proc/${w.pid}/status`, 'utf8');
+          return Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
+        });
+        expect(ids[0]).not.toBe(0);
+        expect(ids[1]).not.toBe(ids[0]);
+        // Past the JavaScript lockdown: a process with a worker's ids cannot signal the harness.
+        const probe = spawnSync(
+          process.execPath,
+          [
+            '-e',
+            `try { process.kill(${process.pid}, 0); console.log('reached') } catch (e) { console.log(e.code) }`,
+          ],
+          { uid: ids[0], gid: ids[0], encoding: 'utf8', env: {} },
+        );
+        expect(probe.stdout.trim()).toBe('EPERM');
+      } finally {
+        for (const w of workers) w.kill();
+        rmSync(bundle.dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 describe('the parent caps what it buffers from a worker', () => {

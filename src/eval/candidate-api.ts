@@ -15,7 +15,14 @@
  *   submitted has finished. Inputs vary between calls (experts relabelled within groups, layers
  *   reordered, loads rescaled), and every answer is checked, so returning a remembered answer fails.
  * - It runs in a separate process under Node's permission model: no file writes, no file reads,
- *   no child processes, no worker threads, no network; its kernels arrive as source text.
+ *   no child processes, no worker threads; its kernels arrive as source text. The permission
+ *   model does not cover the network or signals, so the evaluator refuses them itself: the network,
+ *   process, thread and module-loading built-ins (net, http, child_process, worker_threads, vm,
+ *   module, os, … see DENIED_BUILTINS in transpile.ts) cannot be imported, `import()` always fails
+ *   (only static imports of the other built-ins work), eval/new Function are disabled, fetch and
+ *   WebSocket are absent, process.kill/binding/getBuiltinModule throw, and the harness's IPC
+ *   channel is out of reach. When the evaluator runs as root, the worker also runs under its own
+ *   unprivileged uid, so the kernel refuses its signals.
  * - Everything it may keep between calls (GPU buffers, pipelines, scratch arrays) lives in module
  *   variables or `ctx.cache`; answers must be computed from the input of the call.
  * - Lines between `// EVOLVE-BLOCK-START` and `// EVOLVE-BLOCK-END` (in `.ts` and `.wgsl` files)

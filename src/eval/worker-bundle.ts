@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -53,6 +53,8 @@ export async function buildWorkerBundle(): Promise<WorkerBundle> {
   });
   const dir = mkdtempSync(join(tmpdir(), 'adrs-eval-'));
   const entry = join(dir, 'worker.mjs');
-  writeFileSync(entry, result.outputFiles[0]!.contents);
+  writeFileSync(entry, result.outputFiles[0]!.contents, { mode: 0o644 });
+  // Readable (not writable) by the unprivileged uid workers run under when the harness is root.
+  chmodSync(dir, 0o755);
   return { entry, dir, webgpuDir };
 }

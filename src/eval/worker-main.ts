@@ -6,7 +6,9 @@
  * Everything the harness relies on is captured before candidate code loads: the clock, the IPC
  * send function, the queue's onSubmittedWorkDone, the intrinsics the timing path calls; the JS
  * intrinsics are deep-frozen (harden.ts), the WebGPU prototypes frozen (after wrapping the methods
- * that start GPU work, see trackGpuWork) and process.dlopen disabled once Dawn is loaded. The parent
+ * that start GPU work, see trackGpuWork), and once Dawn is loaded process.dlopen, kill, _kill,
+ * binding, getBuiltinModule, fetch and WebSocket are locked (lockDown); the IPC channel is taken
+ * out of reach at module start (before Dawn, before any candidate code). The parent
  * still bounds every time from its own clock, so a candidate that subverts this side gains nothing.
  */
 import { acquireGpu, type GpuContext } from '../gpu/device.js';

@@ -41,7 +41,9 @@ const ENV_KEEP = /^(LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP
  * One sandboxed worker process (worker-main.ts) and its IPC. Node permission model: reads only
  * the worker bundle and the webgpu package; no writes, child processes or worker threads (none
  * granted); --allow-addons because Dawn is a native addon (worker-main disables process.dlopen
- * once Dawn is loaded); the intrinsics are deep-frozen in the worker (harden.ts, not
+ * once Dawn is loaded); --disallow-code-generation-from-strings (no eval); signals, the network
+ * and the IPC channel are locked by worker-main, and a root harness runs each worker under its own
+ * uid (isolatedIdentity); incoming messages are capped (capIncomingMessages); the intrinsics are deep-frozen in the worker (harden.ts, not
  * --frozen-intrinsics, which slows every typed-array store tenfold) so candidates cannot patch what
  * the harness uses;
  * --max-old-space-size plus a resident-memory watch that kills the process over the cap.
@@ -85,6 +87,7 @@ export class WorkerProcess {
       ],
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      ...isolatedIdentity(),
     });
     const cap: { over: () => void } = { over: () => child.kill('SIGKILL') };
     capIncomingMessages(child, () => cap.over());
@@ -228,6 +231,11 @@ export class WorkerProcess {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
 
+  /** The worker's process id (for tests and diagnostics). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   get dead(): WorkerDeath | null {
     return this.death;
   }
@@ -246,6 +254,23 @@ export class WorkerProcess {
     for (const waiter of this.pending.values()) waiter.reject(this.death!);
     this.pending.clear();
   }
+}
+
+/** Unprivileged ids for workers of a root harness: a block of 4096 per harness process, one id per worker. */
+const ISOLATED_ID_BASE = 0x40000000;
+let isolatedCount = 0;
+
+/**
+ * OS isolation under the JavaScript lockdown: when the harness runs as root (CI does), each worker
+ * runs under its own unprivileged uid and gid (no passwd entry needed), so the kernel refuses its
+ * signals to the harness, to other workers and to every other process, whatever the candidate
+ * reaches. ADRS_EVAL_SAME_UID=1 turns this off (e.g. where a GPU device node is only root's).
+ */
+function isolatedIdentity(): { uid?: number; gid?: number } {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
+  if (process.env.ADRS_EVAL_SAME_UID === '1') return {};
+  const id = ISOLATED_ID_BASE + ((process.pid % 0x40000) << 12) + (isolatedCount++ % 4096);
+  return { uid: id, gid: id };
 }
 
 /**
