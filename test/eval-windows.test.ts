@@ -47,6 +47,9 @@ describe('trace windows (src/trace/windows.ts, shared by bench, simulate and eva
     expect(w.count).toBe(2);
     // Window 1 holds steps 100..199 with loads 101..200.
     expect(windowLoads(w, 1)[5]).toBe(((101 + 200) * 100) / 2);
+    // Shorter than one window: one window of all its steps.
+    const short = traceWindows(trace('step', 40));
+    expect([short.count, short.stepsPerWindow]).toEqual([1, 40]);
     const own = traceWindows(trace('step', 7, 3));
     expect(own.count).toBe(2);
     expect(windowLoads(own, 1)[0]).toBe(4 + 5 + 6);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readTrace, writeTrace } from '../src/trace/io.js';
-import { listBundledTraces, loadLoads, loadTrace, pickStep } from '../src/trace/load.js';
+import { listBundledTraces, loadLoads, loadTrace, selectWindow } from '../src/trace/load.js';
 import { stepLoads, type Trace } from '../src/trace/trace.js';
 import { UserError } from '../src/util/errors.js';
 
@@ -211,17 +211,32 @@ describe('bundled traces and step selection', () => {
 
   it('picks a window by index, from the end, default the last; out of range is a UserError', () => {
     const t = loadTrace('synthetic-v3-windows');
-    expect(pickStep(t).step).toBe(15);
-    expect(pickStep(t, 3).step).toBe(3);
-    expect(pickStep(t, -2).step).toBe(14);
-    expect(Array.from(pickStep(t, 3).loads)).toEqual(Array.from(stepLoads(t, 3)));
+    expect(selectWindow(t).window).toBe(15);
+    expect(selectWindow(t, 3).window).toBe(3);
+    expect(selectWindow(t, -2).window).toBe(14);
+    expect(Array.from(selectWindow(t, 3).loads)).toEqual(Array.from(stepLoads(t, 3)));
     expectUserError(
-      () => pickStep(t, 16),
+      () => selectWindow(t, 16),
       /window 16 is out of range: trace 'synthetic-v3-windows' has 16 windows \(0–15/,
     );
-    expectUserError(() => pickStep(t, 1.5), /--window must be an integer/);
+    expectUserError(() => selectWindow(t, 1.5), /--window must be an integer/);
     const one = loadLoads('sglang-r1-prefill-in512');
-    expect(one).toMatchObject({ step: 0, layers: 58, experts: 256 });
+    expect(one).toMatchObject({ window: 0, layers: 58, experts: 256 });
     expect(one.loads.length).toBe(58 * 256);
+  });
+
+  it('windows of a per-step trace are sums of its steps, for every command alike', () => {
+    const steps = 250;
+    const doc = {
+      load_history: Array.from({ length: steps }, (_, s) => ({ logical_expert_load: [[s, 1, 0, 2]] })),
+    };
+    const file = join(dir, 'history.json');
+    writeFileSync(file, JSON.stringify(doc));
+    const t = loadTrace(file);
+    expect(t.manifest.granularity).toBe('step');
+    const last = loadLoads(file);
+    // 250 steps → 2 windows of 100 (the trailing 50 do not fill one); window 1 = steps 100..199.
+    expect(last.window).toBe(1);
+    expect(Array.from(last.loads)).toEqual([((100 + 199) * 100) / 2, 100, 0, 200]);
   });
 });

@@ -9,7 +9,9 @@ import type { GpuContext } from '../gpu/device.js';
 import { PlacementEvaluator } from '../sim/placement-eval.js';
 import { RouteSimulator } from '../sim/route-sim.js';
 import type { RoutePolicy } from '../sim/route-types.js';
-import { stepLoads, type Trace } from '../trace/trace.js';
+import type { Trace } from '../trace/trace.js';
+import { type TraceWindows, traceWindows, windowLoads } from '../trace/windows.js';
+import { check } from '../util/errors.js';
 import { summarizeTimes } from '../util/stats.js';
 import type { BenchReport, BenchRow } from './bench-types.js';
 
@@ -43,7 +45,12 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
   for (const trace of options.traces) {
     const shape = traceShape(trace, options.deployment);
     validateShape(shape);
-    const windows = trace.manifest.steps;
+    const tw = traceWindows(trace);
+    const windows = tw.count;
+    check(
+      windows > 0,
+      `trace '${trace.manifest.name}' holds ${trace.manifest.steps} steps, fewer than one window of ${tw.stepsPerWindow}`,
+    );
     const evaluator = await PlacementEvaluator.create(gpu, shape, {
       placements: windows,
       windows,
@@ -51,14 +58,15 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
     });
     const simulator = await RouteSimulator.create(gpu, shape, { maxTokens: options.tokens });
     try {
-      evaluator.setWindows(trace.loads);
+      evaluator.setWindows(tw.windows);
       // The window the routing simulation replays: the last one, placed from the one before it.
       const simWindow = windows - 1;
       const placeWindow = Math.max(0, windows - 2);
-      const none = await timeAndPlace(noneBalancer, shape, trace, {}, 0);
+      const none = await timeAndPlace(noneBalancer, shape, tw, {}, 0);
       const noneSim = await simulate(
         simulator,
         trace,
+        tw,
         shape,
         none.placements[placeWindow]!,
         simWindow,
@@ -67,7 +75,7 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
       for (const balancer of options.balancers) {
         options.progress?.(`${trace.manifest.name}: ${balancer.name}`);
         const ctx: BalancerContext = { seed: options.seed, ...(balancer.runsOn === 'gpu' ? { gpu } : {}) };
-        const timed = await timeAndPlace(balancer, shape, trace, ctx, options.repeat);
+        const timed = await timeAndPlace(balancer, shape, tw, ctx, options.repeat);
         const pairs: Array<[number, number]> = [];
         for (let k = 0; k < windows; k++) pairs.push([k, k]);
         for (let k = 0; k + 1 < windows; k++) pairs.push([k, k + 1]);
@@ -77,6 +85,7 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
         const sim = await simulate(
           simulator,
           trace,
+          tw,
           shape,
           timed.placements[placeWindow]!,
           simWindow,
@@ -139,16 +148,16 @@ interface TimedPlacements {
 async function timeAndPlace(
   balancer: Balancer,
   shape: Shape,
-  trace: Trace,
+  tw: TraceWindows,
   ctx: BalancerContext,
   repeat: number,
 ): Promise<TimedPlacements> {
   const prepared = await balancer.prepare(shape, ctx);
   try {
-    const windows = trace.manifest.steps;
+    const windows = tw.count;
     const placements: Placement[] = [];
     for (let k = 0; k < windows; k++) {
-      const placement = await prepared.rebalance(stepLoads(trace, k));
+      const placement = await prepared.rebalance(windowLoads(tw, k));
       validatePlacement(placement);
       placements.push(placement);
     }
@@ -156,13 +165,13 @@ async function timeAndPlace(
     // WARMUP_CALLS calls, whichever comes first, so CPU balancers are not timed in the interpreter.
     const warmupEnd = performance.now() + WARMUP_MS;
     for (let i = 0; i < WARMUP_CALLS && performance.now() < warmupEnd; i++) {
-      await prepared.rebalance(stepLoads(trace, i % windows));
+      await prepared.rebalance(windowLoads(tw, i % windows));
     }
     const wall: number[] = [];
     const gpuMs: number[] = [];
     // Timed calls cycle through the windows.
     for (let i = 0; i < repeat; i++) {
-      const loads = stepLoads(trace, i % windows);
+      const loads = windowLoads(tw, i % windows);
       const t0 = performance.now();
       await prepared.rebalance(loads);
       wall.push(performance.now() - t0);
@@ -183,13 +192,14 @@ async function timeAndPlace(
 async function simulate(
   simulator: RouteSimulator,
   trace: Trace,
+  tw: TraceWindows,
   shape: Shape,
   placement: Placement,
   simWindow: number,
   options: BenchOptions,
 ): Promise<{ us: number; crossNodeShare: number }> {
   const result = await simulator.run({
-    loads: stepLoads(trace, simWindow),
+    loads: windowLoads(tw, simWindow),
     placement,
     tokens: options.tokens,
     topK: trace.manifest.topK,

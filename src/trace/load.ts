@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { check, UserError } from '../util/errors.js';
 import { type ImportOptions, importDocument } from './import.js';
 import { readTraceWithManifest, TRACE_FORMAT, validateLoads } from './io.js';
-import { stepLoads, TRACE_NAME_PATTERN, type Trace } from './trace.js';
+import { TRACE_NAME_PATTERN, type Trace } from './trace.js';
+import { type TraceWindows, traceWindows, windowLoads } from './windows.js';
 
 /** traces/ at the package root: the same relative path from src/trace and from dist/trace. */
 export const TRACES_DIR = fileURLToPath(new URL('../../traces/', import.meta.url));
@@ -81,34 +82,37 @@ export function nameFromFile(file: string): string {
   return stem.length > 0 ? stem : 'trace';
 }
 
-/** One load matrix of a trace, with where it came from. */
-export interface StepSelection {
-  /** [layers × experts] row-major (a view into the trace). */
+/** One load window of a trace, with where it came from. */
+export interface WindowSelection {
+  /** [layers × experts] row-major (a view). */
   loads: Float32Array;
-  step: number;
+  window: number;
   layers: number;
   experts: number;
   trace: Trace;
+  windows: TraceWindows;
 }
 
 /**
- * Picks step/window `index` of a trace (`--window K`); negative counts from the end; default the
- * last. Out of range is a UserError that says what range exists.
+ * Picks window `index` of a trace (`--window K`; windows as traceWindows forms them: a step trace's
+ * steps summed, each stored matrix of a window or snapshot trace); negative counts from the end;
+ * default the last. Out of range is a UserError that says what range exists.
  */
-export function pickStep(trace: Trace, index?: number): StepSelection {
-  const { steps, layers, experts, granularity, name } = trace.manifest;
-  const unit = granularity === 'window' ? 'window' : granularity === 'step' ? 'step' : 'snapshot';
-  const k = index === undefined ? steps - 1 : index;
+export function selectWindow(trace: Trace, index?: number): WindowSelection {
+  const windows = traceWindows(trace);
+  const { layers, experts, name } = trace.manifest;
+  const k = index === undefined ? windows.count - 1 : index;
   check(Number.isInteger(k), `--window must be an integer, got ${index}`);
-  const step = k < 0 ? steps + k : k;
+  const window = k < 0 ? windows.count + k : k;
+  const n = windows.count;
   check(
-    step >= 0 && step < steps,
-    `${unit} ${k} is out of range: trace '${name}' has ${steps} ${unit}${steps === 1 ? '' : 's'} (0–${steps - 1}, or -1 for the last)`,
+    window >= 0 && window < n,
+    `window ${k} is out of range: trace '${name}' has ${n} window${n === 1 ? '' : 's'} (0–${n - 1}, or -1 for the last)`,
   );
-  return { loads: stepLoads(trace, step), step, layers, experts, trace };
+  return { loads: windowLoads(windows, window), window, layers, experts, trace, windows };
 }
 
-/** `loadTrace` then `pickStep`: the load matrix a balancer consumes. */
-export function loadLoads(pathOrName: string, index?: number): StepSelection {
-  return pickStep(loadTrace(pathOrName), index);
+/** `loadTrace` then `selectWindow`: the load matrix a balancer consumes. */
+export function loadLoads(pathOrName: string, index?: number): WindowSelection {
+  return selectWindow(loadTrace(pathOrName), index);
 }

@@ -21,13 +21,18 @@ export interface TraceWindows {
  * placement computed from window k is scored on window k+1.
  *
  * `stepsPerWindow` is how many stored load matrices form one window. Default: for a 'step' trace,
- * its manifest's stepsPerWindow, else DEFAULT_STEPS_PER_WINDOW (100); for a 'window' or 'snapshot'
- * trace, 1 (each stored matrix already is a window or a whole-run snapshot).
+ * its manifest's stepsPerWindow, else DEFAULT_STEPS_PER_WINDOW (100), at most its number of steps; for a
+ * 'window' or 'snapshot' trace, 1 (each stored matrix already is a window or a whole-run snapshot).
  */
 export function traceWindows(trace: Trace, stepsPerWindow?: number): TraceWindows {
   const m = trace.manifest;
+  // By default a step trace shorter than one window is one window of all its steps (a short
+  // expert-load.json is still a usable workload); an explicit size is taken as given.
   const per =
-    stepsPerWindow ?? (m.granularity === 'step' ? (m.stepsPerWindow ?? DEFAULT_STEPS_PER_WINDOW) : 1);
+    stepsPerWindow ??
+    (m.granularity === 'step'
+      ? Math.max(1, Math.min(m.steps, m.stepsPerWindow ?? DEFAULT_STEPS_PER_WINDOW))
+      : 1);
   if (!Number.isInteger(per) || per < 1) {
     throw new UserError(`steps per window must be a positive integer, got ${per}`);
   }

@@ -98,7 +98,7 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       }
       const m = balanceMetrics(placement, step.loads);
       console.log(
-        `${balancer.name} on ${step.trace.manifest.name} (step ${step.step}): ${describeShape(shape)}`,
+        `${balancer.name} on ${step.trace.manifest.name} (window ${step.window}): ${describeShape(shape)}`,
       );
       console.log(
         `GPU balancedness ${m.gpuBalancedness.toFixed(4)}, slot balancedness ${m.slotBalancedness.toFixed(4)}, ` +

@@ -13,7 +13,8 @@ import {
   type RoutePolicy,
   type RouteResult,
 } from '../../sim/route-types.js';
-import { loadTrace, pickStep } from '../../trace/load.js';
+import { loadTrace, selectWindow } from '../../trace/load.js';
+import { windowLoads } from '../../trace/windows.js';
 import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
@@ -149,8 +150,10 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
     );
     const trace = loadTrace(argv.trace);
     const m = trace.manifest;
-    const simulated = pickStep(trace, argv.window);
-    const placedOn = simulated.step === 0 ? 0 : simulated.step - 1;
+    const selected = selectWindow(trace, argv.window);
+    const tw = selected.windows;
+    const simulatedWindow = selected.window;
+    const placedOn = simulatedWindow === 0 ? 0 : simulatedWindow - 1;
     const shape: Shape = {
       layers: m.layers,
       experts: m.experts,
@@ -164,7 +167,7 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
     const balancer = argv.balancer ? getBalancer(argv.balancer) : defaultBalancer();
     const topK = argv['top-k'] ?? m.topK;
     const base = {
-      loads: simulated.loads,
+      loads: windowLoads(tw, simulatedWindow),
       tokens: argv.tokens,
       topK,
       policy: argv.policy,
@@ -176,7 +179,7 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
     };
 
     await withGpu({ adapter: argv.adapter }, async (gpu: GpuContext) => {
-      const history = pickStep(trace, placedOn).loads;
+      const history = windowLoads(tw, placedOn);
       const placement = await place(balancer, shape, gpu, argv.seed, history);
       const baseline = await place(getBalancer('none'), shape, gpu, argv.seed, history);
       const sim = await RouteSimulator.create(gpu, shape, { maxTokens: argv.tokens });
@@ -197,7 +200,7 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
         }
         report(argv, {
           trace: m.name,
-          window: simulated.step,
+          window: simulatedWindow,
           placedOn,
           balancer: balancer.name,
           shape,
