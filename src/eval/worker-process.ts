@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { type FromWorker, MAX_MESSAGE_BYTES, type ToWorker } from './protocol.js';
 import type { WorkerBundle } from './worker-bundle.js';
 
@@ -66,7 +67,28 @@ export class WorkerProcess {
     private readonly memoryMb: number,
   ) {}
 
-  static spawn(options: WorkerSpawnOptions): Promise<WorkerProcess> {
+  /**
+   * Starts a worker. Under a root harness it runs as an unprivileged uid when that uid can reach
+   * Node, the bundle and webgpu; if such a worker still cannot start (e.g. a GPU device node only
+   * root's group may open), the harness says so once on stderr and runs workers as itself from then
+   * on — the JavaScript lockdown still applies.
+   */
+  static async spawn(options: WorkerSpawnOptions): Promise<WorkerProcess> {
+    const identity = isolatedIdentity(options.bundle);
+    if (identity.uid === undefined) return WorkerProcess.start(options, {});
+    try {
+      return await WorkerProcess.start(options, identity);
+    } catch (error) {
+      isolationBroken = `a worker under an unprivileged uid could not start (${String((error as Error).message).split('\n')[0]})`;
+      warnNoIsolation(isolationBroken);
+      return WorkerProcess.start(options, {});
+    }
+  }
+
+  private static start(
+    options: WorkerSpawnOptions,
+    identity: { uid?: number; gid?: number },
+  ): Promise<WorkerProcess> {
     const { bundle, memoryMb } = options;
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (ENV_KEEP.test(k)) env[k] = v;
@@ -87,7 +109,7 @@ export class WorkerProcess {
       ],
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      ...isolatedIdentity(),
+      ...identity,
     });
     const cap: { over: () => void } = { over: () => child.kill('SIGKILL') };
     capIncomingMessages(child, () => cap.over());
@@ -259,18 +281,52 @@ export class WorkerProcess {
 /** Unprivileged ids for workers of a root harness: a block of 4096 per harness process, one id per worker. */
 const ISOLATED_ID_BASE = 0x40000000;
 let isolatedCount = 0;
+/** Why OS isolation is off for this process (set once, reported once). */
+let isolationBroken: string | undefined;
+let isolationWarned = false;
 
 /**
  * OS isolation under the JavaScript lockdown: when the harness runs as root (CI does), each worker
  * runs under its own unprivileged uid and gid (no passwd entry needed), so the kernel refuses its
  * signals to the harness, to other workers and to every other process, whatever the candidate
- * reaches. ADRS_EVAL_SAME_UID=1 turns this off (e.g. where a GPU device node is only root's).
+ * reaches. It needs Node, the worker bundle and webgpu to be reachable by other users (a project
+ * under /root is not); ADRS_EVAL_SAME_UID=1 turns it off.
  */
-function isolatedIdentity(): { uid?: number; gid?: number } {
+export function isolatedIdentity(bundle: WorkerBundle): { uid?: number; gid?: number } {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
-  if (process.env.ADRS_EVAL_SAME_UID === '1') return {};
+  if (process.env.ADRS_EVAL_SAME_UID === '1' || isolationBroken) return {};
+  const needed = [process.execPath, bundle.entry, join(bundle.webgpuDir, 'index.js')];
+  const unreachable = needed.find((path) => !reachableByOthers(path));
+  if (unreachable) {
+    isolationBroken = `${unreachable} is not readable by other users`;
+    warnNoIsolation(isolationBroken);
+    return {};
+  }
   const id = ISOLATED_ID_BASE + ((process.pid % 0x40000) << 12) + (isolatedCount++ % 4096);
   return { uid: id, gid: id };
+}
+
+/** Whether a user other than the owner can read `path`: every ancestor searchable, the file readable. */
+function reachableByOthers(path: string): boolean {
+  try {
+    let p = realpathSync(path);
+    if ((statSync(p).mode & 0o004) === 0) return false;
+    for (p = dirname(p); ; p = dirname(p)) {
+      if ((statSync(p).mode & 0o001) === 0) return false;
+      if (p === dirname(p)) return true;
+    }
+  } catch {
+    return false;
+  }
+}
+
+function warnNoIsolation(reason: string): void {
+  if (isolationWarned) return;
+  isolationWarned = true;
+  process.stderr.write(
+    `adrs: evaluation workers run as root without OS isolation: ${reason}; the JavaScript sandbox still applies ` +
+      '(set ADRS_EVAL_SAME_UID=1 to silence this)\n',
+  );
 }
 
 /**
