@@ -1,4 +1,3 @@
-import { type Placement, placementFromPhy2log } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Rng } from '../util/rng.js';
 
@@ -7,22 +6,8 @@ import type { Rng } from '../util/rng.js';
  * placements come from balancers and real loads from traces).
  */
 
-/** A valid random placement: every expert once plus R−E random extra replicas, slots shuffled. */
-export function randomPlacement(shape: Shape, rng: Rng): Placement {
-  const { layers: L, experts: E, replicas: R } = shape;
-  const phy2log = new Int32Array(L * R);
-  for (let l = 0; l < L; l++) {
-    const row = phy2log.subarray(l * R, (l + 1) * R);
-    for (let s = 0; s < R; s++) row[s] = s < E ? s : rng.int(E);
-    for (let s = R - 1; s > 0; s--) {
-      const j = rng.int(s + 1);
-      const t = row[s]!;
-      row[s] = row[j]!;
-      row[j] = t;
-    }
-  }
-  return placementFromPhy2log(shape, phy2log);
-}
+/** A valid random placement (the `random` baseline's): every expert once plus R−E random extra replicas. */
+export { randomPlacement } from '../eplb/balancers/baselines.js';
 
 /** Skewed random loads [W][L][E] (exponential with a per-expert scale), about 10% zero. */
 export function randomWindows(shape: Shape, windows: number, rng: Rng): Float32Array {
