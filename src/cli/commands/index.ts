@@ -5,6 +5,7 @@ import { evalCommand } from './eval.js';
 import { evolveCommand } from './evolve.js';
 import { profileCommand } from './profile.js';
 import { rebalanceCommand } from './rebalance.js';
+import { reportCommand } from './report.js';
 import { simulateCommand } from './simulate.js';
 import { traceCommand } from './trace.js';
 
@@ -18,4 +19,5 @@ export const commands: CommandModule<any, any>[] = [
   traceCommand,
   profileCommand,
   evolveCommand,
+  reportCommand,
 ];

@@ -1,0 +1,153 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { loadCandidateDir, programHash } from './candidate.js';
+import type { EvolveConfig } from './config.js';
+import type { Checkpoint, RunEvent, StoredProgram } from './run-folder.js';
+
+/** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a line that is not JSON. */
+export interface EventsTail {
+  lines: number;
+  /** Bytes after the last newline: a line a kill cut short. Ignored, as `--resume` and `--replay` ignore it. */
+  tornBytes: number;
+  /** A complete line that is not JSON (1-based), and how many lines after it were ignored with it. */
+  badLine: { line: number; ignoredAfter: number } | null;
+}
+
+/** A file of the run folder that exists but cannot be read as JSON. */
+export interface UnreadableFile {
+  path: string;
+  error: string;
+}
+
+/** Everything a report reads from a run folder, read-only. Optional files are null when absent. */
+export interface RunFiles {
+  dir: string;
+  config: EvolveConfig;
+  events: RunEvent[];
+  tail: EventsTail;
+  /** Age of events.jsonl's last write, seconds (to tell a live run from a killed one). */
+  eventsAgeS: number;
+  checkpoint: Checkpoint | null;
+  summary: Record<string, unknown> | null;
+  bestMetrics: Record<string, unknown> | null;
+  bestLineage: unknown[] | null;
+  /** Hash of the program in best/candidate (null when there is none). */
+  bestCandidateHash: string | null;
+  unreadable: UnreadableFile[];
+  /** programs/<hash>.json, or null when missing or unreadable (noted in `unreadable`). */
+  program(hash: string): StoredProgram | null;
+}
+
+/**
+ * Opens a run folder for reading only: config.json and events.jsonl must be there and config.json
+ * must parse; every other file is optional and a broken one is reported, not fatal.
+ */
+export function readRunFiles(dir: string, now = Date.now()): RunFiles {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw new UserError(`'${dir}' does not exist; pass the --out folder of an adrs evolve run`);
+  }
+  if (!st.isDirectory())
+    throw new UserError(`'${dir}' is not a folder; pass the --out folder of an adrs evolve run`);
+  const configPath = join(dir, 'config.json');
+  const eventsPath = join(dir, 'events.jsonl');
+  if (!existsSync(configPath) || !existsSync(eventsPath)) {
+    throw new UserError(
+      `'${dir}' is not a run folder (no config.json/events.jsonl); pass the --out folder of an adrs evolve run`,
+    );
+  }
+  const config = readConfig(configPath);
+  const { events, tail } = parseEvents(readFileSync(eventsPath, 'utf8'));
+  const unreadable: UnreadableFile[] = [];
+  const optional = <T>(rel: string): T | null => {
+    const p = join(dir, rel);
+    if (!existsSync(p)) return null;
+    try {
+      return JSON.parse(readFileSync(p, 'utf8')) as T;
+    } catch (error) {
+      unreadable.push({ path: rel, error: (error as Error).message.split('\n')[0]! });
+      return null;
+    }
+  };
+  const checkpoint = optional<Checkpoint>('checkpoint.json');
+  const summary = optional<Record<string, unknown>>('summary.json');
+  const bestMetrics = optional<Record<string, unknown>>(join('best', 'metrics.json'));
+  const lineage = optional<unknown>(join('best', 'lineage.json'));
+  let bestCandidateHash: string | null = null;
+  if (existsSync(join(dir, 'best', 'candidate'))) {
+    try {
+      bestCandidateHash = programHash(loadCandidateDir(join(dir, 'best', 'candidate')));
+    } catch (error) {
+      unreadable.push({ path: 'best/candidate', error: (error as Error).message.split('\n')[0]! });
+    }
+  }
+  const programs = new Map<string, StoredProgram | null>();
+  return {
+    dir,
+    config,
+    events,
+    tail,
+    eventsAgeS: Math.max(0, (now - statSync(eventsPath).mtimeMs) / 1000),
+    checkpoint,
+    summary,
+    bestMetrics,
+    bestLineage: Array.isArray(lineage) ? lineage : null,
+    bestCandidateHash,
+    unreadable,
+    program(hash) {
+      if (!programs.has(hash)) programs.set(hash, optional<StoredProgram>(join('programs', `${hash}.json`)));
+      return programs.get(hash)!;
+    },
+  };
+}
+
+function readConfig(path: string): EvolveConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new UserError(
+      `${path} cannot be read as JSON (${(error as Error).message.split('\n')[0]}); the run folder is damaged`,
+    );
+  }
+  const c = raw as Partial<EvolveConfig> | null;
+  const ok =
+    typeof c === 'object' &&
+    c !== null &&
+    typeof c.seed === 'number' &&
+    Array.isArray(c.llm?.models) &&
+    typeof c.search === 'object' &&
+    typeof c.evaluator === 'object';
+  if (!ok)
+    throw new UserError(`${path} is not an adrs evolve config (no seed, llm.models, search or evaluator)`);
+  return c as EvolveConfig;
+}
+
+/**
+ * Every complete event, as RunFolder.readEvents sees them (parsing stops at the first line that is
+ * not JSON), plus how the file ended, so the report can say what it ignored.
+ */
+export function parseEvents(text: string): { events: RunEvent[]; tail: EventsTail } {
+  const events: RunEvent[] = [];
+  let pos = 0;
+  let line = 0;
+  let badLine: EventsTail['badLine'] = null;
+  while (pos < text.length) {
+    const nl = text.indexOf('\n', pos);
+    if (nl < 0) break;
+    line++;
+    if (!badLine) {
+      try {
+        events.push(JSON.parse(text.slice(pos, nl)) as RunEvent);
+      } catch {
+        badLine = { line, ignoredAfter: 0 };
+      }
+    } else badLine.ignoredAfter++;
+    pos = nl + 1;
+  }
+  const tornBytes = Buffer.byteLength(text.slice(pos));
+  return { events, tail: { lines: line, tornBytes, badLine } };
+}
