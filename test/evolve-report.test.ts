@@ -104,6 +104,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.close();
+  rmSync(base, { recursive: true, force: true });
 });
 
 describe('adrs report on a finished run', () => {
@@ -327,6 +328,16 @@ describe('adrs report on a run still in progress', () => {
       expect(done.gain.heldout).toBe(0);
       expect(done.gain.overfitting).toBe(true);
       expect(reportText(done)).toContain('OVERFITTING: the training gain vanishes on the held-out trace');
+
+      // Resumed for more iterations: two sessions read as one run, and the files still agree.
+      await runSession({ resume: out, overrides: { iterations: 8 } });
+      const resumed = report(out);
+      expect(resumed.run.sessions).toBe(2);
+      expect(resumed.iterations.committed).toBe(8);
+      expect(resumed.status).toMatchObject({ state: 'finished', reason: 'iterations' });
+      expect(resumed.disagreements).toEqual([]);
+      expect(resumed.accounting.total.calls).toBe(live.requests.length);
+      rmSync(p.dir, { recursive: true, force: true });
     } finally {
       release();
       await live.close();

@@ -213,8 +213,10 @@ export function reportText(r: RunReport): string {
   const p = a.patches;
   const refusedAnswers = p.answers - p.applied;
   out.push(
-    `  edits: ${p.answers} answers, ${p.applied} applied, ${refusedAnswers} refused${byClass(p.refused_answers)}; ` +
-      `by iteration: ${p.applied_first} applied at once, ${p.fixed_after_sendback} sent back once and fixed, ` +
+    `  edits: ${p.answers} answers, ${p.applied} applied, ${refusedAnswers} refused${byClass(p.refused_answers)}`,
+  );
+  out.push(
+    `  by iteration: ${p.applied_first} applied at once, ${p.fixed_after_sendback} sent back once and fixed, ` +
       `${Object.values(p.refused).reduce((x, y) => x + y, 0)} refused${byClass(p.refused)}`,
   );
   out.push(`  duplicates skipped: ${a.duplicates}`);
