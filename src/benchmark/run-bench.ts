@@ -2,8 +2,7 @@ import type { Balancer, BalancerContext } from '../eplb/balancer.js';
 import { noneBalancer } from '../eplb/balancers/baselines.js';
 import { adrsScore } from '../eplb/metrics.js';
 import { type Placement, validatePlacement } from '../eplb/placement.js';
-import type { Shape } from '../eplb/shape.js';
-import { validateShape } from '../eplb/shape.js';
+import { type Shape, validateShape } from '../eplb/shape.js';
 import { adapterLabel } from '../gpu/adapter-info.js';
 import type { GpuContext } from '../gpu/device.js';
 import { PlacementEvaluator } from '../sim/placement-eval.js';
@@ -21,7 +20,7 @@ const WARMUP_MS = 300;
 export interface BenchOptions {
   traces: Trace[];
   balancers: readonly Balancer[];
-  /** Timed balancer calls per trace (after one warm-up per window). */
+  /** Timed balancer calls per trace, cycling through its windows (after a JIT warm-up). */
   repeat: number;
   /** Tokens per forward step in the routing simulation. */
   tokens: number;
