@@ -40,19 +40,19 @@ describe('trace windows (src/trace/windows.ts, shared by bench, simulate and eva
     expect(traceWindows(trace('snapshot', 2)).count).toBe(2);
   });
 
-  it(`a step trace: sums of its stepsPerWindow steps (default ${DEFAULT_STEPS_PER_WINDOW}), trailing steps dropped`, () => {
+  it(`a step trace: sums of its stepsPerWindow steps (default ${DEFAULT_STEPS_PER_WINDOW}), aligned to its end`, () => {
     const t = trace('step', 250);
     const w = traceWindows(t);
     expect(w.stepsPerWindow).toBe(100);
-    expect(w.count).toBe(2);
-    // Window 1 holds steps 100..199 with loads 101..200.
-    expect(windowLoads(w, 1)[5]).toBe(((101 + 200) * 100) / 2);
+    expect([w.count, w.offset]).toEqual([2, 50]);
+    // The last window ends at the last step: window 1 holds steps 150..249 with loads 151..250.
+    expect(windowLoads(w, 1)[5]).toBe(((151 + 250) * 100) / 2);
     // Shorter than one window: one window of all its steps.
     const short = traceWindows(trace('step', 40));
     expect([short.count, short.stepsPerWindow]).toEqual([1, 40]);
     const own = traceWindows(trace('step', 7, 3));
     expect(own.count).toBe(2);
-    expect(windowLoads(own, 1)[0]).toBe(4 + 5 + 6);
+    expect(windowLoads(own, 1)[0]).toBe(5 + 6 + 7);
   });
 
   it('an explicit window size overrides the manifest; a bad one is a one-line error', () => {

@@ -235,8 +235,9 @@ describe('bundled traces and step selection', () => {
     const t = loadTrace(file);
     expect(t.manifest.granularity).toBe('step');
     const last = loadLoads(file);
-    // 250 steps → 2 windows of 100 (the trailing 50 do not fill one); window 1 = steps 100..199.
+    // 250 steps → 2 windows of 100 aligned to the end (the first 50 steps are dropped): the default,
+    // window 1, is the latest load, steps 150..249.
     expect(last.window).toBe(1);
-    expect(Array.from(last.loads)).toEqual([((100 + 199) * 100) / 2, 100, 0, 200]);
+    expect(Array.from(last.loads)).toEqual([((150 + 249) * 100) / 2, 100, 0, 200]);
   });
 });

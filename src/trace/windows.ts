@@ -8,8 +8,13 @@ export const DEFAULT_STEPS_PER_WINDOW = 100;
 export interface TraceWindows {
   /** [count][layers][experts] row-major; a view of the trace's data when no summing was needed. */
   windows: Float32Array;
-  /** Whole windows (trailing stored matrices that do not fill a window are dropped). */
+  /**
+   * Whole windows. They are aligned to the END of the trace, so the last window always holds the
+   * latest load; leading stored matrices that do not fill a window are dropped.
+   */
   count: number;
+  /** Stored matrices dropped at the start (window w covers matrices offset + w·stepsPerWindow …). */
+  offset: number;
   /** Stored load matrices summed into one window (1: each stored matrix is a window). */
   stepsPerWindow: number;
   layers: number;
@@ -38,12 +43,13 @@ export function traceWindows(trace: Trace, stepsPerWindow?: number): TraceWindow
   }
   const size = m.layers * m.experts;
   const count = Math.floor(m.steps / per);
-  const base = { count, stepsPerWindow: per, layers: m.layers, experts: m.experts };
+  const offset = m.steps - count * per;
+  const base = { count, offset, stepsPerWindow: per, layers: m.layers, experts: m.experts };
   if (per === 1) return { windows: trace.loads.subarray(0, count * size), ...base };
   const windows = new Float32Array(count * size);
   for (let w = 0; w < count; w++) {
     const sum = windows.subarray(w * size, (w + 1) * size);
-    for (let s = w * per; s < (w + 1) * per; s++) {
+    for (let s = offset + w * per; s < offset + (w + 1) * per; s++) {
       const step = trace.loads.subarray(s * size, (s + 1) * size);
       for (let i = 0; i < size; i++) sum[i]! += step[i]!;
     }

@@ -6,7 +6,7 @@ import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry
 import { DEEPSEEK_V3_SHAPE, describeShape, type Shape, validateShape } from '../../eplb/shape.js';
 import { runTimed } from '../../eplb/timed-run.js';
 import { acquireGpu, type GpuContext } from '../../gpu/device.js';
-import { loadLoads } from '../../trace/load.js';
+import { loadLoads, type WindowSelection } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
@@ -41,7 +41,11 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
             demandOption: true,
             describe: 'Loads: a JSON array [layers][experts], or any trace adrs reads (file or bundled name)',
           })
-          .option('window', { type: 'number', describe: 'Which step/window of a trace (default: the last)' })
+          .option('window', {
+            type: 'number',
+            describe:
+              'Which load window of a trace (a per-step trace is cut into windows of 100 steps ending at its last step; default: the last window)',
+          })
           .option('replicas', {
             type: 'number',
             default: DEEPSEEK_V3_SHAPE.replicas,
@@ -98,7 +102,7 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       }
       const m = balanceMetrics(placement, step.loads);
       console.log(
-        `${balancer.name} on ${step.trace.manifest.name} (window ${step.window}): ${describeShape(shape)}`,
+        `${balancer.name} on ${step.trace.manifest.name} (${windowLabel(step)}): ${describeShape(shape)}`,
       );
       console.log(
         `GPU balancedness ${m.gpuBalancedness.toFixed(4)}, slot balancedness ${m.slotBalancedness.toFixed(4)}, ` +
@@ -115,3 +119,11 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
     }
   },
 };
+
+/** "window 3", or for a per-step trace "window 1 = steps 150–249 of 250". */
+function windowLabel(sel: WindowSelection): string {
+  const w = sel.windows;
+  if (w.stepsPerWindow === 1) return `window ${sel.window}`;
+  const first = w.offset + sel.window * w.stepsPerWindow;
+  return `window ${sel.window} = steps ${first}–${first + w.stepsPerWindow - 1} of ${sel.trace.manifest.steps}`;
+}

@@ -80,7 +80,7 @@ const info: CommandModule<object, InfoArgs> = {
       `  ${d.model}: ${d.layers} layers × ${d.experts} experts, ${d.groups} groups, top-${d.topK}, top-${d.topKGroups} groups`,
     );
     console.log(
-      `  ${d.steps} ${unit}; total load ${d.totalLoad.toLocaleString('en-US')} (${Math.round(d.meanLoadPerStep).toLocaleString('en-US')} per step)`,
+      `  ${d.steps} ${unit}; total load ${d.totalLoad.toLocaleString('en-US')} (${Math.round(d.meanLoadPerStep).toLocaleString('en-US')} per ${d.granularity})`,
     );
     console.log(`  source: ${d.source}`);
     if (d.attribution) console.log(`  attribution: ${d.attribution}`);
