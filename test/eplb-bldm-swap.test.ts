@@ -72,6 +72,14 @@ describe('bldm-swap (the default balancer)', () => {
     }
   });
 
+  it('refuses loads of the wrong size in one line', async () => {
+    const prepared = await bldmSwapBalancer.prepare(DEEPSEEK_V3_SHAPE, {});
+    expect(() => prepared.rebalance(new Float32Array(10))).toThrow(
+      /loads must hold 58×256 = 14848 values, got 10/,
+    );
+    prepared.dispose?.();
+  });
+
   it('gives the hottest expert the most replicas (apportionment)', async () => {
     const shape: Shape = { layers: 1, experts: 4, replicas: 8, groups: 1, nodes: 1, gpus: 4 };
     const placement = await place(shape, Float32Array.from([100, 10, 10, 40]));

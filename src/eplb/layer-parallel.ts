@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import { UserError } from '../util/errors.js';
+import { check, UserError } from '../util/errors.js';
 import type { Shape } from './shape.js';
 
 /**
@@ -55,6 +55,9 @@ export class LayerParallel {
   private readonly errorPorts: MessagePort[] = [];
   private readonly ranges: Array<[number, number]>;
   private generation = 0;
+  private disposed = false;
+  /** Why a worker thread died, if one did: every later call then runs on the calling thread. */
+  private broken: string | null = null;
 
   private constructor(
     private readonly shape: Shape,
@@ -129,11 +132,27 @@ export class LayerParallel {
       );
     }
     await Promise.all(started);
+    // From now on a thread that dies (an uncaught error, out of memory) degrades the runner to the
+    // calling thread instead of stalling every later call.
+    for (const worker of this.workers) {
+      worker.removeAllListeners('error');
+      worker.on('error', (error: Error) => this.markBroken(error.message));
+      worker.on('exit', (code) => this.markBroken(`exited with code ${code}`));
+    }
+  }
+
+  private markBroken(reason: string): void {
+    if (this.disposed || this.broken) return;
+    this.broken = reason;
+    process.stderr.write(`adrs: a balancer worker thread stopped (${reason}); continuing on one thread\n`);
   }
 
   /** Runs every layer; returns fresh (unshared) phy2log and logcnt arrays. */
   run(loads: Float32Array): { phy2log: Int32Array; logcnt: Int32Array } {
     const { control, ranges } = this;
+    const { layers: L, experts: E } = this.shape;
+    check(loads.length === L * E, `loads must hold ${L}×${E} = ${L * E} values, got ${loads.length}`);
+    if (this.broken && this.workers.length > 0) this.stopWorkers();
     if (this.workers.length === 0) {
       const phy2log = new Int32Array(this.phy2log.length);
       const logcnt = new Int32Array(this.logcnt.length);
@@ -161,7 +180,10 @@ export class LayerParallel {
     const deadline = performance.now() + WORKER_TIMEOUT_MS;
     let done = Atomics.load(this.control, c + DONE);
     while (done !== gen) {
-      if (performance.now() > deadline) throw new Error('a balancer worker thread stopped answering');
+      if (performance.now() > deadline) {
+        this.markBroken('it stopped answering');
+        throw new Error('a balancer worker thread stopped answering');
+      }
       Atomics.wait(this.control, c + DONE, done, 50);
       done = Atomics.load(this.control, c + DONE);
     }
@@ -173,6 +195,11 @@ export class LayerParallel {
   }
 
   dispose(): void {
+    this.disposed = true;
+    this.stopWorkers();
+  }
+
+  private stopWorkers(): void {
     for (let w = 0; w < this.workers.length; w++) {
       Atomics.store(this.control, w * WORDS + GEN, -1);
       Atomics.notify(this.control, w * WORDS + GEN);
@@ -180,6 +207,7 @@ export class LayerParallel {
       void this.workers[w]!.terminate();
     }
     this.workers.length = 0;
+    this.errorPorts.length = 0;
   }
 }
 
