@@ -1,8 +1,9 @@
 import type { Balancer, BalancerContext } from '../eplb/balancer.js';
 import { noneBalancer } from '../eplb/balancers/baselines.js';
 import { adrsScore } from '../eplb/metrics.js';
-import { type Placement, validatePlacement } from '../eplb/placement.js';
+import type { Placement } from '../eplb/placement.js';
 import { type Shape, validateShape } from '../eplb/shape.js';
+import { type CallTimes, placeAll, timeCalls } from '../eplb/timed-run.js';
 import { adapterLabel } from '../gpu/adapter-info.js';
 import type { GpuContext } from '../gpu/device.js';
 import { PlacementEvaluator } from '../sim/placement-eval.js';
@@ -11,9 +12,10 @@ import type { RoutePolicy } from '../sim/route-types.js';
 import type { Trace } from '../trace/trace.js';
 import { type TraceWindows, traceWindows, windowLoads } from '../trace/windows.js';
 import { check } from '../util/errors.js';
-import { summarizeTimes } from '../util/stats.js';
 import type { BenchReport, BenchRow } from './bench-types.js';
 
+// Warm up until the JIT has settled (V8 optimises hot code after many calls): WARMUP_CALLS calls or
+// WARMUP_MS, whichever comes first, so CPU balancers are not timed in the interpreter.
 const WARMUP_CALLS = 50;
 const WARMUP_MS = 300;
 
@@ -95,15 +97,15 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
           trace: trace.manifest.name,
           balancer: balancer.name,
           runsOn: balancer.runsOn,
-          time: timed.time,
-          ...(timed.gpuTime ? { gpuTime: timed.gpuTime } : {}),
+          time: timed.timing,
+          ...(timed.gpuTiming ? { gpuTime: timed.gpuTiming } : {}),
           balancednessSame: same,
           balancednessNext: next,
           adrsScore: adrsScore(next ?? same, meanSeconds),
           moeUs: sim.us,
           moeVsNone: sim.us / noneSim.us,
           crossNodeShare: sim.crossNodeShare,
-          rebalanceShare: timed.time.median_ms / 1000 / ((options.rebalanceInterval * sim.us) / 1e6),
+          rebalanceShare: timed.timing.median_ms / 1000 / ((options.rebalanceInterval * sim.us) / 1e6),
         });
       }
     } finally {
@@ -133,17 +135,11 @@ export function traceShape(trace: Trace, deployment: Pick<Shape, 'replicas' | 'n
   return { layers, experts, groups, ...deployment };
 }
 
-interface TimedPlacements {
+interface TimedPlacements extends CallTimes {
   placements: Placement[];
-  time: ReturnType<typeof summarizeTimes>;
-  gpuTime?: ReturnType<typeof summarizeTimes>;
-  meanMs: number;
 }
 
-/**
- * Places every window (each call warmed up once) and times `repeat` further calls cycling through the
- * windows, so a balancer cannot profit from seeing the same input twice in a row.
- */
+/** Places every window, then times `repeat` calls cycling through the windows after a JIT warm-up. */
 async function timeAndPlace(
   balancer: Balancer,
   shape: Shape,
@@ -153,36 +149,13 @@ async function timeAndPlace(
 ): Promise<TimedPlacements> {
   const prepared = await balancer.prepare(shape, ctx);
   try {
-    const windows = tw.count;
-    const placements: Placement[] = [];
-    for (let k = 0; k < windows; k++) {
-      const placement = await prepared.rebalance(windowLoads(tw, k));
-      validatePlacement(placement);
-      placements.push(placement);
-    }
-    // Warm up until the JIT has settled (V8 optimises hot code after many calls): a few hundred ms or
-    // WARMUP_CALLS calls, whichever comes first, so CPU balancers are not timed in the interpreter.
-    const warmupEnd = performance.now() + WARMUP_MS;
-    for (let i = 0; i < WARMUP_CALLS && performance.now() < warmupEnd; i++) {
-      await prepared.rebalance(windowLoads(tw, i % windows));
-    }
-    const wall: number[] = [];
-    const gpuMs: number[] = [];
-    // Timed calls cycle through the windows.
-    for (let i = 0; i < repeat; i++) {
-      const loads = windowLoads(tw, i % windows);
-      const t0 = performance.now();
-      await prepared.rebalance(loads);
-      wall.push(performance.now() - t0);
-      const g = prepared.lastGpuMs?.();
-      if (g !== undefined) gpuMs.push(g);
-    }
-    return {
-      placements,
-      time: summarizeTimes(wall),
-      ...(gpuMs.length > 0 ? { gpuTime: summarizeTimes(gpuMs) } : {}),
-      meanMs: wall.reduce((a, b) => a + b, 0) / Math.max(1, wall.length),
-    };
+    const inputs = Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
+    const placements = await placeAll(prepared, inputs);
+    const times = await timeCalls(prepared, inputs, {
+      repeat,
+      warmup: { calls: WARMUP_CALLS, ms: WARMUP_MS },
+    });
+    return { placements, ...times };
   } finally {
     prepared.dispose?.();
   }

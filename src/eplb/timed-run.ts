@@ -2,38 +2,62 @@ import { summarizeTimes, type TimingSummary } from '../util/stats.js';
 import type { PreparedBalancer } from './balancer.js';
 import { type Placement, validatePlacement } from './placement.js';
 
-export interface TimedPlacement {
-  placement: Placement;
-  /** Wall time of the balancer call alone (no I/O), over `repeat` runs after one warm-up. */
+export interface CallTimes {
+  /** Wall time of the balancer call alone (no I/O). */
   timing: TimingSummary;
-  /** GPU time per call from timestamp queries, for GPU balancers on devices that have them. */
+  /** GPU time per call from timestamp queries (GPU balancers on devices that have them). */
   gpuTiming?: TimingSummary;
+  meanMs: number;
 }
 
-/**
- * Runs a prepared balancer once to warm up, then `repeat` timed times on the same loads, and validates
- * the placement it returns (the harness validates, never the balancer).
- */
-export async function runTimed(
+export interface TimingOptions {
+  /** Timed calls; they cycle through the inputs so no two consecutive calls see the same loads. */
+  repeat: number;
+  /** Untimed calls first, until `calls` were made or `ms` elapsed (lets the JIT settle). */
+  warmup?: { calls: number; ms: number };
+}
+
+/** Times a prepared balancer's calls on the given inputs (validation is the caller's, outside the clock). */
+export async function timeCalls(
   prepared: PreparedBalancer,
-  loads: Float32Array,
-  repeat: number,
-): Promise<TimedPlacement> {
-  let placement = await prepared.rebalance(loads);
-  validatePlacement(placement);
+  inputs: readonly Float32Array[],
+  options: TimingOptions,
+): Promise<CallTimes> {
+  const { calls = 0, ms = 0 } = options.warmup ?? {};
+  const warmupEnd = performance.now() + ms;
+  for (let i = 0; i < calls && performance.now() < warmupEnd; i++) {
+    await prepared.rebalance(inputs[i % inputs.length]!);
+  }
   const wall: number[] = [];
   const gpu: number[] = [];
-  for (let i = 0; i < repeat; i++) {
+  for (let i = 0; i < options.repeat; i++) {
+    const loads = inputs[i % inputs.length]!;
     const t0 = performance.now();
-    placement = await prepared.rebalance(loads);
+    await prepared.rebalance(loads);
     wall.push(performance.now() - t0);
     const g = prepared.lastGpuMs?.();
     if (g !== undefined) gpu.push(g);
   }
-  validatePlacement(placement);
   return {
-    placement,
     timing: summarizeTimes(wall),
     ...(gpu.length > 0 ? { gpuTiming: summarizeTimes(gpu) } : {}),
+    meanMs: wall.length ? wall.reduce((a, b) => a + b, 0) / wall.length : Number.NaN,
   };
+}
+
+/**
+ * Places every input once (the first call doubles as the warm-up) and validates each placement —
+ * the harness validates, never the balancer.
+ */
+export async function placeAll(
+  prepared: PreparedBalancer,
+  inputs: readonly Float32Array[],
+): Promise<Placement[]> {
+  const placements: Placement[] = [];
+  for (const loads of inputs) {
+    const placement = await prepared.rebalance(loads);
+    validatePlacement(placement);
+    placements.push(placement);
+  }
+  return placements;
 }

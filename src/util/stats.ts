@@ -12,15 +12,3 @@ export function summarizeTimes(samplesMs: readonly number[]): TimingSummary {
   const sorted = [...samplesMs].sort((a, b) => a - b);
   return { median_ms: median(sorted), p95_ms: quantileSorted(sorted, 0.95), runs: sorted.length };
 }
-
-/** Runs `fn` once to warm up, then `repeat` timed times; returns the wall-clock samples in ms. */
-export async function timeRepeated(repeat: number, fn: () => unknown): Promise<number[]> {
-  await fn();
-  const samples: number[] = [];
-  for (let i = 0; i < repeat; i++) {
-    const t0 = performance.now();
-    await fn();
-    samples.push(performance.now() - t0);
-  }
-  return samples;
-}

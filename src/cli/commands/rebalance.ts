@@ -1,10 +1,10 @@
 import type { CommandModule } from 'yargs';
 import type { Balancer, BalancerContext, PreparedBalancer } from '../../eplb/balancer.js';
 import { balanceMetrics } from '../../eplb/metrics.js';
-import { placementToJson } from '../../eplb/placement.js';
+import { type Placement, placementToJson } from '../../eplb/placement.js';
 import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
 import { DEEPSEEK_V3_SHAPE, describeShape, type Shape, validateShape } from '../../eplb/shape.js';
-import { runTimed } from '../../eplb/timed-run.js';
+import { placeAll, timeCalls } from '../../eplb/timed-run.js';
 import { acquireGpu, type GpuContext } from '../../gpu/device.js';
 import { loadLoads, type WindowSelection } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
@@ -87,7 +87,9 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
         ctx.gpu = gpu;
       }
       prepared = await balancer.prepare(shape, ctx);
-      const { placement, timing, gpuTiming } = await runTimed(prepared, step.loads, argv.repeat);
+      // One warm-up call (validated), then --repeat timed calls.
+      const [placement] = (await placeAll(prepared, [step.loads])) as [Placement];
+      const { timing, gpuTiming } = await timeCalls(prepared, [step.loads], { repeat: argv.repeat });
       if (argv.json) {
         printJson(
           {
