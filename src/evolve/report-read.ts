@@ -3,16 +3,14 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { loadCandidateDir, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import type { Checkpoint, RunEvent, StoredProgram } from './run-folder.js';
-
-/** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a line that is not JSON. */
-export interface EventsTail {
-  lines: number;
-  /** Bytes after the last newline: a line a kill cut short. Ignored, as `--resume` and `--replay` ignore it. */
-  tornBytes: number;
-  /** A complete line that is not JSON (1-based), and how many lines after it were ignored with it. */
-  badLine: { line: number; ignoredAfter: number } | null;
-}
+import {
+  type Checkpoint,
+  type EventsTail,
+  parseEvents,
+  type RunEvent,
+  readRunConfig,
+  type StoredProgram,
+} from './run-folder.js';
 
 /** A file of the run folder that exists but cannot be read as JSON. */
 export interface UnreadableFile {
@@ -59,7 +57,7 @@ export function readRunFiles(dir: string, now = Date.now()): RunFiles {
       `'${dir}' is not a run folder (no config.json/events.jsonl); pass the --out folder of an adrs evolve run`,
     );
   }
-  const config = readConfig(configPath);
+  const config = readRunConfig(configPath);
   const { events, tail } = parseEvents(readFileSync(eventsPath, 'utf8'));
   const unreadable: UnreadableFile[] = [];
   const optional = <T>(rel: string): T | null => {
@@ -102,52 +100,4 @@ export function readRunFiles(dir: string, now = Date.now()): RunFiles {
       return programs.get(hash)!;
     },
   };
-}
-
-function readConfig(path: string): EvolveConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new UserError(
-      `${path} cannot be read as JSON (${(error as Error).message.split('\n')[0]}); the run folder is damaged`,
-    );
-  }
-  const c = raw as Partial<EvolveConfig> | null;
-  const ok =
-    typeof c === 'object' &&
-    c !== null &&
-    typeof c.seed === 'number' &&
-    Array.isArray(c.llm?.models) &&
-    typeof c.search === 'object' &&
-    typeof c.evaluator === 'object';
-  if (!ok)
-    throw new UserError(`${path} is not an adrs evolve config (no seed, llm.models, search or evaluator)`);
-  return c as EvolveConfig;
-}
-
-/**
- * Every complete event, as RunFolder.readEvents sees them (parsing stops at the first line that is
- * not JSON), plus how the file ended, so the report can say what it ignored.
- */
-export function parseEvents(text: string): { events: RunEvent[]; tail: EventsTail } {
-  const events: RunEvent[] = [];
-  let pos = 0;
-  let line = 0;
-  let badLine: EventsTail['badLine'] = null;
-  while (pos < text.length) {
-    const nl = text.indexOf('\n', pos);
-    if (nl < 0) break;
-    line++;
-    if (!badLine) {
-      try {
-        events.push(JSON.parse(text.slice(pos, nl)) as RunEvent);
-      } catch {
-        badLine = { line, ignoredAfter: 0 };
-      }
-    } else badLine.ignoredAfter++;
-    pos = nl + 1;
-  }
-  const tornBytes = Buffer.byteLength(text.slice(pos));
-  return { events, tail: { lines: line, tornBytes, badLine } };
 }

@@ -80,7 +80,7 @@ export class RunFolder {
   }
 
   readConfig(): EvolveConfig {
-    return JSON.parse(readFileSync(join(this.dir, 'config.json'), 'utf8')) as EvolveConfig;
+    return readRunConfig(join(this.dir, 'config.json'));
   }
 
   writeConfig(config: EvolveConfig): void {
@@ -92,30 +92,17 @@ export class RunFolder {
   }
 
   /**
-   * Every complete event. A line torn by a kill (no final newline, or unparsable) is cut off the
-   * file when `repair` is set, so appends continue from a clean line.
+   * Every complete event (see parseEvents). With `repair`, whatever follows the last event read (a
+   * line torn by a kill, or a line that is not JSON and everything after it) is cut off the file, so
+   * appends continue from a clean line.
    */
   readEvents(repair = false): RunEvent[] {
     if (!existsSync(this.eventsPath)) return [];
     const text = readFileSync(this.eventsPath, 'utf8');
-    const events: RunEvent[] = [];
-    let good = 0;
-    let pos = 0;
-    while (pos < text.length) {
-      const nl = text.indexOf('\n', pos);
-      if (nl < 0) break;
-      try {
-        events.push(JSON.parse(text.slice(pos, nl)) as RunEvent);
-      } catch {
-        break;
-      }
-      pos = nl + 1;
-      good = pos;
-    }
-    if (repair && good < Buffer.byteLength(text)) {
-      const bytes = Buffer.byteLength(text.slice(0, good));
+    const { events, tail } = parseEvents(text);
+    if (repair && tail.cleanBytes < Buffer.byteLength(text)) {
       const fd = openSync(this.eventsPath, 'r+');
-      ftruncateSync(fd, bytes);
+      ftruncateSync(fd, tail.cleanBytes);
       closeSync(fd);
     }
     return events;
@@ -162,4 +149,73 @@ export class RunFolder {
   writeSummary(summary: unknown): void {
     writeFileAtomic(join(this.dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   }
+}
+
+/** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a line that is not JSON. */
+export interface EventsTail {
+  lines: number;
+  /** Bytes after the last newline: a line a kill cut short. Ignored by --resume, --replay and the report. */
+  tornBytes: number;
+  /** A complete line that is not JSON (1-based), and how many lines after it were ignored with it. */
+  badLine: { line: number; ignoredAfter: number } | null;
+  /** Bytes up to the end of the last event read: where a repair cuts the file. */
+  cleanBytes: number;
+}
+
+/**
+ * The one reading of events.jsonl, shared by --resume, --replay and the report: every complete
+ * line up to the first that is not JSON, plus how the file ended, so a reader can say what it ignored.
+ */
+export function parseEvents(text: string): { events: RunEvent[]; tail: EventsTail } {
+  const events: RunEvent[] = [];
+  let pos = 0;
+  let line = 0;
+  let clean = 0;
+  let badLine: EventsTail['badLine'] = null;
+  while (pos < text.length) {
+    const nl = text.indexOf('\n', pos);
+    if (nl < 0) break;
+    line++;
+    if (!badLine) {
+      try {
+        events.push(JSON.parse(text.slice(pos, nl)) as RunEvent);
+        clean = nl + 1;
+      } catch {
+        badLine = { line, ignoredAfter: 0 };
+      }
+    } else badLine.ignoredAfter++;
+    pos = nl + 1;
+  }
+  return {
+    events,
+    tail: {
+      lines: line,
+      tornBytes: Buffer.byteLength(text.slice(pos)),
+      badLine,
+      cleanBytes: Buffer.byteLength(text.slice(0, clean)),
+    },
+  };
+}
+
+/** config.json of a run folder, checked to be an adrs evolve config: a damaged one is a one-line error. */
+export function readRunConfig(path: string): EvolveConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new UserError(
+      `${path} cannot be read as JSON (${(error as Error).message.split('\n')[0]}); the run folder is damaged`,
+    );
+  }
+  const c = raw as Partial<EvolveConfig> | null;
+  const ok =
+    typeof c === 'object' &&
+    c !== null &&
+    typeof c.seed === 'number' &&
+    Array.isArray(c.llm?.models) &&
+    typeof c.search === 'object' &&
+    typeof c.evaluator === 'object';
+  if (!ok)
+    throw new UserError(`${path} is not an adrs evolve config (no seed, llm.models, search or evaluator)`);
+  return c as EvolveConfig;
 }
