@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyOverrides, loadConfigFile, NO_ENDPOINT_MESSAGE, validateConfig } from '../src/evolve/config.js';
@@ -298,6 +298,54 @@ describe('flags with --resume and --replay', () => {
     expect(seq(first.dir)).toEqual(seq(straight.dir));
   });
 
+  it('refuses --iterations below the iterations committed, and a session that commits nothing reuses the held-out scores', async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    const toy = await loadToyEvaluator(p);
+    const splits: string[] = [];
+    const evaluator: typeof toy = {
+      ...toy,
+      evaluate: (files, split) => {
+        splits.push(split);
+        return toy.evaluate(files, split);
+      },
+    };
+    const heldoutCalls = () => splits.filter((s) => s === 'heldout').length;
+    const first = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 4 },
+      evaluator,
+    });
+    expect(heldoutCalls()).toBe(2);
+    const files = () =>
+      ['config.json', 'events.jsonl', 'summary.json'].map((f) => readFileSync(join(first.dir, f), 'utf8'));
+    const before = files();
+    const refused = runSession({ resume: first.dir, overrides: { iterations: 3 }, evaluator });
+    await expect(refused).rejects.toThrow(
+      /^--iterations 3 is fewer than the 4 iterations this run has already committed; give --iterations 4 or more, or leave it out \(the run is set to 4\)$/,
+    );
+    expect(files()).toEqual(before);
+
+    // Nothing new committed (the same count, or no flag at all): the recorded held-out scores stand.
+    splits.length = 0;
+    for (const overrides of [{ iterations: 4 }, {}]) {
+      const again = await runSession({ resume: first.dir, overrides, evaluator });
+      expect(again.stats.committed).toBe(4);
+      expect(again.heldout).toEqual(first.heldout);
+    }
+    expect(splits).toEqual([]);
+    expect(events(first.dir).filter((e) => e.type === 'heldout')).toHaveLength(1);
+    const summary = JSON.parse(readFileSync(join(first.dir, 'summary.json'), 'utf8'));
+    expect(summary.best.heldout).toEqual(first.heldout!.best);
+
+    // A session that commits more re-scores its best.
+    const extended = await runSession({ resume: first.dir, overrides: { iterations: 5 }, evaluator });
+    expect(extended.stats.committed).toBe(5);
+    expect(heldoutCalls()).toBe(2);
+    expect(events(first.dir).filter((e) => e.type === 'heldout')).toHaveLength(2);
+  });
+
   it('refuses a resume whose endpoint is gone before rewriting config.json', async () => {
     const p = makeToyProject('http://127.0.0.1:9/v1', { search: { parallel: 1, islands: 1 } });
     const evaluator = await loadToyEvaluator(p);
@@ -324,6 +372,63 @@ describe('configuration', () => {
     );
     expect(NO_ENDPOINT_MESSAGE).not.toContain('\n');
     expect(NO_ENDPOINT_MESSAGE).toMatch(/--base-url/);
+  });
+
+  it('a start refused for a missing key, an evaluator that cannot start or a seed with nothing to evolve leaves no run folder', async () => {
+    const p = makeToyProject('http://127.0.0.1:9/v1');
+    const config = JSON.parse(readFileSync(p.configPath, 'utf8'));
+    const variant = (name: string, change: (c: RunEventLike) => void): string => {
+      const c = structuredClone(config);
+      change(c);
+      const path = join(p.dir, `${name}.json`);
+      writeFileSync(path, JSON.stringify(c));
+      return path;
+    };
+    delete process.env.ADRS_TEST_UNSET_KEY;
+    writeFileSync(
+      join(p.dir, 'no-gpu.mjs'),
+      "export async function createEvaluator() { throw new Error('no GPU adapter found'); }\n",
+    );
+    mkdirSync(join(p.dir, 'frozen'));
+    writeFileSync(join(p.dir, 'frozen', 'balancer.ts'), 'export default function rebalance() {}\n');
+    const cases: [string, RegExp][] = [
+      [
+        variant('key', (c) => {
+          c.llm.api_key_env = 'ADRS_TEST_UNSET_KEY';
+        }),
+        /^llm\.api_key_env names \$ADRS_TEST_UNSET_KEY, which is not set; export it/,
+      ],
+      [
+        variant('gpu', (c) => {
+          c.evaluator.module = 'no-gpu.mjs';
+        }),
+        /^no GPU adapter found$/,
+      ],
+      [
+        variant('frozen', (c) => {
+          c.candidate = 'frozen';
+        }),
+        /^the seed candidate '.*frozen' has no EVOLVE-BLOCK-START\/END markers, so nothing may evolve$/,
+      ],
+    ];
+    for (const [configPath, message] of cases) {
+      const out = join(p.dir, 'runs', 'refused');
+      await expect(runSession({ configPath, out })).rejects.toThrow(message);
+      expect(existsSync(join(p.dir, 'runs'))).toBe(false);
+    }
+
+    // A resume refused for the key leaves its folder as it was.
+    const evaluator = await loadToyEvaluator(p);
+    const dir = join(p.dir, 'run');
+    await runSession({ configPath: p.configPath, out: dir, overrides: { iterations: 0 }, evaluator });
+    const recorded = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    recorded.llm.api_key_env = 'ADRS_TEST_UNSET_KEY';
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(recorded));
+    const before = readFileSync(join(dir, 'config.json'), 'utf8');
+    await expect(runSession({ resume: dir, overrides: { iterations: 3 }, evaluator })).rejects.toThrow(
+      /^llm\.api_key_env names \$ADRS_TEST_UNSET_KEY/,
+    );
+    expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(before);
   });
 
   it('validates the config with clear errors', () => {

@@ -15,7 +15,7 @@ export function loadCandidateDir(dir: string): CandidateFiles {
     st = statSync(dir);
   } catch {
     throw new UserError(
-      `candidate folder '${dir}' does not exist; point 'seed' in the config at a folder holding balancer.ts`,
+      `candidate folder '${dir}' does not exist; point 'candidate' in the config at a folder holding balancer.ts`,
     );
   }
   if (!st.isDirectory()) throw new UserError(`candidate '${dir}' is not a folder`);
@@ -116,4 +116,15 @@ export function splitLines(text: string): string[] {
 
 export function joinLines(lines: readonly string[]): string {
   return `${lines.join('\n')}\n`;
+}
+
+/** The seed of a run: its files, refused when no EVOLVE-BLOCK marks anything it may change. */
+export function loadSeed(dir: string): CandidateFiles {
+  const files = loadCandidateDir(dir);
+  if (allBlocks(files).length === 0) {
+    throw new UserError(
+      `the seed candidate '${dir}' has no EVOLVE-BLOCK-START/END markers, so nothing may evolve`,
+    );
+  }
+  return files;
 }

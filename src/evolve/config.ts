@@ -526,9 +526,10 @@ const LLM_EXTENDS_ONLY = ['budget_usd', 'budget_tokens', 'base_url', 'api_key_en
 /**
  * The recorded config with the flags of `--resume` applied. Flags that only extend the run are
  * taken; one that would change which programs it produces (seed, model ensemble, ...) is refused,
- * since a resumed run must continue exactly as it would have run uninterrupted.
+ * since a resumed run must continue exactly as it would have run uninterrupted. So is an iteration
+ * count below the `committed` iterations already in the run: those cannot be taken back.
  */
-export function resumeConfig(recorded: EvolveConfig, o: ConfigOverrides): EvolveConfig {
+export function resumeConfig(recorded: EvolveConfig, o: ConfigOverrides, committed: number): EvolveConfig {
   const before = trajectory(recorded);
   for (const flag of Object.keys(o) as (keyof ConfigOverrides)[]) {
     if (o[flag] === undefined) continue;
@@ -539,6 +540,11 @@ export function resumeConfig(recorded: EvolveConfig, o: ConfigOverrides): Evolve
           `resume without it (--iterations, --time-limit, --budget-usd and --base-url may change) or start a new run with --config`,
       );
     }
+  }
+  if (o.iterations !== undefined && o.iterations < committed) {
+    throw new UserError(
+      `--iterations ${o.iterations} is fewer than the ${committed} iterations this run has already committed; give --iterations ${committed} or more, or leave it out (the run is set to ${recorded.iterations})`,
+    );
   }
   return applyOverrides(recorded, o);
 }

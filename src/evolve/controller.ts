@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { UserError } from '../util/errors.js';
-import { allBlocks, type CandidateFiles, loadCandidateDir, programHash } from './candidate.js';
+import { type CandidateFiles, loadSeed, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
 import { applyModelEdit } from './edit.js';
@@ -66,7 +66,7 @@ export interface ControllerOptions {
   source?: Recorded;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
-  /** Replay: the seed exactly as recorded (the seed folder may have changed since). */
+  /** The seed's files when already read: exactly as recorded for a replay (the seed folder may have changed since), checked by loadSeed for a new run. */
   seedFiles?: CandidateFiles;
   /** Injectable clock for tests of time limits. */
   now?: () => number;
@@ -160,12 +160,7 @@ export class Controller {
   // ---------------------------------------------------------------- setup
 
   private async evaluateSeed(): Promise<void> {
-    const seedFiles = this.o.seedFiles ?? loadCandidateDir(this.config.candidate);
-    if (allBlocks(seedFiles).length === 0) {
-      throw new UserError(
-        `the seed candidate '${this.config.candidate}' has no EVOLVE-BLOCK-START/END markers, so nothing may evolve`,
-      );
-    }
+    const seedFiles = this.o.seedFiles ?? loadSeed(this.config.candidate);
     this.log({ type: 'run', mode: this.o.mode, config_seed: this.config.seed });
     const hash = programHash(seedFiles);
     const result = await this.evaluate(0, hash, seedFiles);

@@ -58,12 +58,17 @@ export class RunFolder {
     this.eventsPath = join(dir, 'events.jsonl');
   }
 
-  static create(dir: string, config: EvolveConfig): RunFolder {
+  /** Refuses a folder that already holds a run (checked again by create). */
+  static checkFree(dir: string): void {
     if (existsSync(join(dir, 'events.jsonl'))) {
       throw new UserError(
         `run folder '${dir}' already holds a run; continue it with --resume ${dir} or choose another --out`,
       );
     }
+  }
+
+  static create(dir: string, config: EvolveConfig): RunFolder {
+    RunFolder.checkFree(dir);
     mkdirSync(join(dir, 'programs'), { recursive: true });
     const f = new RunFolder(dir);
     writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);

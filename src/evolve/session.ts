@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { loadSeed } from './candidate.js';
 import {
   applyOverrides,
   type ConfigOverrides,
@@ -61,16 +62,22 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     );
   }
   let config: EvolveConfig;
-  let folder: RunFolder;
   let mode: 'start' | 'resume' | 'replay';
   let source: Recorded | undefined;
   let seedFiles: Record<string, string> | undefined;
+  /** Resume: the folder to continue. New run or replay: the folder to create. */
+  let existing: RunFolder | undefined;
+  let out = '';
+  // Everything that can refuse the session comes before the run folder is written: a refused start
+  // leaves no folder behind, a refused resume leaves its folder as it was.
   if (o.resume) {
-    folder = RunFolder.open(o.resume);
-    // Everything is checked before config.json is rewritten: a refused resume leaves the folder as it was.
-    config = resumeConfig(folder.readConfig(), o.overrides ?? {});
+    existing = RunFolder.open(o.resume);
+    config = resumeConfig(
+      existing.readConfig(),
+      o.overrides ?? {},
+      existing.readCheckpoint()?.committed ?? 0,
+    );
     if (!o.model) checkEndpoint(config);
-    folder.writeConfig(config);
     mode = 'resume';
   } else if (o.replay) {
     const src = RunFolder.open(o.replay);
@@ -79,20 +86,30 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     if (!seedCommit?.hash) throw new UserError(`'${o.replay}' has no evaluated seed to replay from`);
     seedFiles = src.loadProgram(seedCommit.hash).files;
     config = src.readConfig();
-    const out = o.out ?? nextFree(join(o.replay, 'replay'));
-    folder = RunFolder.create(out, config);
+    out = o.out ?? nextFree(join(o.replay, 'replay'));
     mode = 'replay';
   } else {
     config = applyOverrides(loadConfigFile(o.configPath!), o.overrides ?? {});
-    const out =
+    out =
       o.out ??
       nextFree(resolve('runs', `evolve-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`));
     if (!o.model) checkEndpoint(config);
-    folder = RunFolder.create(out, config);
+    seedFiles = loadSeed(config.candidate);
     mode = 'start';
   }
+  if (!existing) RunFolder.checkFree(out);
   const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
   const evaluator = o.evaluator ?? (await createEvaluator(config));
+  let folder: RunFolder;
+  try {
+    if (existing) {
+      folder = existing;
+      folder.writeConfig(config);
+    } else folder = RunFolder.create(out, config);
+  } catch (error) {
+    await evaluator.close();
+    throw error;
+  }
   try {
     const controller = new Controller({
       config,
@@ -112,7 +129,8 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     const heldout =
       stats.stopReason === 'interrupted' || !evaluator.hasHeldOut()
         ? null
-        : await scoreHeldOut(folder, evaluator, seed, best);
+        : ((stats.iterationsThisSession === 0 ? recordedHeldOut(folder) : null) ??
+          (await scoreHeldOut(folder, evaluator, seed, best)));
     exportBest(folder, config, db, best, evaluator, mode);
     const result: SessionResult = { dir: folder.dir, stats, best, seed, heldout };
     folder.writeSummary({
@@ -135,6 +153,19 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   } finally {
     await evaluator.close();
   }
+}
+
+/**
+ * The held-out scores recorded after the last commit, if any: a session that committed nothing has
+ * the same seed and best, so scoring them again would only cost time (and log them twice).
+ */
+function recordedHeldOut(folder: RunFolder): { seed: EvalOutcome; best: EvalOutcome } | null {
+  const events = folder.readEvents();
+  const lastCommit = events.findLastIndex((e) => e.type === 'commit');
+  const last = events.findLastIndex((e) => e.type === 'heldout');
+  if (last < lastCommit || last < 0) return null;
+  const e = events[last]!;
+  return { seed: e.seed as EvalOutcome, best: e.best as EvalOutcome };
 }
 
 /** Seed and best re-scored on the held-out trace: a gain that vanishes there is overfitting. */
