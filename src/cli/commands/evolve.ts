@@ -31,7 +31,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       .option('resume', {
         type: 'string',
         describe:
-          'Continue the run in this folder where it stopped (kill -9 included); only --iterations, --time-limit, --budget-usd and --base-url may change with it',
+          'Continue the run in this folder where it stopped (kill -9 included); only --iterations (no fewer than already committed), --time-limit, --budget-usd and --base-url may change with it',
       })
       .option('replay', {
         type: 'string',
