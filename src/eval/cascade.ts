@@ -1,6 +1,7 @@
 import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
+import { UserError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { summarizeTimes } from '../util/stats.js';
 import type { GpuScorer } from './gpu-scorer.js';
@@ -27,6 +28,8 @@ export const TINY_LOADS = Float32Array.from([
  */
 export const CONSISTENCY_TOLERANCE = 0.05;
 const WARMUP_CALLS = 2;
+/** Passes over the windows: the first scores, the relabelled ones check that answers follow the input. */
+export const DEFAULT_REPEATS = 3;
 /** Load scale factors of the relabellings: any pass's values look alike. */
 const randomScale = (rng: Rng): number => 0.5 + 1.5 * rng.next();
 const IPC_PROBES = 5;
@@ -44,7 +47,21 @@ export interface CascadeJob {
   scorer: GpuScorer;
   /** Settles when background work that would disturb timing (the next worker's start) is over. */
   quiet?: Promise<unknown>;
+  /** The candidate's limit, seconds: from the moment its code is sent (after `quiet` and the calibration). */
+  timeoutS: number;
+  /** Bound on the harness's own preparation (`quiet`, calibration), ms (default SETUP_TIMEOUT_MS). */
+  setupTimeoutMs?: number;
 }
+
+/**
+ * How long the harness may take to get a worker ready for the candidate (the next worker's start,
+ * which has its own 60 s limit, then the IPC calibration); past it the evaluation fails as the
+ * evaluator's error, not the candidate's.
+ */
+export const SETUP_TIMEOUT_MS = 120_000;
+
+/** The evaluation could not run for the harness's own reasons; pool.evaluate rejects with it. */
+export class EvaluatorError extends UserError {}
 
 /** A reason the candidate is invalid, already phrased as an artifact. */
 class Invalid extends Error {
@@ -80,6 +97,8 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     workerMs: [] as number[],
     parentMs: [] as number[],
     ipcMs: null as number | null,
+    /** Wall time before the candidate's code was sent (null while the harness is still preparing). */
+    setupMs: null as number | null,
     /** Calls per pass (timed calls in pass order) and each pass's mean next-window balancedness. */
     passSizes: [] as number[],
     passNext: [] as number[],
@@ -122,6 +141,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       windows: run.next.length,
       calls: run.times.length,
       ipc_ms: run.ipcMs,
+      setup_ms: run.setupMs,
       clock_gap_ms: run.times.length ? gap : null,
       eval_ms: evalMs,
       candidate_ms: run.candidateMs,
@@ -163,11 +183,27 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     return Object.assign(placement, { ms, parentMs });
   };
 
+  // The harness's preparation has its own bound; the candidate's clock starts after it.
+  const setupMs = job.setupTimeoutMs ?? SETUP_TIMEOUT_MS;
+  let expire: (death: WorkerDeath) => void = () => {};
+  const setupOver = new Promise<never>((_, reject) => {
+    expire = reject;
+  });
+  setupOver.catch(() => {});
+  let timer = setTimeout(() => {
+    const death = new WorkerDeath(
+      'evaluator',
+      `the evaluator could not prepare a worker within ${setupMs / 1000} s (the machine is overloaded?); the candidate did not run`,
+    );
+    job.worker.kill(death);
+    expire(death);
+  }, setupMs);
   try {
     const { shape, windows } = job;
     // IPC calibration first, while no candidate code runs in the worker (once the next worker's
     // start, which would disturb it, is over).
-    await job.quiet;
+    run.where = 'waiting for the next worker to start';
+    await Promise.race([job.quiet, setupOver]);
     run.where = 'calibration';
     const probes: number[] = [];
     for (let i = 0; i < IPC_PROBES; i++) {
@@ -176,6 +212,16 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       probes.push(performance.now() - t0);
     }
     run.ipcMs = summarizeTimes(probes).median_ms;
+    run.setupMs = performance.now() - started;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      job.worker.kill(
+        new WorkerDeath(
+          'timeout',
+          `timeout: the evaluation exceeded its ${job.timeoutS} s limit and the worker was killed`,
+        ),
+      );
+    }, job.timeoutS * 1000);
 
     // Stage 1.
     run.where = 'loading';
@@ -187,7 +233,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
 
     // Stage 2 (see stage2Plan).
     run.stage = 2;
-    const repeats = Math.max(1, options.repeats ?? 3);
+    const repeats = options.repeats ?? DEFAULT_REPEATS;
     const pairs = windows.length - 1;
     const plan = stage2Plan(shape, pairs, repeats, options.seed ?? 1);
     for (let i = 0; i < WARMUP_CALLS; i++) {
@@ -246,11 +292,20 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     return finish(true);
   } catch (error) {
     if (error instanceof Invalid) run.artifacts[error.key] = clip(error.message, 2000);
-    else if (error instanceof WorkerDeath) {
+    else if (error instanceof WorkerDeath && (error.kind === 'evaluator' || run.setupMs === null)) {
+      // No candidate code had reached the worker: whatever happened is the evaluator's problem.
+      throw new EvaluatorError(
+        error.kind === 'evaluator'
+          ? error.message
+          : `the worker failed before the candidate ran: ${error.message}`,
+      );
+    } else if (error instanceof WorkerDeath) {
       const key = error.kind === 'resource' ? 'resource' : error.kind === 'timeout' ? 'timeout' : 'crash';
       run.artifacts[key] = `${error.message} (during ${run.where})`;
     } else throw error;
     return finish(false);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -9,6 +9,7 @@ export type {
   RebalanceInput,
   RebalanceOutput,
 } from './candidate-api.js';
+export { DEFAULT_REPEATS, EvaluatorError } from './cascade.js';
 export { DEFAULT_MEMORY_MB, EvaluatorPool } from './pool.js';
 export { adrsObjective, DEFAULT_SCORE_TIME_EXPONENT, DEFAULT_SCORE_TIME_MS, defaultScore } from './scores.js';
 export type { CandidateInput } from './sources.js';

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../eplb/shape.js';
 import { check, UserError } from '../util/errors.js';
-import { runCascade } from './cascade.js';
+import { runCascade, SETUP_TIMEOUT_MS } from './cascade.js';
 import { GpuScorer } from './gpu-scorer.js';
 import { type CandidateInput, openCandidate } from './sources.js';
 import { TranspileError, transpileCandidate } from './transpile.js';
@@ -30,7 +30,7 @@ export const DEFAULT_MEMORY_MB = 2048;
  */
 export class EvaluatorPool {
   private readonly free: Slot[];
-  private readonly waiting: Array<(slot: Slot) => void> = [];
+  private readonly waiting: Array<{ resolve: (slot: Slot) => void; reject: (error: Error) => void }> = [];
   private closed = false;
 
   private constructor(
@@ -51,30 +51,37 @@ export class EvaluatorPool {
     const memoryMb = options.memoryMb ?? DEFAULT_MEMORY_MB;
     check(memoryMb >= 256, `the worker memory cap must be at least 256 MiB, got ${memoryMb}`);
     const bundle = await buildWorkerBundle();
-    const spawn = () =>
-      WorkerProcess.spawn({
-        bundle,
-        memoryMb,
-        ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
-      });
-    const slots = Array.from({ length: options.workers }, () => new Slot(spawn));
-    let scorer: GpuScorer | undefined;
+    // The scorer first ("no device" surfaces now, not on the first candidate): its adapter is the
+    // one every worker must open, by exact name, so candidates are timed on the GPU that scores them.
+    const scorerStart = GpuScorer.create(options.adapter);
+    let slots: Slot[] = [];
     try {
-      // Surface "no device" now, not on the first candidate.
-      [scorer] = await Promise.all([GpuScorer.create(options.adapter), ...slots.map((s) => s.ready())]);
+      const adapter = (await scorerStart).adapterName;
+      const spawn = (signal: AbortSignal) =>
+        WorkerProcess.spawn({
+          bundle,
+          memoryMb,
+          adapter,
+          lifetimeS: options.timeoutS + SETUP_TIMEOUT_MS / 1000,
+          signal,
+        });
+      slots = Array.from({ length: options.workers }, () => new Slot(spawn));
+      await Promise.all(slots.map((s) => s.ready()));
+      return new EvaluatorPool({ ...options, memoryMb }, bundle, slots, await scorerStart);
     } catch (error) {
-      await Promise.all(slots.map((s) => s.close()));
-      await scorer?.close();
+      await Promise.allSettled([
+        ...slots.map((s) => s.close()),
+        scorerStart.then((scorer) => scorer.close()),
+      ]);
       rmSync(bundle.dir, { recursive: true, force: true });
       if (error instanceof UserError) throw error;
       throw new UserError(`could not start an evaluation worker: ${(error as Error).message}`);
     }
-    return new EvaluatorPool({ ...options, memoryMb }, bundle, slots, scorer);
   }
 
-  /** The GPU adapter the workers use. */
+  /** The GPU adapter the workers and the scorer use. */
   get adapter(): string {
-    return this.slots[0]!.adapter;
+    return this.scorer.adapterName;
   }
 
   async evaluate(candidate: CandidateInput, options: EvaluateOptions): Promise<EvalResult> {
@@ -87,6 +94,12 @@ export class EvaluatorPool {
       check(
         Number.isInteger(options.windows) && options.windows >= 1,
         `windows must be a positive integer, got ${options.windows}`,
+      );
+    }
+    if (options.repeats !== undefined) {
+      check(
+        Number.isInteger(options.repeats) && options.repeats >= 2,
+        `repeats must be an integer of at least 2 (pass 1 scores, later passes check that answers follow relabelled input), got ${options.repeats}`,
       );
     }
     const started = performance.now();
@@ -111,16 +124,8 @@ export class EvaluatorPool {
       const slot = await this.acquire();
       try {
         const { worker, successor } = await slot.take();
-        const timer = setTimeout(() => {
-          worker.kill(
-            new WorkerDeath(
-              'timeout',
-              `timeout: the evaluation exceeded its ${this.options.timeoutS} s limit and the worker was killed`,
-            ),
-          );
-        }, this.options.timeoutS * 1000);
         try {
-          return await runCascade({
+          const result = await runCascade({
             worker,
             compiled,
             kernels: folder.kernels,
@@ -130,9 +135,15 @@ export class EvaluatorPool {
             shape,
             scorer: this.scorer,
             quiet: successor,
+            timeoutS: this.options.timeoutS,
           });
+          // A worker killed by close() is no verdict on the candidate.
+          check(!this.closed, 'the evaluator pool was closed during the evaluation');
+          return result;
+        } catch (error) {
+          check(!this.closed, 'the evaluator pool was closed during the evaluation');
+          throw error;
         } finally {
-          clearTimeout(timer);
           worker.kill();
         }
       } finally {
@@ -143,22 +154,31 @@ export class EvaluatorPool {
     }
   }
 
+  /**
+   * Stops every worker (running, starting or waiting), destroys the scorer's device and removes the
+   * worker bundle; evaluations in progress or queued reject. Safe to call more than once.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.slots.map((s) => s.close()), this.scorer.close()]);
-    rmSync(this.bundle.dir, { recursive: true, force: true });
+    for (const w of this.waiting.splice(0)) w.reject(new UserError('the evaluator pool was closed'));
+    try {
+      await Promise.allSettled([...this.slots.map((s) => s.close()), this.scorer.close()]);
+    } finally {
+      rmSync(this.bundle.dir, { recursive: true, force: true });
+    }
   }
 
   private acquire(): Promise<Slot> {
     const slot = this.free.pop();
     if (slot) return Promise.resolve(slot);
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   private release(slot: Slot): void {
+    if (this.closed) return;
     const next = this.waiting.shift();
-    if (next) next(slot);
+    if (next) next.resolve(slot);
     else this.free.push(slot);
   }
 }
@@ -166,15 +186,17 @@ export class EvaluatorPool {
 /** One worker at a time, with the next one already starting. */
 class Slot {
   private next: Promise<WorkerProcess>;
-  adapter = '';
+  /** The worker of the evaluation in progress, if any. */
+  private current: WorkerProcess | undefined;
+  private readonly stop = new AbortController();
 
-  constructor(private readonly spawn: () => Promise<WorkerProcess>) {
+  constructor(private readonly spawn: (signal: AbortSignal) => Promise<WorkerProcess>) {
     this.next = this.start();
   }
 
   private start(): Promise<WorkerProcess> {
-    const p = this.spawn().then((w) => {
-      this.adapter = w.adapter;
+    const p = this.spawn(this.stop.signal).then((w) => {
+      if (this.stop.signal.aborted) w.kill(); // started just as the slot closed
       return w;
     });
     p.catch(() => {}); // observed by take(); avoids an unhandled rejection while idle
@@ -193,14 +215,23 @@ class Slot {
     let worker: WorkerProcess;
     try {
       worker = await this.next;
-    } catch {
-      worker = await this.spawn(); // one retry: a transient start failure must not cost a candidate
+    } catch (error) {
+      if (this.stop.signal.aborted) throw error;
+      worker = await this.spawn(this.stop.signal); // one retry: a transient start failure must not cost a candidate
     }
+    if (this.stop.signal.aborted) {
+      worker.kill();
+      throw new UserError('the evaluator pool was closed');
+    }
+    this.current = worker;
     this.next = this.start();
     return { worker, successor: this.next.catch(() => undefined) };
   }
 
+  /** Kills the running worker and the next one, cancelling its start if it is still starting. */
   async close(): Promise<void> {
+    this.stop.abort();
+    this.current?.kill(new WorkerDeath('killed', 'the evaluator pool was closed'));
     try {
       (await this.next).kill();
     } catch {}
@@ -242,6 +273,7 @@ function invalidAtStart(
     windows: 0,
     calls: 0,
     ipc_ms: null,
+    setup_ms: null,
     clock_gap_ms: null,
     eval_ms: evalMs,
     candidate_ms: 0,

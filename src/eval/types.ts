@@ -9,7 +9,10 @@ export interface PoolOptions {
   workers: number;
   /** GPU adapter name substring (as `--adapter`); default $ADRS_ADAPTER, then Dawn's choice. */
   adapter?: string;
-  /** Hard limit on one evaluation, seconds: past it the worker is killed and replaced. */
+  /**
+   * Hard limit on one candidate, seconds, from the moment its code is sent to the worker: past it
+   * the worker is killed and replaced (the harness's preparation before that has its own bound).
+   */
   timeoutS: number;
   /** Cap on a worker's resident memory and JavaScript heap, MiB (default 2048). */
   memoryMb?: number;
@@ -20,7 +23,10 @@ export interface EvaluateOptions {
   objective: Objective;
   /** Scored windows: the first `windows + 1` windows of the trace are used (default: all). */
   windows?: number;
-  /** Passes over the windows (default 3): the first scores, every pass is timed and checked. */
+  /**
+   * Passes over the windows, at least 2 (default 3): the first scores, the later ones feed the same
+   * windows relabelled; every pass is timed and their quality must agree.
+   */
   repeats?: number;
   /** Deployment slots, nodes and GPUs (default DeepSeek-V3: 288, 4, 32); layers/experts/groups come from the trace. */
   deployment?: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>;
@@ -59,6 +65,11 @@ export interface EvalMetrics {
   calls: number;
   /** IPC round trip of a call's payload, measured before candidate code loads; subtracted from the parent's clock. */
   ipc_ms: number | null;
+  /**
+   * The harness's preparation before the candidate's code was sent (waiting for the slot's next
+   * worker to start, IPC calibration), ms; part of eval_ms, outside the candidate's time limit.
+   */
+  setup_ms: number | null;
   /** Median gap between the parent's clock (round trip minus ipc_ms) and the worker's: ≈0 unless time was hidden from the worker's clock. */
   clock_gap_ms: number | null;
   /** Whole evaluation wall time, the candidate's own time within it, and the rest (overhead). */

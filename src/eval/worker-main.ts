@@ -60,6 +60,9 @@ const emit = function (this: unknown, event: string | symbol, ...args: unknown[]
 };
 // Node only reads the channel while a 'message' listener exists; this one never sees a message.
 process.on('message', noop);
+// A worker never outlives its harness: the channel closes when the harness dies (even by SIGKILL).
+// While candidate code spins no JavaScript runs; the launcher's kernel-side guard covers that.
+process.on('disconnect', () => process.exit(72));
 const locked = (name: PropertyKey, value: unknown): void => {
   Object.defineProperty(process, name, { value, writable: false, enumerable: false, configurable: false });
 };

@@ -1,24 +1,56 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, realpathSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import {
+  adapterMismatch,
+  type Identity,
+  isolatedIdentity,
+  isolationFailed,
+  type StartFailureKind,
+  spawnErrorKind,
+  startOutputKind,
+  WorkerStartError,
+} from './isolation.js';
 import { type FromWorker, MAX_MESSAGE_BYTES, type ToWorker } from './protocol.js';
 import type { WorkerBundle } from './worker-bundle.js';
+import { launchTools, type WorkerLauncher, workerLauncher } from './worker-launch.js';
 
 export interface WorkerSpawnOptions {
   bundle: WorkerBundle;
+  /**
+   * The exact name of the GPU adapter the worker must open (GpuScorer.adapterName, as `adrs devices`
+   * lists it): a worker that opens another one is a failed start (adapterMismatch). Without it the
+   * worker takes $ADRS_ADAPTER, then Dawn's choice.
+   */
   adapter?: string;
   /** Cap on the worker's resident memory (and V8 heap), MiB. */
   memoryMb: number;
-  /** How long device acquisition may take, ms. */
+  /** How long device acquisition may take, ms (default 60 s). */
   startTimeoutMs?: number;
+  /**
+   * The longest a worker may stay busy, seconds: its start plus one evaluation (default 600). Where
+   * setpriv is missing it bounds the worker's CPU time, so an orphaned spinner dies (worker-launch.ts).
+   */
+  lifetimeS?: number;
+  /** Cancels a start in progress (the worker is killed and the start rejects). */
+  signal?: AbortSignal;
+  /** The Node binary the worker runs on (default: this process's). */
+  nodePath?: string;
+}
+
+/** The CPU-time cap for the cpu-limit guard: every core (lavapipe's threads) busy for the worker's whole life. */
+function cpuLimitS(options: WorkerSpawnOptions): number {
+  const lifetime = (options.startTimeoutMs ?? 60_000) / 1000 + (options.lifetimeS ?? 600);
+  return lifetime * availableParallelism();
 }
 
 /** The worker died or was killed; `kind` says whether the candidate's resources were the cause. */
 export class WorkerDeath extends Error {
   override name = 'WorkerDeath';
   constructor(
-    readonly kind: 'crash' | 'resource' | 'killed' | 'timeout',
+    /** `evaluator`: the harness could not get the worker ready; not the candidate's fault. */
+    readonly kind: 'crash' | 'resource' | 'killed' | 'timeout' | 'evaluator',
     message: string,
   ) {
     super(message);
@@ -69,83 +101,136 @@ export class WorkerProcess {
 
   /**
    * Starts a worker. Under a root harness it runs as an unprivileged uid when that uid can reach
-   * Node, the bundle and webgpu; if such a worker still cannot start (e.g. a GPU device node only
-   * root's group may open), the harness says so once on stderr and runs workers as itself from then
-   * on — the JavaScript lockdown still applies.
+   * Node, the bundle and webgpu (isolation.ts). An isolated start that fails because of the identity
+   * (the kernel refuses the uid, the uid cannot read the worker's files or open the GPU the harness
+   * asked for) turns isolation off for this process, with one line on stderr, and the worker runs as
+   * the harness user (the JavaScript lockdown still applies); a start that only timed out is retried
+   * isolated once. The worker is launched so that it dies with the harness (worker-launch.ts).
    */
   static async spawn(options: WorkerSpawnOptions): Promise<WorkerProcess> {
-    const identity = isolatedIdentity(options.bundle);
-    if (identity.uid === undefined) return WorkerProcess.start(options, {});
-    try {
-      return await WorkerProcess.start(options, identity);
-    } catch (error) {
-      isolationBroken = `a worker under an unprivileged uid could not start (${String((error as Error).message).split('\n')[0]})`;
-      warnNoIsolation(isolationBroken);
-      return WorkerProcess.start(options, {});
+    const node = options.nodePath ?? process.execPath;
+    const launcher = workerLauncher(node, launchTools(), cpuLimitS(options));
+    const programs = launcher.execPath === node ? [node] : [launcher.execPath, node];
+    let identity = isolatedIdentity(options.bundle, programs);
+    if (identity.uid === undefined) return WorkerProcess.start(options, launcher, {});
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await WorkerProcess.start(options, launcher, identity);
+      } catch (error) {
+        const kind = error instanceof WorkerStartError ? error.kind : 'other';
+        const why = String((error as Error).message).split('\n')[0];
+        if (kind === 'identity') {
+          isolationFailed(`a worker under an unprivileged uid could not start (${why})`);
+          return WorkerProcess.start(options, launcher, {});
+        }
+        if (kind === 'transient' && attempt < 2 && !options.signal?.aborted) {
+          identity = isolatedIdentity(options.bundle, programs);
+          if (identity.uid === undefined) return WorkerProcess.start(options, launcher, {});
+          continue;
+        }
+        if (kind === 'other' && !options.signal?.aborted)
+          (error as Error).message +=
+            ' (the worker ran under an unprivileged uid; ADRS_EVAL_SAME_UID=1 runs workers as this user)';
+        throw error;
+      }
     }
   }
 
+  /** One start attempt; rejects with a WorkerStartError that says what kind of failure it was. */
   private static start(
     options: WorkerSpawnOptions,
-    identity: { uid?: number; gid?: number },
+    launcher: WorkerLauncher,
+    identity: Identity,
   ): Promise<WorkerProcess> {
-    const { bundle, memoryMb } = options;
+    const { bundle, memoryMb, signal } = options;
+    const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (ENV_KEEP.test(k)) env[k] = v;
     env.XDG_RUNTIME_DIR ??= '/tmp';
-    const child = fork(bundle.entry, [options.adapter ?? process.env.ADRS_ADAPTER ?? ''], {
-      cwd: bundle.dir,
-      env,
-      execPath: process.execPath,
-      execArgv: [
-        '--experimental-permission',
-        `--allow-fs-read=${bundle.entry}`,
-        `--allow-fs-read=${bundle.webgpuDir}/`,
-        '--allow-addons',
-        // No eval/new Function: code built from strings could import() modules the bundler refused.
-        '--disallow-code-generation-from-strings',
-        `--max-old-space-size=${memoryMb}`,
-        '--no-warnings',
-      ],
-      serialization: 'advanced',
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      ...identity,
-    });
-    const cap: { over: () => void } = { over: () => child.kill('SIGKILL') };
-    capIncomingMessages(child, () => cap.over());
     return new Promise((resolve, reject) => {
-      let tail = '';
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
+      if (signal?.aborted) {
+        reject(new WorkerStartError('other', 'the worker start was cancelled'));
+        return;
+      }
+      let child: ChildProcess;
+      try {
+        child = fork(bundle.entry, [options.adapter ?? process.env.ADRS_ADAPTER ?? ''], {
+          cwd: bundle.dir,
+          env,
+          // setpriv/prlimit exec Node in the same process: the worker's pid is the one forked here.
+          execPath: launcher.execPath,
+          execArgv: [
+            ...launcher.prefix,
+            '--experimental-permission',
+            `--allow-fs-read=${bundle.entry}`,
+            `--allow-fs-read=${bundle.webgpuDir}/`,
+            '--allow-addons',
+            // No eval/new Function: code built from strings could import() modules the bundler refused.
+            '--disallow-code-generation-from-strings',
+            `--max-old-space-size=${memoryMb}`,
+            '--no-warnings',
+          ],
+          serialization: 'advanced',
+          stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+          ...identity,
+        });
+      } catch (error) {
+        // Node throws some spawn errors at once (EPERM for a uid the kernel refuses, EINVAL).
+        const e = error as NodeJS.ErrnoException;
         reject(
-          new Error(
-            `the evaluation worker did not open a GPU device within ${(options.startTimeoutMs ?? 60_000) / 1000} s`,
-          ),
+          new WorkerStartError(spawnErrorKind(e.code), `could not start the evaluation worker: ${e.message}`),
         );
-      }, options.startTimeoutMs ?? 60_000);
-      child.stderr?.on('data', (d: Buffer) => {
-        tail = (tail + d.toString()).slice(-2000);
-      });
-      const onExit = (code: number | null, signal: string | null) => {
-        clearTimeout(timer);
-        reject(
-          new Error(
-            `the evaluation worker exited during start (${signal ?? `code ${code}`}): ${lastLines(tail)}`,
+        return;
+      }
+      let tail = '';
+      let settled = false;
+      const cap: { over: () => void } = { over: () => child.kill('SIGKILL') };
+      capIncomingMessages(child, () => cap.over());
+      const fail = (kind: StartFailureKind, message: string): void => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        reject(new WorkerStartError(kind, message));
+      };
+      const timer = setTimeout(
+        () =>
+          fail(
+            'transient',
+            `the evaluation worker did not open a GPU device within ${startTimeoutMs / 1000} s`,
           ),
+        startTimeoutMs,
+      );
+      const onAbort = () => fail('other', 'the worker start was cancelled');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const onStderr = (d: Buffer) => {
+        tail = (tail + d.toString()).slice(-2000);
+      };
+      // Others (ENOENT, EACCES, EAGAIN, EMFILE) arrive as an 'error' event after fork returns.
+      const onError = (error: NodeJS.ErrnoException) =>
+        fail(spawnErrorKind(error.code), `could not start the evaluation worker: ${error.message}`);
+      const onExit = (code: number | null, sig: string | null) => {
+        const why = lastLines(tail);
+        fail(
+          startOutputKind(why),
+          `the evaluation worker exited during start (${sig ?? `code ${code}`}): ${why}`,
         );
       };
-      child.once('exit', onExit);
-      child.once('message', (m: FromWorker) => {
-        clearTimeout(timer);
-        child.off('exit', onExit);
-        if (m.type !== 'ready') {
-          child.kill('SIGKILL');
-          reject(
-            new Error(`the evaluation worker could not start: ${m.type === 'fatal' ? m.message : m.type}`),
-          );
+      const onMessage = (m: FromWorker) => {
+        if (m === null || typeof m !== 'object' || m.type !== 'ready') {
+          const why = m?.type === 'fatal' ? String(m.message) : String(m?.type);
+          fail(startOutputKind(why), `the evaluation worker could not start: ${why}`);
           return;
         }
-        const worker = new WorkerProcess(child, String(m.adapter).slice(0, 200), memoryMb);
+        const adapter = String(m.adapter).slice(0, 200);
+        const mismatch = adapterMismatch(options.adapter, adapter);
+        if (mismatch) {
+          fail('identity', mismatch);
+          return;
+        }
+        settled = true;
+        cleanup();
+        const worker = new WorkerProcess(child, adapter, memoryMb);
         cap.over = () =>
           worker.kill(
             new WorkerDeath(
@@ -156,7 +241,20 @@ export class WorkerProcess {
         worker.stderrTail = tail;
         worker.attach();
         resolve(worker);
-      });
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        child.stderr?.off('data', onStderr);
+        child.off('error', onError);
+        child.off('exit', onExit);
+        child.off('message', onMessage);
+      };
+      child.on('error', () => {}); // after the start: a failed kill or send is handled where it happens
+      child.on('error', onError);
+      child.stderr?.on('data', onStderr);
+      child.once('exit', onExit);
+      child.once('message', onMessage);
     });
   }
 
@@ -203,7 +301,6 @@ export class WorkerProcess {
         this.die(new WorkerDeath('crash', `the worker process ${how}${why ? `: ${why}` : ''}`));
       }
     });
-    child.on('error', () => {});
     this.rssTimer = setInterval(() => this.watchMemory(), 50);
     this.rssTimer.unref();
   }
@@ -276,57 +373,6 @@ export class WorkerProcess {
     for (const waiter of this.pending.values()) waiter.reject(this.death!);
     this.pending.clear();
   }
-}
-
-/** Unprivileged ids for workers of a root harness: a block of 4096 per harness process, one id per worker. */
-const ISOLATED_ID_BASE = 0x40000000;
-let isolatedCount = 0;
-/** Why OS isolation is off for this process (set once, reported once). */
-let isolationBroken: string | undefined;
-let isolationWarned = false;
-
-/**
- * OS isolation under the JavaScript lockdown: when the harness runs as root (CI does), each worker
- * runs under its own unprivileged uid and gid (no passwd entry needed), so the kernel refuses its
- * signals to the harness, to other workers and to every other process, whatever the candidate
- * reaches. It needs Node, the worker bundle and webgpu to be reachable by other users (a project
- * under /root is not); ADRS_EVAL_SAME_UID=1 turns it off.
- */
-export function isolatedIdentity(bundle: WorkerBundle): { uid?: number; gid?: number } {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
-  if (process.env.ADRS_EVAL_SAME_UID === '1' || isolationBroken) return {};
-  const needed = [process.execPath, bundle.entry, join(bundle.webgpuDir, 'index.js')];
-  const unreachable = needed.find((path) => !reachableByOthers(path));
-  if (unreachable) {
-    isolationBroken = `${unreachable} is not readable by other users`;
-    warnNoIsolation(isolationBroken);
-    return {};
-  }
-  const id = ISOLATED_ID_BASE + ((process.pid % 0x40000) << 12) + (isolatedCount++ % 4096);
-  return { uid: id, gid: id };
-}
-
-/** Whether a user other than the owner can read `path`: every ancestor searchable, the file readable. */
-function reachableByOthers(path: string): boolean {
-  try {
-    let p = realpathSync(path);
-    if ((statSync(p).mode & 0o004) === 0) return false;
-    for (p = dirname(p); ; p = dirname(p)) {
-      if ((statSync(p).mode & 0o001) === 0) return false;
-      if (p === dirname(p)) return true;
-    }
-  } catch {
-    return false;
-  }
-}
-
-function warnNoIsolation(reason: string): void {
-  if (isolationWarned) return;
-  isolationWarned = true;
-  process.stderr.write(
-    `adrs: evaluation workers run as root without OS isolation: ${reason}; the JavaScript sandbox still applies ` +
-      '(set ADRS_EVAL_SAME_UID=1 to silence this)\n',
-  );
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { EvaluatorPool } from '../../eval/index.js';
+import { DEFAULT_REPEATS, EvaluatorPool } from '../../eval/index.js';
 import { openCandidate } from '../../eval/sources.js';
 import type { EvalResult, Objective } from '../../eval/types.js';
 import { loadTrace } from '../../trace/load.js';
@@ -40,10 +40,15 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
           .option('timeout', {
             type: 'number',
             default: 120,
-            describe: 'Hard limit on the evaluation, seconds',
+            describe: "Hard limit on the candidate's run, seconds (the worker's preparation is not counted)",
           })
           .option('windows', { type: 'number', describe: 'Scored windows (default: all the trace has)' })
-          .option('repeats', { type: 'number', default: 3, describe: 'Timed passes over the windows' })
+          .option('repeats', {
+            type: 'number',
+            default: DEFAULT_REPEATS,
+            describe:
+              'Timed passes over the windows, at least 2: the first is scored, the others feed the same windows relabelled and must agree',
+          })
           .option('memory', { type: 'number', default: 2048, describe: 'Worker memory cap, MiB' }),
       ),
     ),
