@@ -60,7 +60,10 @@ export interface CascadeJob {
  */
 export const SETUP_TIMEOUT_MS = 120_000;
 
-/** The evaluation could not run for the harness's own reasons; pool.evaluate rejects with it. */
+/**
+ * The evaluation could not run for the harness's own reasons; pool.evaluate rejects with it. A
+ * UserError (and so named): the CLI prints it as one line.
+ */
 export class EvaluatorError extends UserError {}
 
 /** A reason the candidate is invalid, already phrased as an artifact. */

@@ -86,22 +86,7 @@ export class EvaluatorPool {
 
   async evaluate(candidate: CandidateInput, options: EvaluateOptions): Promise<EvalResult> {
     check(!this.closed, 'the evaluator pool is closed');
-    check(
-      options.objective === 'adrs' || options.objective === 'default',
-      `objective must be 'adrs' or 'default', got '${options.objective}'`,
-    );
-    if (options.windows !== undefined) {
-      check(
-        Number.isInteger(options.windows) && options.windows >= 1,
-        `windows must be a positive integer, got ${options.windows}`,
-      );
-    }
-    if (options.repeats !== undefined) {
-      check(
-        Number.isInteger(options.repeats) && options.repeats >= 2,
-        `repeats must be an integer of at least 2 (pass 1 scores, later passes check that answers follow relabelled input), got ${options.repeats}`,
-      );
-    }
+    checkEvaluateOptions(options);
     const started = performance.now();
     const shape = deploymentShape(options);
     const windows = evalWindows(
@@ -235,6 +220,28 @@ class Slot {
     try {
       (await this.next).kill();
     } catch {}
+  }
+}
+
+/** One-line UserErrors for evaluation options out of range (the CLI checks before starting workers). */
+export function checkEvaluateOptions(
+  options: Pick<EvaluateOptions, 'objective' | 'windows' | 'repeats'>,
+): void {
+  check(
+    options.objective === 'adrs' || options.objective === 'default',
+    `objective must be 'adrs' or 'default', got '${options.objective}'`,
+  );
+  if (options.windows !== undefined) {
+    check(
+      Number.isInteger(options.windows) && options.windows >= 1,
+      `windows must be a positive integer, got ${options.windows}`,
+    );
+  }
+  if (options.repeats !== undefined) {
+    check(
+      Number.isInteger(options.repeats) && options.repeats >= 2,
+      `repeats must be an integer of at least 2 (pass 1 scores, later passes check that answers follow relabelled input), got ${options.repeats}`,
+    );
   }
 }
 

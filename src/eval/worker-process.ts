@@ -76,7 +76,7 @@ const ENV_KEEP = /^(LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP
  * granted); --allow-addons because Dawn is a native addon (worker-main disables process.dlopen
  * once Dawn is loaded); --disallow-code-generation-from-strings (no eval); signals, the network
  * and the IPC channel are locked by worker-main, and a root harness runs each worker under its own
- * uid (isolatedIdentity); incoming messages are capped (capIncomingMessages); the intrinsics are deep-frozen in the worker (harden.ts, not
+ * uid (isolation.ts); the worker dies with the harness (worker-launch.ts); incoming messages are capped (capIncomingMessages); the intrinsics are deep-frozen in the worker (harden.ts, not
  * --frozen-intrinsics, which slows every typed-array store tenfold) so candidates cannot patch what
  * the harness uses;
  * --max-old-space-size plus a resident-memory watch that kills the process over the cap.

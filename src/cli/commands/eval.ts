@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { DEFAULT_REPEATS, EvaluatorPool } from '../../eval/index.js';
+import { checkEvaluateOptions } from '../../eval/pool.js';
 import { openCandidate } from '../../eval/sources.js';
 import type { EvalResult, Objective } from '../../eval/types.js';
 import { loadTrace } from '../../trace/load.js';
@@ -53,8 +54,13 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       ),
     ),
   handler: async (argv) => {
-    // A bad folder is a one-line error before any worker or GPU device starts.
+    // A bad folder or option is a one-line error before any worker or GPU device starts.
     openCandidate(argv.dir).dispose();
+    checkEvaluateOptions({
+      objective: argv.objective,
+      repeats: argv.repeats,
+      ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
+    });
     const trace = loadTrace(argv.trace);
     const pool = await EvaluatorPool.create({
       workers: 1,
