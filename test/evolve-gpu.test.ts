@@ -71,7 +71,7 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
         // Exercises the held-out path; a real config names another workload.
         heldout_trace: 'synthetic-v3-windows',
         windows: 2,
-        repeats: 1,
+        repeats: 2,
       },
     };
     writeFileSync(join(dir, 'evolve.json'), JSON.stringify(config));

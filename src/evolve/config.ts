@@ -383,7 +383,7 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     if (e.windows !== undefined)
       o.windows = e.windows === null ? null : v.int(e.windows, 'evaluator.windows', 1);
     if (e.repeats !== undefined)
-      o.repeats = e.repeats === null ? null : v.int(e.repeats, 'evaluator.repeats', 1);
+      o.repeats = e.repeats === null ? null : v.int(e.repeats, 'evaluator.repeats', 2);
   }
   return out;
 }
