@@ -60,6 +60,53 @@ fn below(v: f32, i: u32, bv: f32, bi: u32) -> bool {
   return i != NONE && (bi == NONE || v < bv || (v == bv && i < bi));
 }
 
+struct Pick {
+  v: f32,
+  i: u32,
+}
+
+// Workgroup reduction of every thread's candidate: the largest value (or, with `smallest`, the
+// smallest; NONE never wins), ties to the lowest index. Thread 0 gets the winner; every thread must
+// call it (it holds barriers). The order of comparisons is fixed, so the result is the same for any
+// workgroup size.
+fn pick_best(tid: u32, mine: Pick, smallest: bool) -> Pick {
+  red_v[tid] = mine.v;
+  red_i[tid] = mine.i;
+  workgroupBarrier();
+  var bv = mine.v;
+  var bi = mine.i;
+  if (tid < PARTS) {
+    bv = red_v[tid * (WG / PARTS)];
+    bi = red_i[tid * (WG / PARTS)];
+    for (var k = 1u; k < WG / PARTS; k++) {
+      let j = tid * (WG / PARTS) + k;
+      if (wins(red_v[j], red_i[j], bv, bi, smallest)) {
+        bv = red_v[j];
+        bi = red_i[j];
+      }
+    }
+    part_v[tid] = bv;
+    part_i[tid] = bi;
+  }
+  workgroupBarrier();
+  if (tid == 0u) {
+    for (var k = 1u; k < PARTS; k++) {
+      if (wins(part_v[k], part_i[k], bv, bi, smallest)) {
+        bv = part_v[k];
+        bi = part_i[k];
+      }
+    }
+  }
+  return Pick(bv, bi);
+}
+
+fn wins(v: f32, i: u32, bv: f32, bi: u32, smallest: bool) -> bool {
+  if (smallest) {
+    return below(v, i, bv, bi);
+  }
+  return above(v, i, bv, bi);
+}
+
 // Heaviest GPU, ties lowest index; every thread computes it from the same data.
 fn heaviest() -> u32 {
   var h = 0u;
@@ -142,30 +189,9 @@ fn main(
         bi = e;
       }
     }
-    red_v[tid] = bv;
-    red_i[tid] = bi;
-    workgroupBarrier();
-    if (tid < PARTS) {
-      bv = red_v[tid * (WG / PARTS)];
-      bi = red_i[tid * (WG / PARTS)];
-      for (var k = 1u; k < WG / PARTS; k++) {
-        let j = tid * (WG / PARTS) + k;
-        if (above(red_v[j], red_i[j], bv, bi)) {
-          bv = red_v[j];
-          bi = red_i[j];
-        }
-      }
-      part_v[tid] = bv;
-      part_i[tid] = bi;
-    }
-    workgroupBarrier();
+    let best = pick_best(tid, Pick(bv, bi), false);
     if (tid == 0u) {
-      for (var k = 1u; k < PARTS; k++) {
-        if (above(part_v[k], part_i[k], bv, bi)) {
-          bv = part_v[k];
-          bi = part_i[k];
-        }
-      }
+      bi = best.i;
       cnt[bi] += 1u;
       rep_x[E + i] = bi;
     }
@@ -326,30 +352,9 @@ fn main(
         }
       }
     }
-    red_v[tid] = bv;
-    red_i[tid] = bi;
-    workgroupBarrier();
-    if (tid < PARTS) {
-      bv = red_v[tid * (WG / PARTS)];
-      bi = red_i[tid * (WG / PARTS)];
-      for (var k = 1u; k < WG / PARTS; k++) {
-        let j = tid * (WG / PARTS) + k;
-        if (below(red_v[j], red_i[j], bv, bi)) {
-          bv = red_v[j];
-          bi = red_i[j];
-        }
-      }
-      part_v[tid] = bv;
-      part_i[tid] = bi;
-    }
-    workgroupBarrier();
+    let best = pick_best(tid, Pick(bv, bi), true);
     if (tid == 0u) {
-      for (var k = 1u; k < PARTS; k++) {
-        if (below(part_v[k], part_i[k], bv, bi)) {
-          bv = part_v[k];
-          bi = part_i[k];
-        }
-      }
+      bi = best.i;
       if (bi == NONE) {
         done = 1u;
       } else {
