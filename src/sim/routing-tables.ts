@@ -237,14 +237,6 @@ function fairChoices(
 export const rankStart = (r: number, T: number, P: number): number =>
   r * Math.floor(T / P) + Math.min(r, T % P);
 
-/** The source rank of token t (inverse of rankStart). */
-export function sourceRank(t: number, T: number, P: number): number {
-  const base = Math.floor(T / P);
-  const rem = T % P;
-  const big = rem * (base + 1);
-  return t < big ? Math.floor(t / (base + 1)) : rem + Math.floor((t - big) / base);
-}
-
 /** The integer tables of one call, allocated once per shape and refilled per call. */
 export interface RouteTables {
   /** [L][E+1] integer CDF (buildExpertCdf). */

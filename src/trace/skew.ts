@@ -89,10 +89,3 @@ export function distribution(values: readonly number[]): Distribution {
     n: sorted.length,
   };
 }
-
-/** Per-statistic distributions over a set of layer skews (layers of one or many steps). */
-export function skewDistributions(skews: readonly LayerSkew[]): Record<SkewKey, Distribution> {
-  const out = {} as Record<SkewKey, Distribution>;
-  for (const key of SKEW_KEYS) out[key] = distribution(skews.map((s) => s[key]));
-  return out;
-}
