@@ -99,7 +99,7 @@ export class BldmSwapLayers implements LayerKernel {
   private foundA = -1;
   private foundB = -1;
 
-  constructor(private readonly shape: Shape) {
+  constructor(shape: Shape) {
     const { experts: E, replicas: R, gpus: P } = shape;
     this.E = E;
     this.R = R;
