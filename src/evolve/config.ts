@@ -72,7 +72,19 @@ export interface EvolveConfig {
     heldout_trace: string | null;
     windows: number | null;
     repeats: number | null;
+    /** Evaluate through a job queue on `adrs worker` machines (issue 12); null = the local pool. */
+    broker: BrokerConfig | null;
   };
+}
+
+/** `evaluator.broker`: a URL, or {url, queue, adapters}; the URL never holds a password once recorded. */
+export interface BrokerConfig {
+  /** redis:// or rediss:// (TLS); null = $ADRS_BROKER_URL. */
+  url: string | null;
+  /** The queue the workers of one GPU model pull from (`adrs worker --queue`). */
+  queue: string;
+  /** 'same': a verdict timed on another GPU model stops the run; 'any': timings from any GPU are compared. */
+  adapters: 'same' | 'any';
 }
 
 export const DEFAULT_FEATURES: FeatureConfig[] = [
@@ -125,6 +137,7 @@ export function defaultConfig(): EvolveConfig {
       heldout_trace: null,
       windows: null,
       repeats: null,
+      broker: null,
     },
   };
 }
@@ -366,6 +379,7 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       'heldout_trace',
       'windows',
       'repeats',
+      'broker',
     ]);
     const o = out.evaluator;
     if (e.module !== undefined) o.module = e.module === null ? null : v.str(e.module, 'evaluator.module');
@@ -384,6 +398,15 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       o.windows = e.windows === null ? null : v.int(e.windows, 'evaluator.windows', 1);
     if (e.repeats !== undefined)
       o.repeats = e.repeats === null ? null : v.int(e.repeats, 'evaluator.repeats', 2);
+    if (e.broker !== undefined && e.broker !== null) {
+      const b =
+        typeof e.broker === 'string' ? { url: e.broker } : v.obj(e.broker, 'evaluator.broker', ['url', 'queue', 'adapters']);
+      o.broker = {
+        url: b.url === undefined || b.url === null ? null : v.str(b.url, 'evaluator.broker.url'),
+        queue: b.queue === undefined ? 'adrs-eval' : v.str(b.queue, 'evaluator.broker.queue'),
+        adapters: b.adapters === undefined ? 'same' : v.oneOf(b.adapters, 'evaluator.broker.adapters', ['same', 'any']),
+      };
+    }
   }
   return out;
 }

@@ -14,12 +14,12 @@ import {
 import { Controller, type Progress, type RunStats } from './controller.js';
 import type { ProgramDatabase, ProgramRecord } from './database.js';
 import {
-  createEvaluator,
   type EvalOutcome,
   type Evaluator,
   EvaluatorFailure,
   evaluateWithRetry,
 } from './evaluator.js';
+import { createRunEvaluator } from '../distributed/run-evaluator.js';
 import { OpenAiModel } from './llm/openai-client.js';
 import type { LanguageModel } from './llm/types.js';
 import { Recorded, ReplayModel } from './recorded.js';
@@ -38,6 +38,8 @@ export interface SessionOptions {
   evaluator?: Evaluator;
   /** Tests: a model other than the configured endpoint. */
   model?: LanguageModel;
+  /** `--broker URL`: evaluate on `adrs worker` machines (src/distributed). */
+  broker?: string;
 }
 
 export interface SessionResult {
@@ -99,7 +101,14 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   }
   if (!existing) RunFolder.checkFree(out);
   const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
-  const evaluator = o.evaluator ?? (await createEvaluator(config));
+  // Distributed evaluation (issue 12): the broker's evaluator, or the local one; the config to record has no password.
+  let evaluator: Evaluator;
+  if (o.evaluator) evaluator = o.evaluator;
+  else {
+    const runDir = existing?.dir ?? out;
+    const made = await createRunEvaluator(config, { mode, runDir, ...(o.broker ? { broker: o.broker } : {}) });
+    ({ evaluator, config } = made);
+  }
   let folder: RunFolder;
   try {
     if (existing) {

@@ -16,6 +16,7 @@ interface EvolveArgs {
   'time-limit'?: string;
   json: boolean;
   quiet?: boolean;
+  broker?: string;
 }
 
 export const evolveCommand: CommandModule<object, EvolveArgs> = {
@@ -54,6 +55,11 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       })
       .option('time-limit', { type: 'string', describe: 'Stop after this wall time, e.g. 30m or 2h' })
       .option('quiet', { type: 'boolean', describe: 'No progress line' })
+      .option('broker', {
+        type: 'string',
+        describe:
+          'Evaluate on `adrs worker` machines through this Redis broker, redis://[:PASSWORD@]HOST:PORT or rediss:// (default: evaluator.broker, then $ADRS_BROKER_URL); a replay evaluates locally unless given',
+      })
       .example(
         '$0 evolve --config examples/eplb/evolve.yaml --base-url http://localhost:8000/v1 --model qwen',
         '',
@@ -87,6 +93,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
           ...(argv['time-limit'] !== undefined ? { timeLimit: argv['time-limit'] } : {}),
         },
         signal: stopper.signal,
+        ...(argv.broker !== undefined ? { broker: argv.broker } : {}),
         ...(argv.quiet || argv.json
           ? {}
           : {

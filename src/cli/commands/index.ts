@@ -8,6 +8,7 @@ import { rebalanceCommand } from './rebalance.js';
 import { reportCommand } from './report.js';
 import { simulateCommand } from './simulate.js';
 import { traceCommand } from './trace.js';
+import { workerCommand } from './worker.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: yargs command modules differ in their argument types.
 export const commands: CommandModule<any, any>[] = [
@@ -20,4 +21,5 @@ export const commands: CommandModule<any, any>[] = [
   profileCommand,
   evolveCommand,
   reportCommand,
+  workerCommand,
 ];

@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BrokerRunState } from './broker-evaluator.js';
+
+interface Stored {
+  format: 'adrs-broker-run/1';
+  run_id: string;
+  adapter: string | null;
+}
+
+/**
+ * broker.json in the run folder: the run's queue identity (so a resumed controller finds the jobs
+ * it had queued before a kill -9) and the GPU its times come from. Written before the first job is
+ * added, read on resume. The folder exists by then: the controller creates it before evaluating.
+ */
+export class FolderRunState implements BrokerRunState {
+  private stored: Stored | null = null;
+  constructor(private readonly dir: string) {}
+
+  private load(): Stored {
+    if (this.stored) return this.stored;
+    const path = join(this.dir, 'broker.json');
+    if (existsSync(path)) this.stored = JSON.parse(readFileSync(path, 'utf8')) as Stored;
+    else {
+      this.stored = { format: 'adrs-broker-run/1', run_id: randomBytes(8).toString('hex'), adapter: null };
+      this.save();
+    }
+    return this.stored;
+  }
+
+  private save(): void {
+    const path = join(this.dir, 'broker.json');
+    writeFileSync(`${path}.tmp`, `${JSON.stringify(this.stored, null, 2)}\n`);
+    renameSync(`${path}.tmp`, path);
+  }
+
+  runId(): string {
+    return this.load().run_id;
+  }
+  adapter(): string | null {
+    return this.load().adapter;
+  }
+  pinAdapter(adapter: string): void {
+    this.load().adapter = adapter;
+    this.save();
+  }
+}
+
+/** A batch without a run folder (adrs eval): the id is given (the batch's content), the pin lives in memory. */
+export class MemoryRunState implements BrokerRunState {
+  private pinned: string | null = null;
+  constructor(private readonly id: string) {}
+  runId(): string {
+    return this.id;
+  }
+  adapter(): string | null {
+    return this.pinned;
+  }
+  pinAdapter(adapter: string): void {
+    this.pinned = adapter;
+  }
+}
