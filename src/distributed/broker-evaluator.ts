@@ -88,8 +88,10 @@ export async function createBrokerEvaluator(o: BrokerEvaluatorOptions): Promise<
       raw = await job.waitUntilFinished(events);
     } catch (error) {
       const reason = (error as Error).message;
-      if (reason.includes(STALLED)) return crashed(job);
-      throw new Error(`evaluation job failed on the workers: ${redactText(reason.split('\n')[0]!, o.address)}`);
+      if (reason.includes(STALLED)) return crashed((await queue.getJob(id)) ?? job);
+      throw new Error(
+        `evaluation job failed on the workers: ${redactText(reason.split('\n')[0]!, o.address)}`,
+      );
     }
     const r = decodeResult(raw);
     const pinned = o.state.adapter();
@@ -119,7 +121,7 @@ export async function createBrokerEvaluator(o: BrokerEvaluatorOptions): Promise<
 
 /** A job whose every try took its worker down: an invalid program, with the reason as its artifact. */
 function crashed(job: Job): BrokerOutcome {
-  const tries = job.attemptsStarted || 0;
+  const tries = job.stalledCounter || 0;
   return {
     valid: false,
     score: null,

@@ -400,11 +400,16 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       o.repeats = e.repeats === null ? null : v.int(e.repeats, 'evaluator.repeats', 2);
     if (e.broker !== undefined && e.broker !== null) {
       const b =
-        typeof e.broker === 'string' ? { url: e.broker } : v.obj(e.broker, 'evaluator.broker', ['url', 'queue', 'adapters']);
+        typeof e.broker === 'string'
+          ? { url: e.broker }
+          : v.obj(e.broker, 'evaluator.broker', ['url', 'queue', 'adapters']);
       o.broker = {
         url: b.url === undefined || b.url === null ? null : v.str(b.url, 'evaluator.broker.url'),
         queue: b.queue === undefined ? 'adrs-eval' : v.str(b.queue, 'evaluator.broker.queue'),
-        adapters: b.adapters === undefined ? 'same' : v.oneOf(b.adapters, 'evaluator.broker.adapters', ['same', 'any']),
+        adapters:
+          b.adapters === undefined
+            ? 'same'
+            : v.oneOf(b.adapters, 'evaluator.broker.adapters', ['same', 'any']),
       };
     }
   }

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createRunEvaluator } from '../distributed/run-evaluator.js';
 import { UserError } from '../util/errors.js';
 import { loadSeed } from './candidate.js';
 import {
@@ -13,13 +14,7 @@ import {
 } from './config.js';
 import { Controller, type Progress, type RunStats } from './controller.js';
 import type { ProgramDatabase, ProgramRecord } from './database.js';
-import {
-  type EvalOutcome,
-  type Evaluator,
-  EvaluatorFailure,
-  evaluateWithRetry,
-} from './evaluator.js';
-import { createRunEvaluator } from '../distributed/run-evaluator.js';
+import { type EvalOutcome, type Evaluator, EvaluatorFailure, evaluateWithRetry } from './evaluator.js';
 import { OpenAiModel } from './llm/openai-client.js';
 import type { LanguageModel } from './llm/types.js';
 import { Recorded, ReplayModel } from './recorded.js';
@@ -106,7 +101,11 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   if (o.evaluator) evaluator = o.evaluator;
   else {
     const runDir = existing?.dir ?? out;
-    const made = await createRunEvaluator(config, { mode, runDir, ...(o.broker ? { broker: o.broker } : {}) });
+    const made = await createRunEvaluator(config, {
+      mode,
+      runDir,
+      ...(o.broker ? { broker: o.broker } : {}),
+    });
     ({ evaluator, config } = made);
   }
   let folder: RunFolder;

@@ -21,7 +21,8 @@ interface WorkerArgs {
 
 export const workerCommand: CommandModule<object, WorkerArgs> = {
   command: 'worker',
-  describe: 'Evaluate candidates from a broker queue on this machine (for `adrs evolve --broker` / `adrs eval --broker`)',
+  describe:
+    'Evaluate candidates from a broker queue on this machine (for `adrs evolve --broker` / `adrs eval --broker`)',
   builder: (y) =>
     y
       .option('broker', {
@@ -31,7 +32,8 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       .option('workers', { type: 'number', default: 1, describe: 'Evaluations at once on this machine' })
       .option('adapter', {
         type: 'string',
-        describe: 'GPU adapter (substring of its name, as in `adrs devices`); default ADRS_ADAPTER, then Dawn’s choice',
+        describe:
+          'GPU adapter (substring of its name, as in `adrs devices`); default ADRS_ADAPTER, then Dawn’s choice',
       })
       .option('queue', {
         type: 'string',
@@ -40,12 +42,14 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       })
       .option('evaluator-module', {
         type: 'string',
-        describe: 'A plug-in evaluator module (as evaluator.module in an evolve config) instead of the GPU pool',
+        describe:
+          'A plug-in evaluator module (as evaluator.module in an evolve config) instead of the GPU pool',
       })
       .option('lock-s', {
         type: 'number',
         default: DEFAULT_TIMING.lockMs / 1000,
-        describe: "A job's lock, renewed while this worker lives: a dead worker's job returns to the queue after about this long",
+        describe:
+          "A job's lock, renewed while this worker lives: a dead worker's job returns to the queue after about this long",
       })
       .option('stall-check-s', {
         type: 'number',
@@ -55,7 +59,8 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       .option('max-tries', {
         type: 'number',
         default: DEFAULT_TIMING.maxTries,
-        describe: 'Workers a candidate may take down with it before it is invalid (with an artifact saying so)',
+        describe:
+          'Workers a candidate may take down with it before it is invalid (with an artifact saying so)',
       })
       .example('ADRS_BROKER_URL=redis://:PASSWORD@10.0.0.5:6379 $0 worker --workers 2', '')
       .example('$0 worker --broker rediss://:PASSWORD@broker.internal:6380 --queue h100', ''),
@@ -64,7 +69,8 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     if (!url) throw new UserError(`no broker: give --broker redis://HOST:PORT or set ${BROKER_URL_ENV}`);
     const address = parseBrokerUrl(url);
     const int = (v: number, flag: string, min: number) => {
-      if (!Number.isInteger(v) || v < min) throw new UserError(`${flag} must be an integer ≥ ${min}, got ${v}`);
+      if (!Number.isInteger(v) || v < min)
+        throw new UserError(`${flag} must be an integer ≥ ${min}, got ${v}`);
       return v;
     };
     const pos = (v: number, flag: string) => {
