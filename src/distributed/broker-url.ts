@@ -68,7 +68,7 @@ export function parseBrokerUrl(url: string): BrokerAddress {
 
 /** The URL with its password replaced by *** (user names stay: they are not secrets). */
 export function redactUrl(url: string): string {
-  return url.replace(/^(rediss?:\/\/)([^@/]*)@/i, (_m, scheme: string, auth: string) => {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_m, scheme: string, auth: string) => {
     const colon = auth.indexOf(':');
     if (colon < 0) return `${scheme}${auth}@`;
     return `${scheme}${auth.slice(0, colon)}:${REDACTED}@`;

@@ -15,13 +15,18 @@ export async function checkBroker(address: BrokerAddress): Promise<void> {
     retryStrategy: () => null,
     connectTimeout: 10_000,
   });
-  client.on('error', () => {});
+  // The server's own reason (WRONGPASS, NOAUTH, ECONNREFUSED) arrives as an 'error' event; the
+  // rejected call only says the connection closed.
+  let reason: Error | null = null;
+  client.on('error', (error: Error) => {
+    reason ??= error;
+  });
   try {
     await client.connect();
     await client.ping();
   } catch (error) {
     throw new UserError(
-      `cannot reach the broker at ${address.display}: ${redactText((error as Error).message.split('\n')[0]!, address)}`,
+      `cannot reach the broker at ${address.display}: ${redactText((reason ?? (error as Error)).message.split('\n')[0]!, address)}`,
     );
   } finally {
     client.disconnect();

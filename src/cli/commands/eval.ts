@@ -10,6 +10,9 @@ export const DEFAULT_EVAL_TRACE = 'synthetic-v3-windows';
 
 interface EvalArgs {
   dir: string;
+  more?: string[];
+  broker?: string;
+  queue?: string;
   trace: string;
   objective: Objective;
   timeout: number;
@@ -21,7 +24,7 @@ interface EvalArgs {
 }
 
 export const evalCommand: CommandModule<object, EvalArgs> = {
-  command: 'eval <dir>',
+  command: 'eval <dir> [more..]',
   describe: 'Evaluate a candidate balancer folder (balancer.ts + kernels/*.wgsl) in the sandbox',
   builder: (y) =>
     withJson(
@@ -50,10 +53,21 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
             describe:
               'Timed passes over the windows, at least 2: the first is scored, the others feed the same windows relabelled and must agree',
           })
-          .option('memory', { type: 'number', default: 2048, describe: 'Worker memory cap, MiB' }),
+          .option('memory', { type: 'number', default: 2048, describe: 'Worker memory cap, MiB' })
+          .option('broker', {
+            type: 'string',
+            describe:
+              'Evaluate the folders on `adrs worker` machines through this broker, redis://[:PASSWORD@]HOST:PORT or rediss:// (empty: $ADRS_BROKER_URL)',
+          })
+          .option('queue', {
+            type: 'string',
+            describe: 'Broker queue (one per GPU model; default adrs-eval)',
+          }),
       ),
     ),
   handler: async (argv) => {
+    // Several folders, or --broker: the batch goes to the queue (issue 12, src/distributed).
+    if (argv.broker !== undefined || (argv.more ?? []).length > 0) return evalOnBroker(argv);
     // A bad folder or option is a one-line error before any worker or GPU device starts.
     openCandidate(argv.dir).dispose();
     checkEvaluateOptions({
@@ -85,6 +99,11 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
     }
   },
 };
+
+async function evalOnBroker(argv: EvalArgs): Promise<void> {
+  const { evalBatchCommand } = await import('../../distributed/eval-command.js');
+  await evalBatchCommand({ ...argv, dirs: [argv.dir, ...(argv.more ?? [])] });
+}
 
 function printResult(r: EvalResult, dir: string, traceName: string, adapter: string): void {
   const m = r.metrics;
