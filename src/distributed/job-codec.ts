@@ -78,7 +78,7 @@ export function decodeJob(raw: unknown): EvalJobData {
 
 export function decodeResult(raw: unknown): EvalJobResult {
   const r = raw as Partial<EvalJobResult> | null;
-  if (!r || r.format !== 'adrs-eval-result/1' || typeof r.adapter !== 'string' || !r.outcome)
+  if (r?.format !== 'adrs-eval-result/1' || typeof r.adapter !== 'string' || !r.outcome)
     throw new Error('malformed result from a worker (is it a different adrs version?)');
   return r as EvalJobResult;
 }
