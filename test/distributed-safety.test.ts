@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl, redactText, redactUrl, resolveBrokerUrl } from '../src/distributed/broker-url.js';
 import { evaluateBatch } from '../src/distributed/eval-batch.js';
+import { validateConfig } from '../src/evolve/config.js';
 import { runSession } from '../src/evolve/session.js';
 import { traceChecksum } from '../src/evolve/trace-checksum.js';
 import { loadTrace } from '../src/trace/load.js';
@@ -99,6 +100,44 @@ describe('broker URLs', () => {
     expect(resolveBrokerUrl(undefined, null, {})).toBeNull();
     expect(resolveBrokerUrl(undefined, 'redis://:***@h:1', env)).toBe('redis://:pw@h:1');
     expect(() => resolveBrokerUrl(undefined, 'redis://:***@other:1', env)).toThrow(/password redacted/);
+  });
+});
+
+describe('evaluator.broker', () => {
+  it('is a URL or {url, queue, adapters}; unknown keys and values are one-line errors', () => {
+    expect(validateConfig({ evaluator: { broker: 'redis://h:1' } }).evaluator.broker).toEqual({
+      url: 'redis://h:1',
+      queue: 'adrs-eval',
+      adapters: 'same',
+    });
+    expect(
+      validateConfig({ evaluator: { broker: { queue: 'h100', adapters: 'any' } } }).evaluator.broker,
+    ).toEqual({
+      url: null,
+      queue: 'h100',
+      adapters: 'any',
+    });
+    expect(validateConfig({}).evaluator.broker).toBeNull();
+    expect(() => validateConfig({ evaluator: { broker: { queeu: 'x' } } })).toThrow(
+      /unknown key 'evaluator.broker.queeu' \(did you mean 'evaluator.broker.queue'\?\)/,
+    );
+    expect(() => validateConfig({ evaluator: { broker: { adapters: 'mixed' } } })).toThrow(
+      /evaluator.broker.adapters must be one of same, any/,
+    );
+  });
+
+  it('ADRS_BROKER_URL alone does not send a run to the broker: --broker or evaluator.broker does', async () => {
+    const p = makeToyProject(model.baseUrl, { iterations: 2 });
+    process.env.ADRS_BROKER_URL = 'redis://127.0.0.1:1';
+    try {
+      const r = await runSession({ configPath: p.configPath, out: join(p.dir, 'local') });
+      expect(r.stats.committed).toBe(2);
+      await expect(
+        runSession({ configPath: p.configPath, out: join(p.dir, 'broker'), broker: '' }),
+      ).rejects.toThrow(/^cannot reach the broker at redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/);
+    } finally {
+      delete process.env.ADRS_BROKER_URL;
+    }
   });
 });
 

@@ -16,8 +16,8 @@ export interface RunEvaluatorOptions {
 }
 
 /**
- * The evaluator of an `adrs evolve` session: the broker when a URL is given (flag, config or
- * $ADRS_BROKER_URL), the local one otherwise. A replay evaluates locally unless --broker is
+ * The evaluator of an `adrs evolve` session: the broker when --broker or evaluator.broker asks for
+ * it (the URL from the flag, the config, else $ADRS_BROKER_URL), the local one otherwise. A replay evaluates locally unless --broker is
  * given: it must reproduce the run with no broker at all. Returns the config to record, whose
  * broker URL carries no password.
  */
@@ -26,12 +26,13 @@ export async function createRunEvaluator(
   o: RunEvaluatorOptions,
 ): Promise<{ evaluator: Evaluator; config: EvolveConfig }> {
   const configured = config.evaluator.broker;
-  const url =
-    o.mode === 'replay' && o.broker === undefined ? null : resolveBrokerUrl(o.broker, configured?.url);
+  // The broker is chosen by --broker or evaluator.broker; $ADRS_BROKER_URL only supplies the address.
+  const wanted = o.mode === 'replay' ? o.broker !== undefined : o.broker !== undefined || configured !== null;
+  const url = wanted ? resolveBrokerUrl(o.broker || undefined, configured?.url) : null;
   if (url === null) {
-    if (configured && o.mode !== 'replay') {
+    if (wanted) {
       throw new UserError(
-        'evaluator.broker is set but names no URL; give --broker redis://HOST:PORT or set ADRS_BROKER_URL',
+        `${o.broker !== undefined ? '--broker' : 'evaluator.broker'} names no URL; give --broker redis://HOST:PORT or set ADRS_BROKER_URL`,
       );
     }
     const local = structuredClone(config);

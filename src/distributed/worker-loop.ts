@@ -56,7 +56,15 @@ export async function startWorkerLoop(o: WorkerLoopOptions): Promise<RunningWork
     const local = await localFor(data.settings);
     checkTrace(local, data, o.adapter, name);
     o.onStart?.(data.hash);
-    const outcome = await local.evaluate(data.files, data.split);
+    const outcome = await withinBound(local.evaluate(data.files, data.split), data.settings, () => {
+      // A pool that overran every bound of its own is not trusted with the next job.
+      const key = JSON.stringify(data.settings);
+      void locals
+        .get(key)
+        ?.then((e) => e.close())
+        .catch(() => {});
+      locals.delete(key);
+    });
     return { format: 'adrs-eval-result/1', outcome, adapter: o.adapter, worker: name };
   };
   const worker = new Worker(o.queue, processJob, {
@@ -85,6 +93,34 @@ export async function startWorkerLoop(o: WorkerLoopOptions): Promise<RunningWork
     },
   };
 }
+
+/**
+ * The pool bounds a candidate's run (timeout_s) and its own preparation (120 s); a job still
+ * running well past both means the local evaluator is stuck, not that the program is slow. It is
+ * then an error (no verdict; BullMQ gives the job one more try, possibly elsewhere), so a stuck
+ * pool cannot hold a job forever while its worker keeps renewing the lock.
+ */
+async function withinBound<T>(work: Promise<T>, settings: JobSettings, onOverrun: () => void): Promise<T> {
+  const boundS = settings.timeout_s + PREPARATION_S + MARGIN_S;
+  let timer: NodeJS.Timeout | undefined;
+  const overrun = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onOverrun();
+      reject(
+        new Error(
+          `the local evaluator ran past ${boundS} s (timeout_s ${settings.timeout_s} + preparation + margin)`,
+        ),
+      );
+    }, boundS * 1000);
+  });
+  try {
+    return await Promise.race([work, overrun]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+const PREPARATION_S = 120;
+const MARGIN_S = 60;
 
 function localConfig(settings: JobSettings, o: WorkerLoopOptions): EvolveConfig {
   const config = defaultConfig();

@@ -104,7 +104,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     const made = await createRunEvaluator(config, {
       mode,
       runDir,
-      ...(o.broker ? { broker: o.broker } : {}),
+      ...(o.broker !== undefined ? { broker: o.broker } : {}),
     });
     ({ evaluator, config } = made);
   }

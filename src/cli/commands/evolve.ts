@@ -58,7 +58,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       .option('broker', {
         type: 'string',
         describe:
-          'Evaluate on `adrs worker` machines through this Redis broker, redis://[:PASSWORD@]HOST:PORT or rediss:// (default: evaluator.broker, then $ADRS_BROKER_URL); a replay evaluates locally unless given',
+          'Evaluate on `adrs worker` machines through this Redis broker, redis://[:PASSWORD@]HOST:PORT or rediss:// ("" or the config\'s evaluator.broker without url: $ADRS_BROKER_URL); a replay evaluates locally unless given',
       })
       .example(
         '$0 evolve --config examples/eplb/evolve.yaml --base-url http://localhost:8000/v1 --model qwen',
