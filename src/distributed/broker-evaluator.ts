@@ -17,6 +17,7 @@ import {
 
 /** BullMQ's reason for a job whose lock lapsed more than maxStalledCount times: its workers died on it. */
 const STALLED = 'job stalled more than allowable limit';
+const KEEP_S = 7 * 24 * 3600;
 
 /** What a distributed run remembers between controller sessions (see run-state.ts). */
 export interface BrokerRunState {
@@ -77,8 +78,10 @@ export async function createBrokerEvaluator(o: BrokerEvaluatorOptions): Promise<
       // A worker-side failure that is not the program's (its pool failed to start) is retried once by
       // another worker before the controller hears of it.
       attempts: 2,
-      removeOnComplete: false,
-      removeOnFail: false,
+      // Kept for a week: long enough for a killed controller to come back for its results (once it
+      // has logged a verdict it never asks again), short enough that a broker does not fill up.
+      removeOnComplete: { age: KEEP_S },
+      removeOnFail: { age: KEEP_S },
     });
     const job = (await queue.getJob(id)) as Job | undefined;
     if (!job) throw new Error(`job ${id} vanished from the queue right after it was added`);
