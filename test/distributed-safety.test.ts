@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Queue, QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl, redactText, redactUrl, resolveBrokerUrl } from '../src/distributed/broker-url.js';
 import { evaluateBatch } from '../src/distributed/eval-batch.js';
@@ -55,9 +56,24 @@ const project = (queue: string, extra: Record<string, unknown> = {}, iterations 
     evaluator: { module: 'toy-evaluator.mjs', workers: 2, broker: { queue }, ...extra },
   });
 
-async function worker(p: ToyProject, queue: string, adapter: string, env: Record<string, string> = {}) {
+async function worker(
+  p: ToyProject,
+  queue: string,
+  adapter: string,
+  env: Record<string, string> = {},
+  extra: string[] = [],
+) {
   const w = await startWorker(
-    ['--evaluator-module', writeHookEvaluator(p.dir), '--adapter', adapter, '--queue', queue, ...FAST],
+    [
+      '--evaluator-module',
+      writeHookEvaluator(p.dir),
+      '--adapter',
+      adapter,
+      '--queue',
+      queue,
+      ...FAST,
+      ...extra,
+    ],
     { ADRS_BROKER_URL: redis.url, BROKER_TEST_HOOK: hook.url, ...env },
   );
   workers.push(w);
@@ -188,9 +204,18 @@ describe('adrs worker and the broker evaluator', () => {
     const trace = loadTrace('synthetic-v3-windows');
     const sha = traceChecksum(trace);
     const p = project('q-trace', { trace: 'synthetic-v3-windows' }, 1);
-    await worker(p, 'q-trace', 'toy-gpu', {
-      BROKER_TEST_TRACES: JSON.stringify({ train: { name: 'synthetic-v3-windows', sha256: 'f'.repeat(64) } }),
-    });
+    // (--trace-dir traces: the bundled CLI of the tests does not sit where it finds bundled traces.)
+    await worker(
+      p,
+      'q-trace',
+      'toy-gpu',
+      {
+        BROKER_TEST_TRACES: JSON.stringify({
+          train: { name: 'synthetic-v3-windows', sha256: 'f'.repeat(64) },
+        }),
+      },
+      ['--trace-dir', 'traces'],
+    );
     await expect(
       runSession({ configPath: p.configPath, out: join(p.dir, 'other-data'), broker: redis.url }),
     ).rejects.toThrow(
@@ -199,15 +224,62 @@ describe('adrs worker and the broker evaluator', () => {
       ),
     );
     const q = project('q-trace-ok', { trace: 'synthetic-v3-windows' }, 1);
-    await worker(q, 'q-trace-ok', 'toy-gpu', {
-      BROKER_TEST_TRACES: JSON.stringify({ train: { name: 'synthetic-v3-windows', sha256: sha } }),
-    });
+    await worker(
+      q,
+      'q-trace-ok',
+      'toy-gpu',
+      { BROKER_TEST_TRACES: JSON.stringify({ train: { name: 'synthetic-v3-windows', sha256: sha } }) },
+      ['--trace-dir', 'traces'],
+    );
     const ok = await runSession({
       configPath: q.configPath,
       out: join(q.dir, 'same-data'),
       broker: redis.url,
     });
     expect(ok.stats.committed).toBe(1);
+  });
+
+  it("a job naming a file outside the worker's --trace-dir is refused without reading it (hostile job)", async () => {
+    const p = project('q-hostile');
+    await worker(p, 'q-hostile', 'toy-gpu');
+    const connection = parseBrokerUrl(redis.url).connection;
+    const queue = new Queue('q-hostile', { connection });
+    const events = new QueueEvents('q-hostile', { connection });
+    await events.waitUntilReady();
+    try {
+      const job = await queue.add('evaluate', {
+        format: 'adrs-eval-job/1',
+        run: 'hostile',
+        split: 'train',
+        hash: '0',
+        files: { 'balancer.ts': 'export const SPREAD = 1;' },
+        settings: {
+          timeout_s: 10,
+          memory_mb: null,
+          objective: 'adrs',
+          windows: null,
+          repeats: null,
+          trace: '/etc/passwd',
+          heldout_trace: null,
+        },
+        expect: { name: 'x', sha256: '0'.repeat(64) },
+      });
+      const failure = await job.waitUntilFinished(events).then(
+        () => 'completed',
+        (e: Error) => e.message,
+      );
+      expect(failure).toMatch(
+        /the job's trace 'passwd' is neither a bundled trace nor a \.json file in this worker's --trace-dir/,
+      );
+      expect(failure).not.toMatch(/root/);
+      const malformed = await queue.add('evaluate', { format: 'adrs-eval-job/1', split: 'train' });
+      expect(await malformed.waitUntilFinished(events).catch((e: Error) => e.message)).toMatch(
+        /^malformed job \(run or hash\)/,
+      );
+    } finally {
+      await events.close();
+      await queue.close();
+    }
   });
 
   it('refuses a verdict timed on another GPU model, unless evaluator.broker.adapters is any', async () => {
@@ -273,12 +345,21 @@ describe('adrs worker and the broker evaluator', () => {
 
   it('adrs eval DIR DIR --broker: one job per folder, results in the folders’ order; several folders without a broker is one line', async () => {
     const p = project('q-eval');
-    // The folders are scored on the trace given by path; the worker holds the same data.
+    // The folders are scored on the trace given by a path on the controller's side; the worker has
+    // its own copy elsewhere, found by file name in its --trace-dir and checked by sha256.
     const trace = join(process.cwd(), 'traces', 'synthetic-v3-windows.json');
     const sha = traceChecksum(loadTrace(trace));
-    await worker(p, 'q-eval', 'toy-gpu', {
-      BROKER_TEST_TRACES: JSON.stringify({ train: { name: 'synthetic-v3-windows', sha256: sha } }),
-    });
+    const copies = join(p.dir, 'worker-traces');
+    mkdirSync(copies);
+    for (const ext of ['json', 'bin'])
+      cpSync(trace.replace(/json$/, ext), join(copies, `synthetic-v3-windows.${ext}`));
+    await worker(
+      p,
+      'q-eval',
+      'toy-gpu',
+      { BROKER_TEST_TRACES: JSON.stringify({ train: { name: 'synthetic-v3-windows', sha256: sha } }) },
+      ['--trace-dir', copies],
+    );
     const second = join(p.dir, 'second');
     cpSync(p.candidate, second, { recursive: true });
     const ts = readFileSync(join(second, 'balancer.ts'), 'utf8').replace('SPREAD = 1', 'SPREAD = 5');

@@ -1,7 +1,10 @@
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { basename, join } from 'node:path';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { defaultConfig, type EvolveConfig } from '../evolve/config.js';
 import { createEvaluator, type Evaluator } from '../evolve/evaluator.js';
+import { bundledTracePath } from '../trace/load.js';
 import { type BrokerAddress, redactText } from './broker-url.js';
 import { decodeJob, type EvalJobData, type EvalJobResult, type JobSettings } from './job-codec.js';
 import type { BrokerTiming } from './timing.js';
@@ -16,6 +19,8 @@ export interface WorkerLoopOptions {
   /** A plug-in evaluator module (`evaluator.module`); null = the sandboxed GPU pool. */
   module: string | null;
   timing: BrokerTiming;
+  /** Folders a job's trace files are looked up in, by file name (`--trace-dir`); bundled traces are always found. */
+  traceDirs: string[];
   log: (line: string) => void;
   /** Tests: called when an evaluation starts (the job's program hash). */
   onStart?: (hash: string) => void;
@@ -53,12 +58,17 @@ export async function startWorkerLoop(o: WorkerLoopOptions): Promise<RunningWork
     } catch (error) {
       throw new UnrecoverableError((error as Error).message);
     }
-    const local = await localFor(data.settings);
+    const settings = {
+      ...data.settings,
+      trace: localTrace(data.settings.trace, o.traceDirs),
+      heldout_trace: localTrace(data.settings.heldout_trace, o.traceDirs),
+    };
+    const local = await localFor(settings);
     checkTrace(local, data, o.adapter, name);
     o.onStart?.(data.hash);
-    const outcome = await withinBound(local.evaluate(data.files, data.split), data.settings, () => {
+    const outcome = await withinBound(local.evaluate(data.files, data.split), settings, () => {
       // A pool that overran every bound of its own is not trusted with the next job.
-      const key = JSON.stringify(data.settings);
+      const key = JSON.stringify(settings);
       void locals
         .get(key)
         ?.then((e) => e.close())
@@ -121,6 +131,30 @@ async function withinBound<T>(work: Promise<T>, settings: JobSettings, onOverrun
 }
 const PREPARATION_S = 120;
 const MARGIN_S = 60;
+
+/**
+ * A job names its traces as the controller's config does: a bundled name, or a path on the
+ * controller's machine. Workers look a path up by its file name in their own --trace-dir folders
+ * (the same path need not exist on every machine; the sha256 check then proves it is the same
+ * data). A job never makes a worker open a file outside those folders: anyone who can write to the
+ * queue could otherwise have it read any file, and parse errors would echo its first bytes back.
+ */
+function localTrace(ref: string | null, dirs: string[]): string | null {
+  if (ref === null) return null;
+  const bundled = bundledTracePath(ref);
+  if (bundled) return bundled;
+  // A bare name this installation does not bundle may be a .json of that name in a trace folder.
+  const file = basename(ref).endsWith('.json') ? basename(ref) : `${basename(ref)}.json`;
+  if (file !== '.json') {
+    for (const dir of dirs) {
+      const candidate = join(dir, file);
+      if (existsSync(candidate)) return candidate;
+    }
+  }
+  throw new UnrecoverableError(
+    `the job's trace '${basename(ref)}' is neither a bundled trace nor a .json file in this worker's --trace-dir (${dirs.join(', ')}); copy the trace there`,
+  );
+}
 
 function localConfig(settings: JobSettings, o: WorkerLoopOptions): EvolveConfig {
   const config = defaultConfig();

@@ -17,6 +17,7 @@ interface WorkerArgs {
   'lock-s': number;
   'stall-check-s': number;
   'max-tries': number;
+  'trace-dir': string[];
 }
 
 export const workerCommand: CommandModule<object, WorkerArgs> = {
@@ -44,6 +45,13 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
         type: 'string',
         describe:
           'A plug-in evaluator module (as evaluator.module in an evolve config) instead of the GPU pool',
+      })
+      .option('trace-dir', {
+        type: 'string',
+        array: true,
+        default: ['.'],
+        describe:
+          'Folders where trace files named by jobs are looked up by file name (bundled traces are always found); each is checked against the controller’s sha256',
       })
       .option('lock-s', {
         type: 'number',
@@ -101,6 +109,7 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       adapter,
       module,
       timing,
+      traceDirs: argv['trace-dir'].map((d) => resolve(d)),
       log,
     });
     log(
