@@ -343,6 +343,48 @@ describe('adrs worker and the broker evaluator', () => {
     decide = () => 'go';
   });
 
+  it('Ctrl-C twice mid-evaluation hands the job back: the worker leaves at once and another worker delivers the verdict', async () => {
+    const p = project('q-handback');
+    const first = await worker(p, 'q-handback', 'toy-gpu');
+    const started = deferred<HookCall>();
+    decide = (call) => {
+      if (call.pid === first.pid) {
+        started.resolve(call);
+        return new Promise(() => {}); // never finishes here
+      }
+      return 'go';
+    };
+    const batch = evaluateBatch([p.candidate], {
+      url: redis.url,
+      queue: 'q-handback',
+      settings: {
+        timeout_s: 10,
+        memory_mb: null,
+        objective: 'adrs',
+        trace: null,
+        windows: null,
+        repeats: null,
+      },
+    });
+    await started.promise;
+    first.child.kill('SIGINT');
+    await new Promise<void>((r) => {
+      const check = () =>
+        first.output().includes('finishing the jobs in hand') ? r() : first.child.stderr!.once('data', check);
+      check();
+    });
+    first.child.kill('SIGINT');
+    expect((await first.exited).code).toBe(130);
+    expect(first.output()).toContain('handing back the jobs in hand');
+    const second = await worker(p, 'q-handback', 'toy-gpu');
+    const [res] = await batch;
+    expect(res!.result).toMatchObject({
+      valid: true,
+      worker: expect.stringMatching(new RegExp(`/${second.pid}$`)),
+    });
+    decide = () => 'go';
+  });
+
   it('adrs eval DIR DIR --broker: one job per folder, results in the folders’ order; several folders without a broker is one line', async () => {
     const p = project('q-eval');
     // The folders are scored on the trace given by a path on the controller's side; the worker has

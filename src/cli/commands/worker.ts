@@ -121,8 +121,15 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       const stop = (): void => {
         stops++;
         const force = stops > 1;
-        log(force ? 'handing back the jobs in hand' : 'stopping: finishing the jobs in hand');
-        void running.close(force).then(done, (error: Error) => {
+        log(
+          force
+            ? 'handing back the jobs in hand: other workers take them once their locks lapse'
+            : 'stopping: finishing the jobs in hand (Ctrl-C again to hand them back)',
+        );
+        // Handing back: leave now; the jobs' locks lapse and the broker gives them to other workers
+        // (BullMQ's close would still wait for the evaluations in hand).
+        if (force) process.exit(130);
+        running.close().then(done, (error: Error) => {
           log(`close failed: ${error.message}`);
           done();
         });
