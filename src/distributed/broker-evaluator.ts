@@ -58,6 +58,13 @@ export async function createBrokerEvaluator(o: BrokerEvaluatorOptions): Promise<
   queue.on('error', onError);
   events.on('error', onError);
   await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+  // Jobs wait for workers however long it takes; say so once rather than look stuck.
+  const listening = await queue.getWorkersCount().catch(() => null);
+  if (listening === 0) {
+    process.stderr.write(
+      `adrs: no adrs worker is taking jobs from queue '${o.queue}' at ${o.address.display} yet; evaluations wait for one (adrs worker --queue ${o.queue})\n`,
+    );
+  }
 
   const evaluate = async (files: CandidateFiles, split: Split): Promise<BrokerOutcome> => {
     const hash = programHash(files);
