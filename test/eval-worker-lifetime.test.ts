@@ -305,7 +305,7 @@ describe('the pool', () => {
     const compiled = await transpileCandidate(NAIVE);
     const windows = evalWindows(trace, 2);
     const run = runCascade({
-      worker,
+      workers: [worker, worker],
       compiled,
       kernels: {},
       options: { trace, objective: 'default' },

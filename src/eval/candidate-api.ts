@@ -48,6 +48,8 @@ export interface CandidateShape {
 export interface RebalanceInput {
   /** The history window's load per expert, row-major [layers × experts], non-negative and finite. */
   loads: Float32Array;
+  /** The windows up to and including the latest, oldest first (at most H, default 8): history[history.length-1] equals loads. */
+  history: Float32Array[];
   shape: CandidateShape;
 }
 

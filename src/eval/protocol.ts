@@ -8,9 +8,10 @@ import type { CandidateShape } from './candidate-api.js';
  */
 export type ToWorker = (
   | { type: 'load'; id: number; js: string; kernels: Record<string, string> }
-  | { type: 'call'; id: number; loads: Float32Array; shape: CandidateShape }
+  /** history: the windows up to and including `loads`, oldest first (contract 1). */
+  | { type: 'call'; id: number; loads: Float32Array; history: Float32Array[]; shape: CandidateShape }
   /** Echo of a call's payload sizes with no candidate code: calibrates the IPC round trip. */
-  | { type: 'probe'; id: number; loads: Float32Array; shape: CandidateShape }
+  | { type: 'probe'; id: number; loads: Float32Array; history: Float32Array[]; shape: CandidateShape }
 ) & {
   /**
    * The parent's secret, the same on every message; the worker learns it from the first one (before
@@ -47,6 +48,8 @@ export type FromWorker =
       logcnt?: unknown;
       /** Worker-side ms from the call to the end of the GPU work it submitted. */
       ms: number;
+      /** Optional split of `ms` (contract 3): host code, waiting on the GPU, GPU execution. */
+      split?: { host_ms: number; gpu_wait_ms: number; gpu_ms: number | null };
     };
 
 /** The file name candidate frames carry in stack traces (set with //# sourceURL). */

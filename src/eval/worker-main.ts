@@ -258,7 +258,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   let phy2log: unknown;
   let logcnt: unknown;
   try {
-    out = await rebalance({ loads: m.loads, shape: m.shape }, ctx);
+    out = await rebalance({ loads: m.loads, history: m.history, shape: m.shape }, ctx);
     // Read inside the timed region: a getter is candidate code too.
     if (out !== null && typeof out === 'object') {
       phy2log = (out as { phy2log?: unknown }).phy2log;
