@@ -67,11 +67,26 @@ export interface EvolveConfig {
     timeout_s: number;
     memory_mb: number | null;
     adapter: string | null;
-    objective: 'adrs' | 'default';
+    objective: 'adrs' | 'default' | 'moe-time';
+    /** Training series: scored as is when secret_series is false, else the shape the drawn series takes. */
     trace: string | null;
     heldout_trace: string | null;
     windows: number | null;
     repeats: number | null;
+    /** Windows of history per call (default 8). */
+    history: number | null;
+    /** Deployment (default 288 slots, 4 nodes, 32 GPUs, the trace's groups). */
+    replicas: number | null;
+    gpus: number | null;
+    nodes: number | null;
+    groups: number | null;
+    /**
+     * Train on a series drawn from the calibrated generator, shaped like `trace`, with a secret
+     * seed (default true): a candidate holding a copy of the public series gains nothing.
+     */
+    secret_series: boolean;
+    /** The drawn series' seed: null in a config file; drawn at the start of a run and kept in its config.json. */
+    series_seed: number | null;
   };
 }
 
@@ -125,6 +140,13 @@ export function defaultConfig(): EvolveConfig {
       heldout_trace: null,
       windows: null,
       repeats: null,
+      history: null,
+      replicas: null,
+      gpus: null,
+      nodes: null,
+      groups: null,
+      secret_series: true,
+      series_seed: null,
     },
   };
 }
@@ -366,6 +388,13 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       'heldout_trace',
       'windows',
       'repeats',
+      'history',
+      'replicas',
+      'gpus',
+      'nodes',
+      'groups',
+      'secret_series',
+      'series_seed',
     ]);
     const o = out.evaluator;
     if (e.module !== undefined) o.module = e.module === null ? null : v.str(e.module, 'evaluator.module');
@@ -376,7 +405,7 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     if (e.adapter !== undefined)
       o.adapter = e.adapter === null ? null : v.str(e.adapter, 'evaluator.adapter');
     if (e.objective !== undefined)
-      o.objective = v.oneOf(e.objective, 'evaluator.objective', ['adrs', 'default']);
+      o.objective = v.oneOf(e.objective, 'evaluator.objective', ['adrs', 'default', 'moe-time']);
     if (e.trace !== undefined) o.trace = e.trace === null ? null : v.str(e.trace, 'evaluator.trace');
     if (e.heldout_trace !== undefined)
       o.heldout_trace = e.heldout_trace === null ? null : v.str(e.heldout_trace, 'evaluator.heldout_trace');
@@ -384,6 +413,16 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       o.windows = e.windows === null ? null : v.int(e.windows, 'evaluator.windows', 1);
     if (e.repeats !== undefined)
       o.repeats = e.repeats === null ? null : v.int(e.repeats, 'evaluator.repeats', 2);
+    for (const key of ['history', 'replicas', 'gpus', 'nodes', 'groups'] as const) {
+      if (e[key] !== undefined) o[key] = e[key] === null ? null : v.int(e[key], `evaluator.${key}`, 1);
+    }
+    if (e.secret_series !== undefined) {
+      if (typeof e.secret_series !== 'boolean')
+        throw new UserError(`evaluator.secret_series must be true or false, got ${JSON.stringify(e.secret_series)}`);
+      o.secret_series = e.secret_series;
+    }
+    if (e.series_seed !== undefined)
+      o.series_seed = e.series_seed === null ? null : v.int(e.series_seed, 'evaluator.series_seed', 0);
   }
   return out;
 }
@@ -481,6 +520,12 @@ function editDistance(a: string, b: string): number {
 /** Command-line flags that override the file (contract: flags win). */
 export interface ConfigOverrides {
   iterations?: number;
+  /** Evaluator deployment and history (a resume refuses them: they change every score). */
+  replicas?: number;
+  gpus?: number;
+  nodes?: number;
+  groups?: number;
+  history?: number;
   seed?: number;
   baseUrl?: string;
   model?: string;
@@ -502,11 +547,19 @@ export function applyOverrides(config: EvolveConfig, o: ConfigOverrides): Evolve
     c.llm.budget_usd = o.budgetUsd;
   }
   if (o.timeLimit !== undefined) c.time_limit_s = parseDuration(o.timeLimit);
+  for (const key of ['replicas', 'gpus', 'nodes', 'groups', 'history'] as const) {
+    if (o[key] !== undefined) c.evaluator[key] = checkedInt(o[key], `--${key}`);
+  }
   return c;
 }
 
 const FLAGS: Record<keyof ConfigOverrides, string> = {
   iterations: '--iterations',
+  replicas: '--replicas',
+  gpus: '--gpus',
+  nodes: '--nodes',
+  groups: '--groups',
+  history: '--history',
   seed: '--seed',
   baseUrl: '--base-url',
   model: '--model',

@@ -1,4 +1,4 @@
-import { EvaluatorPool } from '../eval/index.js';
+import { drawSeries, EvaluatorPool } from '../eval/index.js';
 import type { EvalResult, EvaluateOptions } from '../eval/types.js';
 import { loadTrace } from '../trace/load.js';
 import type { Trace } from '../trace/trace.js';
@@ -15,19 +15,32 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
     throw new UserError(
       'evaluator.trace is not set; name the training trace (a bundled name or a path) in the config',
     );
-  const train = loadTrace(e.trace);
+  // Training on a drawn secret series (the seed kept in the run's config.json, out of the
+  // candidate's reach, so resume and replay draw the same one); held-out on the named trace.
+  if (e.secret_series && e.series_seed === null)
+    throw new UserError('evaluator.series_seed is not set; a run draws it when it starts');
+  const train = e.secret_series ? drawSeries(e.trace, e.series_seed!) : loadTrace(e.trace);
   const heldout = e.heldout_trace ? loadTrace(e.heldout_trace) : null;
   const pool = await EvaluatorPool.create({
     workers: e.workers,
     timeoutS: e.timeout_s,
     ...(e.memory_mb !== null ? { memoryMb: e.memory_mb } : {}),
     ...(e.adapter !== null ? { adapter: e.adapter } : {}),
+    ...(e.repeats !== null ? { prestart: e.repeats } : {}),
   });
+  const deployment = {
+    ...(e.replicas !== null ? { replicas: e.replicas } : {}),
+    ...(e.gpus !== null ? { gpus: e.gpus } : {}),
+    ...(e.nodes !== null ? { nodes: e.nodes } : {}),
+    ...(e.groups !== null ? { groups: e.groups } : {}),
+  };
   const opts = (trace: Trace): EvaluateOptions => ({
     trace,
     objective: e.objective,
     ...(e.windows !== null ? { windows: e.windows } : {}),
     ...(e.repeats !== null ? { repeats: e.repeats } : {}),
+    ...(e.history !== null ? { history: e.history } : {}),
+    deployment,
   });
   return {
     workers: e.workers,

@@ -1,3 +1,4 @@
+import { secretSeriesSeed } from '../eval/series.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
@@ -95,6 +96,9 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       nextFree(resolve('runs', `evolve-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`));
     if (!o.model) checkEndpoint(config);
     seedFiles = loadSeed(config.candidate);
+    // The secret training series' seed, drawn once per run and kept in its config.json.
+    if (config.evaluator.secret_series && config.evaluator.series_seed === null && !config.evaluator.module)
+      config.evaluator.series_seed = secretSeriesSeed();
     mode = 'start';
   }
   if (!existing) RunFolder.checkFree(out);

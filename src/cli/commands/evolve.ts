@@ -16,6 +16,11 @@ interface EvolveArgs {
   'time-limit'?: string;
   json: boolean;
   quiet?: boolean;
+  replicas?: number;
+  gpus?: number;
+  nodes?: number;
+  groups?: number;
+  history?: number;
 }
 
 export const evolveCommand: CommandModule<object, EvolveArgs> = {
@@ -54,6 +59,11 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       })
       .option('time-limit', { type: 'string', describe: 'Stop after this wall time, e.g. 30m or 2h' })
       .option('quiet', { type: 'boolean', describe: 'No progress line' })
+      .option('replicas', { type: 'number', describe: 'Evaluator deployment: physical slots R (evaluator.replicas)' })
+      .option('gpus', { type: 'number', describe: 'Evaluator deployment: GPUs P (evaluator.gpus)' })
+      .option('nodes', { type: 'number', describe: 'Evaluator deployment: nodes N (evaluator.nodes)' })
+      .option('groups', { type: 'number', describe: 'Evaluator deployment: expert groups G (evaluator.groups)' })
+      .option('history', { type: 'number', describe: 'Windows of history per call (evaluator.history)' })
       .example(
         '$0 evolve --config examples/eplb/evolve.yaml --base-url http://localhost:8000/v1 --model qwen',
         '',
@@ -85,6 +95,11 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
           ...(argv.model !== undefined ? { model: argv.model } : {}),
           ...(argv['budget-usd'] !== undefined ? { budgetUsd: argv['budget-usd'] } : {}),
           ...(argv['time-limit'] !== undefined ? { timeLimit: argv['time-limit'] } : {}),
+          ...(argv.replicas !== undefined ? { replicas: argv.replicas } : {}),
+          ...(argv.gpus !== undefined ? { gpus: argv.gpus } : {}),
+          ...(argv.nodes !== undefined ? { nodes: argv.nodes } : {}),
+          ...(argv.groups !== undefined ? { groups: argv.groups } : {}),
+          ...(argv.history !== undefined ? { history: argv.history } : {}),
         },
         signal: stopper.signal,
         ...(argv.quiet || argv.json
