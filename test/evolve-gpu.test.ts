@@ -2,6 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drawSeries } from '../src/eval/series.js';
 import { runSession } from '../src/evolve/session.js';
 import { traceChecksum } from '../src/evolve/trace-checksum.js';
 import { loadTrace } from '../src/trace/load.js';
@@ -103,11 +104,16 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
     expect(r.best.score!).toBeGreaterThan(r.seed.score!);
     expect(r.heldout!.best.valid).toBe(true);
     expect(readFileSync(join(r.dir, 'best', 'candidate', 'balancer.ts'), 'utf8')).toContain(LPT);
+    // Training ran on a series drawn like the named one with a secret seed, kept in the run
+    // folder's config.json (so resume and replay draw it again); held-out on the named trace.
+    const recorded = JSON.parse(readFileSync(join(r.dir, 'config.json'), 'utf8'));
+    expect(Number.isInteger(recorded.evaluator.series_seed)).toBe(true);
     // The reproducer pins the scored data: manifest and loads of each trace.
     const repro = JSON.parse(readFileSync(join(r.dir, 'best', 'reproducer.json'), 'utf8'));
     expect(repro.traces.train).toEqual({
-      name: 'synthetic-v3-windows',
-      sha256: traceChecksum(loadTrace('synthetic-v3-windows')),
+      name: 'synthetic-v3-windows-secret',
+      sha256: traceChecksum(drawSeries('synthetic-v3-windows', recorded.evaluator.series_seed)),
     });
+    expect(repro.traces.heldout.sha256).toBe(traceChecksum(loadTrace('synthetic-v3-windows')));
   });
 });
