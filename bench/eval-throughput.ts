@@ -19,8 +19,8 @@
  * Prints one human-readable block and one JSON line.
  */
 import { EvaluatorPool } from '../src/eval/index.js';
-import type { EvalResult } from '../src/eval/types.js';
 import { drawSeries, secretSeriesSeed } from '../src/eval/series.js';
+import type { EvalResult } from '../src/eval/types.js';
 import { loadTrace } from '../src/trace/load.js';
 
 const env = (k: string, d: number | undefined): number | undefined =>

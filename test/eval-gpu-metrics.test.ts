@@ -78,7 +78,11 @@ describe('harness metrics on the GPU', () => {
     // Every metric is the mean over all passes' windows.
     expectClose(m.balancedness_next, mean(next.map((x) => x.gpuBalancedness)), 'balancedness_next');
     expectClose(m.balancedness_same, mean(same.map((x) => x.gpuBalancedness)), 'balancedness_same');
-    expectClose(m.slot_balancedness_next, mean(next.map((x) => x.slotBalancedness)), 'slot_balancedness_next');
+    expectClose(
+      m.slot_balancedness_next,
+      mean(next.map((x) => x.slotBalancedness)),
+      'slot_balancedness_next',
+    );
     expectClose(m.inter_node_share_next, mean(next.map((x) => x.interNodeShare)), 'inter_node_share_next');
     expect(r.seed).toMatch(/^[0-9a-f]{12}$/);
     expect(m.balancedness_next!).toBeGreaterThan(0.5);

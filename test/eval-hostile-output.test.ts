@@ -13,7 +13,14 @@ import { loadTrace } from '../src/trace/load.js';
 const FIXTURES = 'test/fixtures/candidates';
 const trace = loadTrace('synthetic-v3-windows');
 // One relabelling seed for every evaluation here, so a hostile and its honest variant see the same inputs.
-const opts = { trace, objective: 'default' as const, windows: 3, repeats: 2, seed: '5eed5eed5eed', moeTokens: 0 };
+const opts = {
+  trace,
+  objective: 'default' as const,
+  windows: 3,
+  repeats: 2,
+  seed: '5eed5eed5eed',
+  moeTokens: 0,
+};
 let pool: EvaluatorPool;
 let gpu: GpuContext;
 

@@ -262,7 +262,8 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   try {
     const { shape, windows } = job;
     const repeats = options.repeats ?? DEFAULT_REPEATS;
-    if (workers.length < repeats) throw new Error(`runCascade needs ${repeats} workers, got ${workers.length}`);
+    if (workers.length < repeats)
+      throw new Error(`runCascade needs ${repeats} workers, got ${workers.length}`);
     const pairs = windows.length - 1;
     const plans = passPlans(shape, pairs, repeats, seed);
     // IPC calibration first, while no candidate code runs in any worker (once the slot's next

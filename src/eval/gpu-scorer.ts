@@ -1,7 +1,7 @@
+import { noneBalancer } from '../eplb/balancers/baselines.js';
 import type { Placement } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import { acquireGpu, type GpuContext } from '../gpu/device.js';
-import { noneBalancer } from '../eplb/balancers/baselines.js';
 import { type PairMetrics, PlacementEvaluator } from '../sim/placement-eval.js';
 import { RouteSimulator } from '../sim/route-sim.js';
 import type { Trace } from '../trace/trace.js';

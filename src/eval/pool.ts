@@ -2,8 +2,8 @@ import { rmSync } from 'node:fs';
 import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../eplb/shape.js';
 import { check, UserError } from '../util/errors.js';
 import { DEFAULT_REPEATS, runCascade, SETUP_TIMEOUT_MS } from './cascade.js';
-import { OBJECTIVES } from './scores.js';
 import { GpuScorer } from './gpu-scorer.js';
+import { OBJECTIVES } from './scores.js';
 import { type CandidateInput, openCandidate } from './sources.js';
 import { TranspileError, transpileCandidate } from './transpile.js';
 import type { EvalMetrics, EvalResult, EvaluateOptions, PoolOptions } from './types.js';
@@ -227,7 +227,11 @@ class Slot {
       }
     } catch (error) {
       for (const w of workers) w.kill();
-      for (const p of taken) void p.then((w) => w.kill(), () => undefined);
+      for (const p of taken)
+        void p.then(
+          (w) => w.kill(),
+          () => undefined,
+        );
       throw error;
     }
     if (this.stop.signal.aborted) {

@@ -36,7 +36,7 @@ export function timeFactor(meanMs: number): number {
  * this rewards T itself (communication included), at the same price for runtime as the default.
  */
 export function moeScore(moeNoneMs: number, moeMs: number, meanMs: number): number {
-  return (100 * moeNoneMs) / moeMs * timeFactor(meanMs);
+  return ((100 * moeNoneMs) / moeMs) * timeFactor(meanMs);
 }
 
 /** The ADRS leaderboard objective (EPLB.md) on the mean call time. */

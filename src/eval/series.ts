@@ -39,7 +39,9 @@ export function drawSeries(like: string, seed: number, windows?: number): Trace 
   const windowSteps = base.manifest.stepsPerWindow;
   return generateTrace({
     ...count,
-    ...(windowSteps !== undefined && base.manifest.granularity === 'window' ? { stepsPerWindow: windowSteps } : {}),
+    ...(windowSteps !== undefined && base.manifest.granularity === 'window'
+      ? { stepsPerWindow: windowSteps }
+      : {}),
     seed,
     name,
     anchors: [base.path ?? like],

@@ -101,7 +101,9 @@ const randomScale = (rng: Rng): number => 0.5 + 1.5 * rng.next();
  * every plan a public function of the shape). Reported in the result to reproduce a run.
  */
 export function secretSeed(): string {
-  return randomInt(2 ** 48 - 1).toString(16).padStart(12, '0');
+  return randomInt(2 ** 48 - 1)
+    .toString(16)
+    .padStart(12, '0');
 }
 
 /**

@@ -418,7 +418,9 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     }
     if (e.secret_series !== undefined) {
       if (typeof e.secret_series !== 'boolean')
-        throw new UserError(`evaluator.secret_series must be true or false, got ${JSON.stringify(e.secret_series)}`);
+        throw new UserError(
+          `evaluator.secret_series must be true or false, got ${JSON.stringify(e.secret_series)}`,
+        );
       o.secret_series = e.secret_series;
     }
     if (e.series_seed !== undefined)

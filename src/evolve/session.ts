@@ -1,6 +1,6 @@
-import { secretSeriesSeed } from '../eval/series.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { secretSeriesSeed } from '../eval/series.js';
 import { UserError } from '../util/errors.js';
 import { loadSeed } from './candidate.js';
 import {

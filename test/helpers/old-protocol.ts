@@ -11,7 +11,12 @@ import { placementFromPhy2log } from '../../src/eplb/placement.js';
 import type { Shape } from '../../src/eplb/shape.js';
 import type { RebalanceInput, RebalanceOutput } from '../../src/eval/candidate-api.js';
 import { defaultScore } from '../../src/eval/scores.js';
-import { applyTransform, type LoadTransform, randomTransform, untransformPlacement } from '../../src/eval/windows.js';
+import {
+  applyTransform,
+  type LoadTransform,
+  randomTransform,
+  untransformPlacement,
+} from '../../src/eval/windows.js';
 import { Rng } from '../../src/util/rng.js';
 
 type Rebalance = (input: RebalanceInput) => Promise<RebalanceOutput> | RebalanceOutput;
@@ -66,7 +71,9 @@ export async function runOldProtocol(
   const input = (t: LoadTransform, k: number): RebalanceInput => {
     const loads = applyTransform(t, windows[k]!, shape);
     const history = options.withHistory
-      ? Array.from({ length: Math.min(H, k + 1) }, (_, i) => applyTransform(t, windows[k - Math.min(H, k + 1) + 1 + i]!, shape))
+      ? Array.from({ length: Math.min(H, k + 1) }, (_, i) =>
+          applyTransform(t, windows[k - Math.min(H, k + 1) + 1 + i]!, shape),
+        )
       : [loads];
     return { loads, history, shape };
   };
@@ -91,5 +98,11 @@ export async function runOldProtocol(
   }
   const balancedness = Math.min(...passNext);
   const medianMs = Math.max(...passMedianMs);
-  return { passNext, passMedianMs, balancedness, medianMs, defaultScore: defaultScore(balancedness, medianMs) };
+  return {
+    passNext,
+    passMedianMs,
+    balancedness,
+    medianMs,
+    defaultScore: defaultScore(balancedness, medianMs),
+  };
 }

@@ -41,13 +41,17 @@ export type EvalRow = EvalResult & { dir: string; trace: string; series_seed: nu
 
 export const evalCommand: CommandModule<object, EvalArgs> = {
   command: 'eval <dirs..>',
-  describe:
-    'Evaluate candidate balancer folders (balancer.ts + kernels/*.wgsl) in the sandbox, side by side',
+  describe: 'Evaluate candidate balancer folders (balancer.ts + kernels/*.wgsl) in the sandbox, side by side',
   builder: (y) =>
     withJson(
       withAdapter(
         y
-          .positional('dirs', { type: 'string', array: true, demandOption: true, describe: 'Candidate folders' })
+          .positional('dirs', {
+            type: 'string',
+            array: true,
+            demandOption: true,
+            describe: 'Candidate folders',
+          })
           .option('trace', {
             type: 'string',
             describe:
@@ -65,7 +69,8 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
           })
           .option('seed', {
             type: 'string',
-            describe: "Seed of the relabellings (a result's `seed`), to reproduce one evaluation; default secret",
+            describe:
+              "Seed of the relabellings (a result's `seed`), to reproduce one evaluation; default secret",
           })
           .option('objective', {
             choices: OBJECTIVES,
@@ -81,7 +86,8 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
           .option('repeats', {
             type: 'number',
             default: DEFAULT_REPEATS,
-            describe: 'Timed passes, at least 2, each a fresh worker fed the windows in time order under its own relabelling',
+            describe:
+              'Timed passes, at least 2, each a fresh worker fed the windows in time order under its own relabelling',
           })
           .option('history', {
             type: 'number',
@@ -187,7 +193,9 @@ function printResult(r: EvalRow, adapter: string): void {
   );
   console.log(
     `  time per call: mean ${pm(m.mean_ms, m.mean_ms_noise)} ms (charged), median ${f(m.median_ms, 3)} ms, p95 ${f(m.p95_ms, 3)} ms` +
-      (m.host_ms !== null ? `; host ${f(m.host_ms, 3)}, GPU wait ${f(m.gpu_wait_ms, 3)}, GPU ${f(m.gpu_ms, 3)} ms` : ''),
+      (m.host_ms !== null
+        ? `; host ${f(m.host_ms, 3)}, GPU wait ${f(m.gpu_wait_ms, 3)}, GPU ${f(m.gpu_ms, 3)} ms`
+        : ''),
   );
   console.log(
     `  ${m.passes} passes × ${m.windows} windows (history ${m.history}), ${m.calls} timed calls; evaluation ${(m.eval_ms / 1000).toFixed(2)} s, of which the candidate ${(m.candidate_ms / 1000).toFixed(2)} s; seed ${r.seed}`,
@@ -200,7 +208,17 @@ function printResult(r: EvalRow, adapter: string): void {
 
 function printTable(rows: EvalRow[], adapter: string): void {
   console.log(`${rows.length} candidates on ${where(rows[0]!)}, ${adapter}; score = ${rows[0]!.objective}`);
-  const header = ['candidate', 'verdict', 'score', 'bal. next', 'MoE ms', 'mean ms', 'p95 ms', 'adrs', 'default'];
+  const header = [
+    'candidate',
+    'verdict',
+    'score',
+    'bal. next',
+    'MoE ms',
+    'mean ms',
+    'p95 ms',
+    'adrs',
+    'default',
+  ];
   const body = rows.map((r) => {
     const m = r.metrics;
     return [
@@ -221,6 +239,7 @@ function printTable(rows: EvalRow[], adapter: string): void {
   console.log(line(header));
   for (const row of body) console.log(line(row));
   for (const r of rows) {
-    for (const [key, text] of Object.entries(r.artifacts)) console.log(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
+    for (const [key, text] of Object.entries(r.artifacts))
+      console.log(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
   }
 }

@@ -59,10 +59,16 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       })
       .option('time-limit', { type: 'string', describe: 'Stop after this wall time, e.g. 30m or 2h' })
       .option('quiet', { type: 'boolean', describe: 'No progress line' })
-      .option('replicas', { type: 'number', describe: 'Evaluator deployment: physical slots R (evaluator.replicas)' })
+      .option('replicas', {
+        type: 'number',
+        describe: 'Evaluator deployment: physical slots R (evaluator.replicas)',
+      })
       .option('gpus', { type: 'number', describe: 'Evaluator deployment: GPUs P (evaluator.gpus)' })
       .option('nodes', { type: 'number', describe: 'Evaluator deployment: nodes N (evaluator.nodes)' })
-      .option('groups', { type: 'number', describe: 'Evaluator deployment: expert groups G (evaluator.groups)' })
+      .option('groups', {
+        type: 'number',
+        describe: 'Evaluator deployment: expert groups G (evaluator.groups)',
+      })
       .option('history', { type: 'number', describe: 'Windows of history per call (evaluator.history)' })
       .example(
         '$0 evolve --config examples/eplb/evolve.yaml --base-url http://localhost:8000/v1 --model qwen',
