@@ -305,7 +305,7 @@ describe('the pool', () => {
     const compiled = await transpileCandidate(NAIVE);
     const windows = evalWindows(trace, 2);
     const run = runCascade({
-      workers: [worker, worker],
+      workers: [worker, worker, worker],
       compiled,
       kernels: {},
       options: { trace, objective: 'default' },
@@ -323,7 +323,7 @@ describe('the pool', () => {
   });
 
   it('close() during an evaluation stops every worker, rejects the evaluation and removes the bundle', async () => {
-    const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 60, memoryMb: 512 });
+    const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 60, memoryMb: 512, prestart: 2 });
     const evaluation = pool.evaluate('test/fixtures/candidates/ts-infinite-loop', {
       trace,
       objective: 'default',
@@ -333,10 +333,10 @@ describe('the pool', () => {
     evaluation.catch(() => {});
     let workers: number[] = [];
     await waitFor(
-      'two workers run (the evaluation’s and the next)',
+      'four workers run (the evaluation’s two, one per pass, and the next two)',
       () => {
         workers = workerChildren();
-        return workers.length === 2;
+        return workers.length === 4;
       },
       20_000,
     );
@@ -350,7 +350,7 @@ describe('the pool', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('refuses fewer than 2 repeats (the relabelled passes are part of the check)', async () => {
+  it('refuses fewer than 2 repeats (passes under different relabellings are part of the check)', async () => {
     const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 10, memoryMb: 512 });
     try {
       for (const repeats of [1, 0, -3, 2.5]) {
@@ -358,7 +358,7 @@ describe('the pool', () => {
           pool.evaluate(NAIVE, { trace, objective: 'default', windows: 1, repeats }),
         ).rejects.toThrow(
           new UserError(
-            `repeats must be an integer of at least 2 (pass 1 scores, later passes check that answers follow relabelled input), got ${repeats}`,
+            `repeats must be an integer of at least 2 (each pass is a fresh worker under its own relabelling; passes must agree), got ${repeats}`,
           ),
         );
       }

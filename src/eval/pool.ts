@@ -277,6 +277,10 @@ export function checkEvaluateOptions(
       `seed must be up to 12 hex digits (as reported in a result's seed), got '${options.seed}'`,
     );
   }
+  check(
+    options.objective !== 'moe-time' || options.moeTokens !== 0,
+    'the moe-time objective needs the MoE-time simulation: moe tokens must be positive',
+  );
   if (options.moeTokens !== undefined) {
     check(
       Number.isInteger(options.moeTokens) && options.moeTokens >= 0 && options.moeTokens <= 1 << 24,

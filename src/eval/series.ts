@@ -3,6 +3,7 @@ import type { GeneratorParams } from '../trace/generate.js';
 import { loadTrace } from '../trace/load.js';
 import { generateTrace } from '../trace/synthetic.js';
 import type { Trace } from '../trace/trace.js';
+import { DEFAULT_STEPS_PER_WINDOW } from '../trace/windows.js';
 import { check } from '../util/errors.js';
 
 /** The series training evaluations are shaped like by default: the bundled training series. */
@@ -36,14 +37,24 @@ export function drawSeries(like: string, seed: number, windows?: number): Trace 
   if (g?.params && Array.isArray(g.anchors)) {
     return generateTrace({ ...g.params, ...count, seed, name, anchors: g.anchors });
   }
-  const windowSteps = base.manifest.stepsPerWindow;
-  return generateTrace({
-    ...count,
-    ...(windowSteps !== undefined && base.manifest.granularity === 'window'
-      ? { stepsPerWindow: windowSteps }
-      : {}),
-    seed,
-    name,
-    anchors: [base.path ?? like],
-  });
+  return generateTrace({ ...count, ...sampling(base), seed, name, anchors: [base.path ?? like] });
+}
+
+/**
+ * Tokens per window like the trace's (its sampling noise depends on them): for a per-step trace,
+ * its steps per window and its mean routed tokens per step (a step's load in one layer / top-k);
+ * for a window trace, its steps per window at the generator's default tokens per step.
+ */
+function sampling(t: Trace): Partial<GeneratorParams> {
+  const m = t.manifest;
+  if (m.granularity === 'step') {
+    const size = m.layers * m.experts;
+    let routed = 0;
+    for (let s = 0; s < m.steps; s++) for (let e = 0; e < m.experts; e++) routed += t.loads[s * size + e]!;
+    const tokensPerStep = Math.max(1, Math.round(routed / m.steps / m.topK));
+    return { stepsPerWindow: m.stepsPerWindow ?? DEFAULT_STEPS_PER_WINDOW, tokensPerStep };
+  }
+  return m.granularity === 'window' && m.stepsPerWindow !== undefined
+    ? { stepsPerWindow: m.stepsPerWindow }
+    : {};
 }
