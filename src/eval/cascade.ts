@@ -32,8 +32,8 @@ export const DEFAULT_REPEATS = 3;
 /** Windows in each call's history (the latest included): what vLLM and SGLang keep as their expert-load window. */
 export const DEFAULT_HISTORY = 8;
 /** Tokens per layer of the MoE-time simulation, and at most how many windows of pass 1 it samples. */
-export const DEFAULT_MOE_TOKENS = 8192;
-export const MOE_WINDOWS = 4;
+export const DEFAULT_MOE_TOKENS = 4096;
+export const MOE_WINDOWS = 2;
 const IPC_PROBES = 5;
 
 export interface CascadeJob {
@@ -220,6 +220,8 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     input: { loads: Float32Array; history: Float32Array[] },
     shape: Shape,
     on: WorkerProcess = worker,
+    /** Whether the call's time adds to candidate_ms (concurrent calls are added as their phase's wall share). */
+    count = true,
   ): Promise<Placement & { ms: number; parentMs: number; split: Split | null }> => {
     const t0 = performance.now();
     const reply = (await on.request({
@@ -235,7 +237,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     if (reply.failure) throw failureToInvalid(reply.failure, job.compiled, run.where);
     const ms = reply.ms;
     const parentMs = Math.max(0, roundTrip - (run.ipcMs ?? 0));
-    run.candidateMs += ms;
+    if (count) run.candidateMs += ms;
     const placement = placementOf(shape, reply);
     if (typeof placement === 'string') throw new Invalid('validation', `${run.where}: ${placement}`);
     if (on.unexpectedReplies > 0) {
@@ -300,8 +302,11 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       if (loaded.type === 'loaded' && loaded.failure)
         throw failureToInvalid(loaded.failure, job.compiled, 'loading');
     };
-    // Stage 1.
+    // Stage 1. The later passes' workers load the code meanwhile (their loads are awaited below;
+    // a stage-1 failure makes them moot).
     run.where = 'loading';
+    const laterLoads = workers.slice(1, repeats).map((w) => load(w));
+    for (const l of laterLoads) l.catch(() => {});
     await load();
     run.where = 'stage 1, tiny case (2 layers × 12 experts, 16 slots, 8 GPUs, 2 nodes)';
     await call({ loads: TINY_LOADS, history: [TINY_LOADS.slice()] }, TINY_SHAPE);
@@ -313,16 +318,22 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     const warmup = Math.min(WARMUP_CALLS, pairs - 1);
     const placementsOf: Placement[][] = plans.map(() => new Array<Placement>(pairs));
     run.where = `stage 2, loading and warm-up calls of ${repeats} passes`;
-    await Promise.all(
+    const warmMs = await Promise.all(
       plans.map(async (plan, pass) => {
         const w = workers[pass]!;
-        if (pass > 0) await load(w);
+        if (pass > 0) await laterLoads[pass - 1];
+        let spent = 0;
         for (let k = 0; k < warmup; k++) {
-          const placement = await call(callInput(windows, k, historyLength, plan, shape), shape, w);
+          const input = callInput(windows, k, historyLength, plan, shape);
+          const placement = await call(input, shape, w, false);
+          spent += placement.ms;
           placementsOf[pass]![k] = untransformPlacement(transformOf(plan), placement);
         }
+        return spent;
       }),
     );
+    // The candidate's share of that phase's wall time: its slowest worker's.
+    run.candidateMs += Math.max(0, ...warmMs);
     // Timed part: one pass after another, each in its own process, continuing in time order.
     let lastProgress = performance.now();
     for (let pass = 0; pass < repeats; pass++) {

@@ -45,7 +45,7 @@ export interface EvaluateOptions {
    * reproduce an evaluation; default: a fresh secret one from the OS's cryptographic generator.
    */
   seed?: string;
-  /** Tokens per layer in the MoE-time simulation (default 8192; 0 skips it). */
+  /** Tokens per layer in the MoE-time simulation (default 4096; 0 skips it). */
   moeTokens?: number;
   /** Progress lines for long evaluations. */
   onProgress?: (line: string) => void;
@@ -110,7 +110,7 @@ export interface EvalMetrics {
   clock_gap_ms: number | null;
   /** Whole evaluation wall time. */
   eval_ms: number;
-  /** The candidate's own time within it (worker clock, every call including stage 1 and warm-ups). */
+  /** The candidate's own time within it (worker clock, every call including stage 1; the concurrent warm-up calls as their slowest worker's sum). */
   candidate_ms: number;
   /** eval_ms − candidate_ms: the harness's cost (hand-over, transpile, loading, IPC, validation, scoring). */
   overhead_ms: number;
