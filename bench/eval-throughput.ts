@@ -10,7 +10,7 @@
  *     --packages=external --outfile=dist/eval/bench-eval-throughput.mjs \
  *     && XDG_RUNTIME_DIR=/tmp node dist/eval/bench-eval-throughput.mjs examples/eplb
  * Arguments: candidate folder (default examples/eplb).
- * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (3), HISTORY (8),
+ * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (2), HISTORY (8),
  * MOE_TOKENS (4096; 0 skips the MoE-time simulation), TRACE (synthetic-v3-windows: the public
  * series, so figures compare with runs before the drawn secret series existed; SERIES=drawn scores
  * on a series drawn like it instead, as adrs eval does by default).
@@ -29,7 +29,7 @@ const dir = process.argv[2] ?? 'examples/eplb';
 const workers = env('WORKERS', 2)!;
 const candidates = env('CANDIDATES', 8)!;
 const windows = env('WINDOWS', undefined);
-const repeats = env('REPEATS', 3)!;
+const repeats = env('REPEATS', 2)!;
 const history = env('HISTORY', 8)!;
 const moeTokens = env('MOE_TOKENS', 4096)!;
 const traceName = process.env.TRACE ?? 'synthetic-v3-windows';

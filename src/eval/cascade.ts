@@ -28,7 +28,7 @@ export const CONSISTENCY_TOLERANCE = 0.05;
 /** Untimed calls at the start of each pass (pipeline compilation, JIT), still scored. */
 const WARMUP_CALLS = 2;
 /** Timed passes, each in its own fresh worker process. */
-export const DEFAULT_REPEATS = 3;
+export const DEFAULT_REPEATS = 2;
 /** Windows in each call's history (the latest included): what vLLM and SGLang keep as their expert-load window. */
 export const DEFAULT_HISTORY = 8;
 /** Tokens per layer of the MoE-time simulation, and at most how many windows of pass 1 it samples. */

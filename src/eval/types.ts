@@ -17,7 +17,7 @@ export interface PoolOptions {
   /** Cap on a worker's resident memory and JavaScript heap, MiB (default 2048). */
   memoryMb?: number;
   /**
-   * Workers each slot keeps started for the next evaluation (default 3, the default number of
+   * Workers each slot keeps started for the next evaluation (default 2, the default number of
    * passes: one fresh process per pass); an evaluation with more passes starts the rest itself.
    */
   prestart?: number;
@@ -29,7 +29,7 @@ export interface EvaluateOptions {
   /** Scored windows: the first `windows + 1` windows of the trace are used (default: all). */
   windows?: number;
   /**
-   * Timed passes over the windows, at least 2 (default 3). Each pass is one fresh worker process fed
+   * Timed passes over the windows, at least 2 (default 2). Each pass is one fresh worker process fed
    * the windows in time order under its own relabelling; quality must agree between passes.
    */
   repeats?: number;
