@@ -101,6 +101,10 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       config.evaluator.series_seed = secretSeriesSeed();
     mode = 'start';
   }
+  // A run recorded before drawn training series existed has no series seed: it scored, and goes on
+  // scoring, on its named trace.
+  if (mode !== 'start' && config.evaluator.secret_series && config.evaluator.series_seed === null)
+    config.evaluator.secret_series = false;
   if (!existing) RunFolder.checkFree(out);
   const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
   const evaluator = o.evaluator ?? (await createEvaluator(config));
