@@ -140,4 +140,17 @@ describe('hostile candidates against the scoring protocol', () => {
     expect(h.metrics.mean_ms!).toBeGreaterThanOrEqual((2 / 6) * SPIN_MS);
     expect(h.score!).toBeLessThan(b.score!);
   });
+
+  it('state kept between calls is meaningful: one relabelling per pass, time moving forward', async () => {
+    // A balancer averaging the inputs it kept in module state places exactly as one averaging the
+    // same windows from input.history: ids are consistent within a pass and no window is repeated,
+    // skipped or out of order (float rounding of the shares aside: within 5e-5). Were each call
+    // relabelled afresh, as before, the kept inputs would mix expert ids.
+    const [stateful, history] = [
+      valid(await evaluate(`${FIX}/protocol-stateful-mean`, { windows: 6 })),
+      valid(await evaluate(`${FIX}/protocol-history-mean`, { windows: 6 })),
+    ];
+    expect(stateful.metrics.balancedness_next!).toBeCloseTo(history.metrics.balancedness_next!, 4);
+    expect(stateful.metrics.balancedness_same!).toBeCloseTo(history.metrics.balancedness_same!, 4);
+  });
 });
