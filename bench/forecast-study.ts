@@ -117,7 +117,8 @@ for (const size of sizes.length ? sizes : [undefined]) {
       return deriveLog2phy(shape, phy2log, logcnt);
     };
     const refiner = new ScenarioRefiner(shape);
-    refiner.roundsPerGpu = Number(process.env.ROUNDS ?? 4);
+    refiner.roundsPerGpu = Number(process.env.ROUNDS ?? 2);
+    refiner.forecastWeight = Number(process.env.FW ?? 0);
     const placeSaa = ([loads, J, scen]: [Float32Array, number, Float64Array]) => {
       const phy2log = new Int32Array(shape.layers * shape.replicas);
       const logcnt = new Int32Array(shape.layers * shape.experts);

@@ -36,6 +36,12 @@ export class ScenarioRefiner {
   private readonly pairQ: Int32Array;
 
   firstPair = true;
+  /**
+   * Weight of scenario 0 (the forecast) against the others' total: 0 = a plain sample average; larger
+   * keeps the placement closer to the one balanced on the forecast (fewer swaps fitted to the few
+   * sampled errors).
+   */
+  forecastWeight = 0;
   /** Swap rounds per layer are capped at this many per GPU. */
   roundsPerGpu = MAX_ROUNDS_PER_GPU;
 
@@ -50,6 +56,10 @@ export class ScenarioRefiner {
     this.pairBound = new Float64Array(this.P * this.P);
     this.pairP = new Int32Array(this.P * this.P);
     this.pairQ = new Int32Array(this.P * this.P);
+  }
+
+  private weight(j: number, J: number): number {
+    return j === 0 && J > 1 && this.forecastWeight > 0 ? this.forecastWeight * (J - 1) : 1;
   }
 
   /** Scenario j's heaviest GPU load among every GPU but p and q. */
@@ -123,7 +133,7 @@ export class ScenarioRefiner {
         top2At[j] = a2;
         top3Value[j] = v3;
         heavy[a1] = 1;
-        objective += v1;
+        objective += this.weight(j, J) * v1;
       }
       if (!(objective > 0)) return;
       let bestDelta = -MIN_GAIN * objective;
@@ -141,7 +151,7 @@ export class ScenarioRefiner {
           for (let j = 0; j < J; j++) {
             const rest = this.restMax(j, p, q);
             const avg = (gpuLoad[j * P + p]! + gpuLoad[j * P + q]!) / 2;
-            bound += (rest > avg ? rest : avg) - top1Value[j]!;
+            bound += this.weight(j, J) * ((rest > avg ? rest : avg) - top1Value[j]!);
           }
           if (bound >= bestDelta) continue;
           pairBound[pairs] = bound;
@@ -171,7 +181,7 @@ export class ScenarioRefiner {
               const rest = this.restMax(j, p, q);
               let m = rest > np ? rest : np;
               if (nq > m) m = nq;
-              delta += m - top1Value[j]!;
+              delta += this.weight(j, J) * (m - top1Value[j]!);
             }
             if (delta < bestDelta) {
               bestDelta = delta;
