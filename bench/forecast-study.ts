@@ -118,7 +118,7 @@ for (const size of sizes.length ? sizes : [undefined]) {
     };
     const refiner = new ScenarioRefiner(shape);
     refiner.roundsPerGpu = Number(process.env.ROUNDS ?? 2);
-    refiner.forecastWeight = Number(process.env.FW ?? 0);
+    refiner.forecastWeight = Number(process.env.FW ?? 1);
     const placeSaa = ([loads, J, scen]: [Float32Array, number, Float64Array]) => {
       const phy2log = new Int32Array(shape.layers * shape.replicas);
       const logcnt = new Int32Array(shape.layers * shape.experts);

@@ -60,8 +60,10 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
     const shape = traceShape(trace, options.deployment);
     validateShape(shape);
     const tw = traceWindows(trace, options.windowSteps);
-    const histories = Array.from({ length: tw.count }, (_, k) =>
-      historyUpTo({ count: tw.count, window: (j) => windowLoads(tw, j) }, k, options.history),
+    // One view per window, shared by every history that holds it (the latest is the loads itself).
+    const views = Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
+    const histories = views.map((_, k) =>
+      historyUpTo({ count: tw.count, window: (j) => views[j]! }, k, options.history),
     );
     const windows = tw.count;
     check(
@@ -187,7 +189,9 @@ async function timeAndPlace(
   repeat: number,
   histories?: ReadonlyArray<readonly Float32Array[]>,
 ): Promise<TimedPlacements> {
-  const inputs = Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
+  const inputs = histories
+    ? histories.map((h) => h[h.length - 1]!)
+    : Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
   const placer = await balancer.prepare(shape, ctx);
   let placements: Placement[];
   try {
