@@ -31,6 +31,11 @@ export class ScenarioRefiner {
   private top2At: Int32Array = new Int32Array(0);
   private top3Value: Float64Array = new Float64Array(0);
   private readonly heavy: Uint8Array;
+  private rest = new Float64Array(0);
+  private weight_ = new Float64Array(0);
+  private loadP = new Float64Array(0);
+  private loadQ = new Float64Array(0);
+  private suffix = new Float64Array(0);
   private readonly pairBound: Float64Array;
   private readonly pairP: Int32Array;
   private readonly pairQ: Int32Array;
@@ -79,6 +84,11 @@ export class ScenarioRefiner {
     this.top2Value = new Float64Array(J);
     this.top2At = new Int32Array(J);
     this.top3Value = new Float64Array(J);
+    this.rest = new Float64Array(J);
+    this.weight_ = new Float64Array(J);
+    this.loadP = new Float64Array(J);
+    this.loadQ = new Float64Array(J);
+    this.suffix = new Float64Array(J + 1);
   }
 
   /**
@@ -169,21 +179,38 @@ export class ScenarioRefiner {
         if (pairBound[k]! >= bestDelta) break;
         const p = pairP[k]!;
         const q = pairQ[k]!;
+        // Per scenario, what does not depend on the two slots: the other GPUs' max, the weight, the
+        // pair's loads; and suffix[j], a lower bound on the change from scenarios j… (each scenario's
+        // max after the swap is at least max(rest, pair average)), so a candidate stops early once it
+        // cannot beat the best.
+        const { rest, loadP, loadQ, suffix } = this;
+        const weight = this.weight_;
+        suffix[J] = 0;
+        for (let j = J - 1; j >= 0; j--) {
+          rest[j] = this.restMax(j, p, q);
+          weight[j] = this.weight(j, J);
+          loadP[j] = gpuLoad[j * P + p]!;
+          loadQ[j] = gpuLoad[j * P + q]!;
+          const avg = (loadP[j]! + loadQ[j]!) / 2;
+          suffix[j] = suffix[j + 1]! + weight[j]! * ((rest[j]! > avg ? rest[j]! : avg) - top1Value[j]!);
+        }
         for (let a = p * S; a < p * S + S; a++) {
           const ea = phy2log[a]!;
           for (let b = q * S; b < q * S + S; b++) {
             if (phy2log[b] === ea) continue;
             let delta = 0;
-            for (let j = 0; j < J; j++) {
+            let j = 0;
+            for (; j < J; j++) {
               const d = slotLoad[j * R + a]! - slotLoad[j * R + b]!;
-              const np = gpuLoad[j * P + p]! - d;
-              const nq = gpuLoad[j * P + q]! + d;
-              const rest = this.restMax(j, p, q);
-              let m = rest > np ? rest : np;
+              const np = loadP[j]! - d;
+              const nq = loadQ[j]! + d;
+              const r = rest[j]!;
+              let m = r > np ? r : np;
               if (nq > m) m = nq;
-              delta += this.weight(j, J) * (m - top1Value[j]!);
+              delta += weight[j]! * (m - top1Value[j]!);
+              if (delta + suffix[j + 1]! >= bestDelta) break;
             }
-            if (delta < bestDelta) {
+            if (j === J && delta < bestDelta) {
               bestDelta = delta;
               bestA = a;
               bestB = b;
