@@ -68,11 +68,22 @@ export function forecastShares(
   experts: number,
   options: ForecastOptions = {},
 ): Forecast {
+  const shares = history.map((w) => windowShares(w, layers, experts));
+  return forecastFromShares(shares, layers, experts, options, true);
+}
+
+/** forecastShares on windows already turned into shares; `variance` false skips errorVariance (zeros). */
+function forecastFromShares(
+  shares: readonly Float64Array[],
+  layers: number,
+  experts: number,
+  options: ForecastOptions,
+  variance: boolean,
+): Forecast {
   const rates = options.rates ?? FORECAST_RATES;
   const layerWeight = options.layerWeight ?? 0.5;
-  const T = history.length;
+  const T = shares.length;
   const LE = layers * experts;
-  const shares = history.map((w) => windowShares(w, layers, experts));
   const R = rates.length;
   // sse[r·L + l]: squared one-step errors of rate r in layer l, over t = 2..T−1 (0-based: forecasts
   // made from windows 0..t−1 and compared with window t). A forecast from one window is that window
@@ -144,7 +155,7 @@ export function forecastShares(
   return {
     shares: out,
     rate,
-    errorVariance: errorVariance(shares, chosen, rates, layers, experts),
+    errorVariance: variance ? errorVariance(shares, chosen, rates, layers, experts) : new Float64Array(LE),
     errorTerms: Math.max(0, T - 1),
   };
 }
@@ -224,9 +235,10 @@ export function forecastScenarios(
   const out = new Float64Array(layers * J * E);
   const f = forecast.shares;
   for (let l = 0; l < layers; l++) out.set(f.subarray(l * E, (l + 1) * E), l * J * E);
+  const shares = history.map((w) => windowShares(w, layers, experts));
   for (let t = 1; t < T; t++) {
-    const before = forecastShares(history.slice(0, t), layers, experts, options).shares;
-    const actual = windowShares(history[t]!, layers, experts);
+    const before = forecastFromShares(shares.slice(0, t), layers, experts, options, false).shares;
+    const actual = shares[t]!;
     for (let l = 0; l < layers; l++) {
       const row = (l * J + t) * E;
       for (let e = 0; e < E; e++) {
