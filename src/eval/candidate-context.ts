@@ -108,14 +108,49 @@ export interface GpuWaitClock {
   end(): number;
 }
 
+/**
+ * The accounting behind the wait clock, on an injected clock: enter/leave bracket one wait; the
+ * time counted between begin() and end() is the union of the wait intervals (overlapping waits
+ * count once), clipped to [begin, end].
+ */
+export function waitAccounting(now: () => number): GpuWaitClock & { enter(): void; leave(): void } {
+  let pending = 0;
+  let since = 0;
+  let total = 0;
+  let active = false;
+  return {
+    enter() {
+      if (pending++ === 0) since = now();
+    },
+    leave() {
+      if (pending === 0) return;
+      if (--pending === 0 && active) total += now() - since;
+    },
+    begin() {
+      total = 0;
+      active = true;
+      since = now();
+    },
+    end() {
+      if (pending > 0 && active) {
+        const t = now();
+        total += t - since;
+        since = t;
+      }
+      active = false;
+      return total;
+    },
+  };
+}
+
 let installedClock: GpuWaitClock | null = null;
 
 /**
  * Wraps GPUBuffer.prototype.mapAsync and GPUQueue.prototype.onSubmittedWorkDone (once per process)
- * to time how long a wait was pending: the union of the intervals, so overlapping waits count
- * once. The worker installs it before it captures onSubmittedWorkDone for its own wait and before
- * the prototypes are frozen (trackGpuWork then wraps these wrappers). Everything it calls is
- * captured here, before candidate code exists; its figures are diagnostics, never charged.
+ * to time how long a wait was pending (waitAccounting). The worker installs it before it captures
+ * onSubmittedWorkDone for its own wait and before the prototypes are frozen (trackGpuWork then
+ * wraps these wrappers). Everything it calls is captured here, before candidate code exists; its
+ * figures are diagnostics, never charged.
  */
 export function installGpuWaitTiming(): GpuWaitClock {
   if (installedClock) return installedClock;
@@ -123,18 +158,8 @@ export function installGpuWaitTiming(): GpuWaitClock {
   const toNumber = Number;
   const apply = Reflect.apply;
   const then = Promise.prototype.then;
-  const now = (): number => toNumber(hr()) / 1e6;
-  let pending = 0;
-  let since = 0;
-  let total = 0;
-  let active = false;
-  const enter = (): void => {
-    if (pending++ === 0) since = now();
-  };
-  const leave = (): void => {
-    if (pending === 0) return;
-    if (--pending === 0 && active) total += now() - since;
-  };
+  const account = waitAccounting(() => toNumber(hr()) / 1e6);
+  const { enter, leave } = account;
   const wrap = (proto: object | undefined, name: string): void => {
     const original = proto ? (Reflect.get(proto, name) as unknown) : undefined;
     if (typeof original !== 'function') return;
@@ -153,22 +178,7 @@ export function installGpuWaitTiming(): GpuWaitClock {
   const g = globalThis as unknown as Record<string, { prototype: object } | undefined>;
   wrap(g.GPUBuffer?.prototype, 'mapAsync');
   wrap(g.GPUQueue?.prototype, 'onSubmittedWorkDone');
-  installedClock = {
-    begin() {
-      total = 0;
-      active = true;
-      since = now();
-    },
-    end() {
-      if (pending > 0 && active) {
-        const t = now();
-        total += t - since;
-        since = t;
-      }
-      active = false;
-      return total;
-    },
-  };
+  installedClock = { begin: account.begin, end: account.end };
   return installedClock;
 }
 
