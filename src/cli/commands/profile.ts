@@ -177,7 +177,7 @@ function printCandidate(p: CandidateProfile, device: string): void {
   );
   console.log('  ran in this process, outside the sandbox');
   console.log(
-    `  ${p.calls} calls (${p.passes} pass(es), history ≤ ${p.history} windows), after a first call per pass of ${p.first_call_ms.map((t) => ms(t)).join(', ')} (pipeline compilation)`,
+    `  ${p.calls} calls (${p.passes} pass(es), history ≤ ${p.history} windows), after a first call per pass of ${p.first_call_ms.map((t) => ms(t)).join(', ')} (warm-up: JIT, pipeline compilation)`,
   );
   console.log(`  kernel GPU time: ${p.timing}`);
   const row = (name: string, t: TimeStats | null) => [
