@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CandidateContext } from '../src/eval/candidate-api.js';
 import {
@@ -130,6 +130,34 @@ describe('WGSL reflection', () => {
     expect(structLayout(reflectWgsl('struct T { a: array<u32, 4> }'), 'T')).toMatch(
       /field 'a' has type array<u32, 4>/,
     );
+  });
+});
+
+describe('the seed (examples/eplb)', () => {
+  const inside = (file: string): string => {
+    const text = readFileSync(file, 'utf8');
+    const start = text.indexOf('// EVOLVE-BLOCK-START');
+    const end = text.indexOf('// EVOLVE-BLOCK-END');
+    expect(start).toBeGreaterThan(0);
+    return text.slice(start, end);
+  };
+
+  it('keeps its whole GPU path (buffers, bindings, dispatch, readback, the kernel and its params) inside EVOLVE-BLOCKs', () => {
+    const ts = inside('examples/eplb/balancer.ts');
+    for (const call of ['ctx.upload(', 'ctx.buffer(', 'ctx.dispatch(', 'ctx.read('])
+      expect(ts).toContain(call);
+    const wgsl = inside('examples/eplb/kernels/replicate.wgsl');
+    const m = reflectWgsl(wgsl);
+    expect([...m.bindings.keys()]).toEqual(['params', 'loads', 'logcnt']);
+    // The kernel receives the whole shape, not a padding word.
+    expect(m.structs.get('Params')!.map(([name]) => name)).toEqual([
+      'layers',
+      'experts',
+      'replicas',
+      'gpus',
+      'nodes',
+      'groups',
+    ]);
   });
 });
 
