@@ -13,6 +13,8 @@ export interface BenchRow {
   balancednessSame: number;
   /** Placed on window k, scored on window k+1, over every k; null for single-snapshot traces. */
   balancednessNext: number | null;
+  /** Per scored window: balancedness of the placement from window k on window k+1 (the --html lines). */
+  perWindowNext?: number[];
   /** ADRS leaderboard score (EPLB.md) from balancedness (next window when there is one) and mean time. */
   adrsScore: number;
   /** Modelled MoE time of one forward pass (all layers, µs) with this placement, token-level simulation. */

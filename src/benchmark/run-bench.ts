@@ -101,6 +101,7 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
           ...(timed.gpuTiming ? { gpuTime: timed.gpuTiming } : {}),
           balancednessSame: same,
           balancednessNext: next,
+          perWindowNext: metrics.slice(windows).map((m) => ratioOfSums([m])),
           adrsScore: adrsScore(next ?? same, meanSeconds),
           moeUs: sim.us,
           moeVsNone: sim.us / noneSim.us,
