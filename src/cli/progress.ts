@@ -28,8 +28,12 @@ export function progressLine(
  * A status line redrawn once a second from `render()` while a long command runs, so a wait (a slow
  * model, a long evaluation) shows its growing time instead of looking like a hang. TTY only.
  */
-export function tickingLine(render: () => string, stream: NodeJS.WriteStream = process.stderr) {
-  const line = progressLine(true, stream);
+export function tickingLine(
+  render: () => string,
+  enabled = true,
+  stream: NodeJS.WriteStream = process.stderr,
+) {
+  const line = progressLine(enabled, stream);
   const timer = line.live ? setInterval(() => line.update(render()), 1000) : null;
   timer?.unref();
   return {

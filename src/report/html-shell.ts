@@ -77,7 +77,8 @@ header { background: #1d2330; color: #fff; padding: 12px 20px; }
 header h1 { font-size: 18px; margin: 0 0 4px; }
 header .status { opacity: .85; }
 header .live { float: right; font-size: 12px; padding: 2px 8px; border-radius: 8px; background: #2e7d32; }
-main { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; padding: 16px 20px; }
+main { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; padding: 16px 20px; }
+@media (max-width: 1100px) { main { grid-template-columns: minmax(0, 1fr); } }
 section { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: 12px 14px; min-width: 0; }
 section.wide { grid-column: 1 / -1; }
 section h2 { font-size: 15px; margin: 0 0 8px; }
@@ -89,6 +90,7 @@ td:first-child, th:first-child { text-align: left; }
 .tree .node { cursor: pointer; }
 .tree .node.selected rect { stroke: #d84315; stroke-width: 2.5; }
 pre.diff { background: #fafbfc; border: 1px solid #e3e6ea; padding: 8px; overflow: auto; max-height: 420px; font-size: 12px; }
+pre.diff span { display: block; white-space: pre; }
 pre.diff .add { color: #1b5e20; background: #e8f5e9; display: block; }
 pre.diff .del { color: #b71c1c; background: #ffebee; display: block; }
 pre.diff .hunk { color: #6a1b9a; display: block; }
@@ -97,4 +99,5 @@ pre.diff .hunk { color: #6a1b9a; display: block; }
 .good { color: #1b5e20; }
 .muted { color: #7b8494; }
 .chart { min-height: 40px; }
+svg.bars text { font-size: 11px; fill: #3c4555; }
 `;

@@ -51,7 +51,7 @@
   function table(head, rows) {
     return el(
       'table',
-      {},
+      { class: 'data' },
       el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { text: h })))),
       el('tbody', {}, ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', { text: String(c) }))))),
     );
@@ -62,7 +62,10 @@
   }
 
   function chartWidth(container) {
-    return Math.max(320, Math.min(1200, (container.clientWidth || 560) - 4));
+    // The content box: the grid tracks exist from the start, so this is the final width.
+    const style = getComputedStyle(container);
+    const inner = container.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return Math.max(300, Math.min(1400, (inner || 560) - 2));
   }
 
   /**
@@ -97,7 +100,13 @@
         x: o.xLog ? { time: false, distr: 3 } : { time: false, ...(o.xRange ? { range: o.xRange } : {}) },
         y: o.yRange ? { range: o.yRange } : {},
       },
-      axes: [{ label: o.xLabel }, { label: o.yLabel, size: 60 }],
+      // Integer axes (iterations, windows, layers) get integer ticks only.
+      axes: [
+        o.xInt
+          ? { label: o.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }
+          : { label: o.xLabel },
+        { label: o.yLabel, size: 60 },
+      ],
       series,
       legend: { show: true },
       cursor: { drag: { x: true, y: false } },
@@ -105,6 +114,82 @@
     const chart = new uPlot(opts, o.data, holder);
     register(id, 'uplot', drawn);
     return chart;
+  }
+
+  /**
+   * Grouped bars as SVG (uPlot's bars overlap when series share an x): one group per category,
+   * one bar per series, a value axis from 0.
+   */
+  function bars(container, id, o) {
+    const width = chartWidth(container);
+    const height = o.height || 240;
+    const left = 56;
+    const bottom = 34;
+    const top = 10;
+    const n = o.categories.length;
+    const k = o.series.length;
+    const max = Math.max(1e-12, ...o.series.flatMap((s) => s.values));
+    const plotW = width - left - 10;
+    const plotH = height - top - bottom;
+    const group = plotW / Math.max(1, n);
+    const bar = Math.max(1, (group * 0.8) / k);
+    const root = svg('svg', { width, height, class: 'bars' });
+    for (let t = 0; t <= 4; t++) {
+      const v = (max * t) / 4;
+      const y = top + plotH - (plotH * t) / 4;
+      root.append(svg('line', { x1: left, x2: width - 10, y1: y, y2: y, stroke: '#e3e6ea' }));
+      root.append(svg('text', { x: left - 6, y: y + 4, 'text-anchor': 'end' }, v.toPrecision(3)));
+    }
+    let drawn = 0;
+    o.series.forEach((s, j) => {
+      s.values.forEach((v, i) => {
+        const h = (plotH * v) / max;
+        const r = svg('rect', {
+          x: left + i * group + group * 0.1 + j * bar,
+          y: top + plotH - h,
+          width: Math.max(1, bar - 1),
+          height: Math.max(0, h),
+          fill: s.color,
+        });
+        r.append(svg('title', {}, `${s.label}, ${o.xLabel} ${o.categories[i]}: ${fmt(v, 3)}`));
+        root.append(r);
+        if (v > 0) drawn++;
+      });
+    });
+    const every = Math.max(1, Math.ceil(n / 32));
+    o.categories.forEach((c, i) => {
+      if (i % every === 0)
+        root.append(
+          svg(
+            'text',
+            { x: left + (i + 0.5) * group, y: height - bottom + 14, 'text-anchor': 'middle' },
+            String(c),
+          ),
+        );
+    });
+    root.append(svg('text', { x: left + plotW / 2, y: height - 4, 'text-anchor': 'middle' }, o.xLabel));
+    root.append(
+      svg(
+        'text',
+        {
+          x: 12,
+          y: top + plotH / 2,
+          transform: `rotate(-90 12 ${top + plotH / 2})`,
+          'text-anchor': 'middle',
+        },
+        o.yLabel,
+      ),
+    );
+    const legend = el(
+      'div',
+      { class: 'note' },
+      ...o.series.map((s) =>
+        el('span', { style: `color:${s.color};margin-right:14px`, text: `■ ${s.label}` }),
+      ),
+    );
+    const holder = el('div', { class: 'chart', id }, root, legend);
+    container.append(holder);
+    register(id, 'svg', drawn);
   }
 
   /** A unified diff with added, removed and hunk lines coloured. */
@@ -118,9 +203,15 @@
           : line.startsWith('-') && !line.startsWith('---')
             ? 'del'
             : null;
-      pre.append(cls ? el('span', { class: cls, text: line }) : `${line}\n`);
+      // One block per line (every diff line starts with a marker, so none is empty).
+      pre.append(el('span', { class: cls ?? 'ctx', text: line }));
     }
     return pre;
+  }
+
+  /** Tells a test driving the page (playwright's exposeFunction) what happened; nothing otherwise. */
+  function hook(event, detail) {
+    if (typeof window.__adrsHook === 'function') window.__adrsHook(event, detail);
   }
 
   /** The page's data: inline in the file; the live dashboard also streams fresh data over /events. */
@@ -133,6 +224,7 @@
       app.replaceChildren();
       render(app, d, mode);
       window.__adrs.renders++;
+      hook('render', window.__adrs.renders);
     };
     draw(data);
     if (mode.live && typeof EventSource === 'function') {
@@ -140,10 +232,11 @@
       source.addEventListener('data', (e) => draw(JSON.parse(e.data)));
       source.addEventListener('open', () => {
         window.__adrs.connected = true;
+        hook('connected', 1);
       });
     }
   }
 
   // The page scripts take these from here (each page is a separate inline script).
-  window.adrsUi = { PALETTE, el, svg, fmt, section, note, table, register, plot, diffView, startPage };
+  window.adrsUi = { PALETTE, el, svg, fmt, section, note, table, register, plot, bars, diffView, startPage };
 })();

@@ -1,7 +1,8 @@
 // The evolution run page: curve, evaluations, MAP-Elites grids, lineage tree with diffs, best vs
 // seed, held-out comparison, accounting, placement loads. Data: RunPageData (src/report/run-page-data.ts).
 
-const { PALETTE, el, svg, fmt, section, note, table, register, plot, diffView, startPage } = window.adrsUi;
+const { PALETTE, el, svg, fmt, section, note, table, register, plot, bars, diffView, startPage } =
+  window.adrsUi;
 
 function renderRun(app, d, mode) {
   app.append(
@@ -23,6 +24,7 @@ function renderRun(app, d, mode) {
   const hasHeld = d.curve.heldout.some((v) => v !== null);
   plot(curve, 'chart-curve', {
     xLabel: 'iteration',
+    xInt: true,
     yLabel: 'score',
     data: [d.curve.iteration, d.curve.best, ...(hasHeld ? [d.curve.heldout, d.curve.heldoutSeed] : [])],
     series: [
@@ -61,6 +63,7 @@ function renderRun(app, d, mode) {
   const keys = [...groups.keys()].sort((a, b) => (a === 'invalid') - (b === 'invalid') || a.localeCompare(b));
   plot(evs, 'chart-evaluations', {
     xLabel: 'iteration',
+    xInt: true,
     yLabel: 'score',
     data: [xs, ...keys.map((k) => groups.get(k))],
     series: keys.map((k, i) =>
@@ -219,13 +222,13 @@ function renderRun(app, d, mode) {
       window.__adrs.charts = window.__adrs.charts.filter((c) => c.id !== 'chart-placement');
       const l = layers[Number(select.value)];
       const gpus = l.best.map((_, g) => g);
-      plot(holder, 'chart-placement', {
+      bars(holder, 'chart-placement', {
         xLabel: 'GPU',
-        yLabel: 'load',
-        data: [gpus, l.seed, l.best],
+        yLabel: `load on layer ${l.layer}`,
+        categories: gpus,
         series: [
-          { label: `seed (balancedness ${fmt(l.seedBalancedness)})`, color: '#7b8494', bars: true },
-          { label: `best (balancedness ${fmt(l.bestBalancedness)})`, color: '#1565c0', bars: true },
+          { label: `seed (balancedness ${fmt(l.seedBalancedness)})`, color: '#9aa3b2', values: l.seed },
+          { label: `best (balancedness ${fmt(l.bestBalancedness)})`, color: '#1565c0', values: l.best },
         ],
       });
     };
@@ -234,6 +237,7 @@ function renderRun(app, d, mode) {
     draw();
     plot(pl, 'chart-placement-layers', {
       xLabel: 'layer',
+      xInt: true,
       yLabel: 'GPU balancedness',
       data: [
         layers.map((l) => l.layer),
@@ -241,8 +245,8 @@ function renderRun(app, d, mode) {
         layers.map((l) => l.bestBalancedness),
       ],
       series: [
-        { label: 'seed', color: '#7b8494' },
-        { label: 'best', color: '#1565c0' },
+        { label: 'seed', color: '#7b8494', marks: true },
+        { label: 'best', color: '#1565c0', marks: true },
       ],
     });
   }
