@@ -90,40 +90,37 @@ async function openPage(url: string) {
     return d.promise;
   };
   const rendered = when('render');
+  // Registered before the page loads: a live page may connect before the test looks.
+  const connected = when('connected');
   await page.goto(url);
   await rendered;
-  return { page, errors, requests, when };
+  return { page, errors, requests, when, connected };
 }
 
 /** Every chart the page registered drew something: points counted by the page, pixels checked in its canvases. */
 async function expectChartsDrawn(page: Page, expected: string[]) {
   const charts = await page.evaluate(
-    () => (window as never as { __adrs: { charts: { id: string; points: number }[] } }).__adrs.charts,
+    () => (globalThis as never as { __adrs: { charts: { id: string; points: number }[] } }).__adrs.charts,
   );
   expect(charts.map((c) => c.id).sort()).toEqual([...expected].sort());
   for (const c of charts) expect(c.points, c.id).toBeGreaterThan(0);
   // uPlot draws on canvas: each chart's canvas must hold pixels of its series' colours.
-  const inked = await page.evaluate(() =>
-    [...document.querySelectorAll('.chart')].map((holder) => {
-      const canvas = holder.querySelector('canvas');
-      if (!canvas) {
-        // An SVG chart (grouped bars): its bars with a height.
-        const drawn = [...holder.querySelectorAll('svg rect')].filter(
-          (r) => Number(r.getAttribute('height')) > 0,
-        );
-        return { id: holder.id, inked: drawn.length > 0 ? 1000 : 0 };
-      }
-      const ctx = canvas.getContext('2d')!;
-      const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
-      let n = 0;
-      // Series colours are saturated; axes, grid and text are grey: count only coloured, opaque pixels.
-      for (let i = 0; i < data.length; i += 4) {
-        const [r, g, b, a] = [data[i]!, data[i + 1]!, data[i + 2]!, data[i + 3]!];
-        if (a > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) n++;
-      }
-      return { id: holder.id, inked: n };
-    }),
-  );
+  const inked = (await page.evaluate(`[...document.querySelectorAll('.chart')].map((holder) => {
+    const canvas = holder.querySelector('canvas');
+    if (!canvas) {
+      // An SVG chart (grouped bars): its bars with a height.
+      const drawn = [...holder.querySelectorAll('svg rect')].filter((r) => Number(r.getAttribute('height')) > 0);
+      return { id: holder.id, inked: drawn.length > 0 ? 1000 : 0 };
+    }
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    // Series colours are saturated; axes, grid and text are grey: count only coloured, opaque pixels.
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const r = data[i], g = data[i + 1], b = data[i + 2], a = data[i + 3];
+      if (a > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) n++;
+    }
+    return { id: holder.id, inked: n };
+  })`)) as { id: string; inked: number }[];
   for (const c of inked) expect(c.inked, c.id).toBeGreaterThan(20);
 }
 
@@ -179,16 +176,13 @@ describe.skipIf(!present)(
       // A long poll interval: the test pushes with refresh(), so nothing depends on timing.
       const dash = await serveRun(live, { pollMs: 3_600_000 });
       try {
-        const { page, errors, when } = await openPage(dash.url);
-        const connected = await page.evaluate(
-          () => (window as never as { __adrs: { connected?: boolean } }).__adrs.connected,
-        );
-        if (!connected) await when('connected');
+        const { page, errors, when, connected } = await openPage(dash.url);
+        await connected;
         const points = async () =>
           page.evaluate(
             () =>
               (
-                window as never as { __adrs: { charts: { id: string; points: number }[] } }
+                globalThis as never as { __adrs: { charts: { id: string; points: number }[] } }
               ).__adrs.charts.find((c) => c.id === 'chart-curve')!.points,
           );
         expect(await points()).toBe(7);
