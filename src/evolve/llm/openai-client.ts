@@ -42,11 +42,13 @@ export class OpenAiModel implements LanguageModel {
   private readonly client: OpenAI;
   private readonly gate: Semaphore;
   private readonly timer: Timer;
+  private readonly now: () => number;
   constructor(
     private readonly llm: EvolveConfig['llm'],
-    options: { timer?: Timer } = {},
+    options: { timer?: Timer; now?: () => number } = {},
   ) {
     this.timer = options.timer ?? realTimer;
+    this.now = options.now ?? (() => performance.now());
     let apiKey = 'no-key';
     if (llm.api_key_env) {
       const v = process.env[llm.api_key_env];
@@ -70,9 +72,9 @@ export class OpenAiModel implements LanguageModel {
     request: { iteration: number; attempt: number; model: ModelConfig; messages: ChatMessage[] },
     signal?: AbortSignal,
   ): Promise<LlmReply> {
-    const queuedAt = performance.now();
+    const queuedAt = this.now();
     return this.gate.run(() =>
-      this.withRetries(request.model, request.messages, performance.now() - queuedAt, signal),
+      this.withRetries(request.model, request.messages, this.now() - queuedAt, signal),
     );
   }
 
@@ -112,7 +114,7 @@ export class OpenAiModel implements LanguageModel {
     signal?: AbortSignal,
   ): Promise<LlmReply> {
     const retried: string[] = [];
-    const t0 = performance.now();
+    const t0 = this.now();
     let timeouts = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -134,7 +136,7 @@ export class OpenAiModel implements LanguageModel {
           model: model.name,
           usage,
           cost_usd: costOf(model, usage),
-          latency_ms: performance.now() - t0,
+          latency_ms: this.now() - t0,
           queued_ms: queuedMs,
           attempts: attempt,
           retried,
