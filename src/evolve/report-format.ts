@@ -128,8 +128,12 @@ export function reportText(r: RunReport): string {
   }
   out.push(...table(rows));
   const g = r.gain;
-  const same = r.heldout?.comparison.same_program === true && !r.heldout.stale;
-  let gain = same ? '  no gain: the best is the seed' : `  gain ${signed(g.train)} on the training trace`;
+  const same = g.train_comparison?.same_program === true;
+  const tc = g.train_comparison;
+  const noiseOnly = tc !== null && tc.quality.verdict === 'noise' && tc.time.verdict === 'noise';
+  let gain = same
+    ? '  no gain: the best is the seed'
+    : `  gain ${signed(g.train)} on the training trace${noiseOnly ? ' (within the measured noise of both quality and time: not a result)' : ''}`;
   if (r.heldout && !r.heldout.stale) {
     if (same)
       gain += `; its held-out score differs by ${signed(g.heldout)}, a re-measurement of one program (noise)`;
@@ -140,6 +144,9 @@ export function reportText(r: RunReport): string {
   } else if (!r.heldout)
     gain += '; no held-out scores recorded (taken when a run stops with a held-out trace)';
   out.push(gain);
+  // The score mixes quality and time: say which moved, and whether beyond the measured noise.
+  if (g.train_comparison && !same)
+    for (const line of comparisonText(g.train_comparison, 'training')) out.push(`  ${line}`);
   if (r.heldout && !r.heldout.stale)
     for (const line of comparisonText(r.heldout.comparison)) out.push(`  ${line}`);
   if (g.overfitting) out.push('  OVERFITTING: the training gain vanishes on the held-out trace');

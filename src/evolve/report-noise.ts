@@ -71,7 +71,7 @@ export function heldoutComparison(
 }
 
 /** One line per side: "quality +0.0123 (better; noise ±0.0004)", "time −0.2 ms (within noise ±1.3 ms)". */
-export function comparisonText(c: HeldOutComparison): string[] {
+export function comparisonText(c: HeldOutComparison, trace = 'held-out'): string[] {
   const fmt = (d: HeldOutDelta, digits: number, unit: string): string => {
     if (d.delta === null) return `${d.metric} not recorded`;
     const sign = d.delta >= 0 ? '+' : '−';
@@ -83,7 +83,7 @@ export function comparisonText(c: HeldOutComparison): string[] {
     return `${v} (${d.verdict}; noise ${noise})`;
   };
   return [
-    `held-out quality (${c.quality.metric}) best − seed ${fmt(c.quality, 4, '')}`,
-    `held-out time (${c.time.metric}) best − seed ${fmt(c.time, 3, ' ms')}`,
+    `${trace} quality (${c.quality.metric}) best − seed ${fmt(c.quality, 4, '')}`,
+    `${trace} time (${c.time.metric}) best − seed ${fmt(c.time, 3, ' ms')}`,
   ];
 }

@@ -116,6 +116,8 @@ export interface RunReport {
     /** Held-out gain / training gain. */
     heldout_retained: number | null;
     overfitting: boolean | null;
+    /** Training quality and time of best against seed, each against its measured noise. */
+    train_comparison: HeldOutComparison | null;
   };
   heldout: {
     for_best: string | null;
@@ -558,6 +560,10 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       heldout: heldGain,
       heldout_retained: trainGain && heldGain !== null ? heldGain / trainGain : null,
       overfitting,
+      train_comparison:
+        finalBest && seed
+          ? heldoutComparison(seed.metrics, finalBest.metrics, finalBest.hash === seed.hash)
+          : null,
     },
     heldout,
     lineage,

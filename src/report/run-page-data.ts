@@ -75,6 +75,8 @@ export interface RunPageData {
   lineage: LineageNode[];
   bestVsSeed: { metric: string; seed: number | null; best: number | null }[];
   heldout: RunReport['heldout'];
+  /** Training quality and time of best vs seed, against their measured noise. */
+  trainComparison: RunReport['gain']['train_comparison'];
   accounting: RunReport['accounting'];
   refusalsByClass: Record<string, number>;
   placement: PlacementView | null;
@@ -180,6 +182,7 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
     lineage,
     bestVsSeed,
     heldout: report.heldout,
+    trainComparison: report.gain.train_comparison,
     accounting: report.accounting,
     refusalsByClass: refusals,
     placement,

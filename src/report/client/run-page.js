@@ -126,8 +126,7 @@ function renderRun(app, d, mode) {
       ]),
     ),
   );
-  if (d.heldout) {
-    const c = d.heldout.comparison;
+  const verdicts = (c, label) => {
     const row = (x, digits, unit) => [
       x.metric,
       fmt(x.seed, digits),
@@ -141,16 +140,26 @@ function renderRun(app, d, mode) {
             ? 'noise not measured'
             : `${x.verdict} (noise ±${fmt(x.noise, digits)}${unit})`,
     ];
-    bvs.append(el('h2', { text: 'Held-out: quality and time, separately' }));
+    bvs.append(el('h2', { text: `${label}: quality and time, separately` }));
     bvs.append(
       table(
-        ['held-out', 'seed', 'best', 'best − seed', 'verdict'],
+        [label, 'seed', 'best', 'best − seed', 'verdict'],
         [row(c.quality, 4, ''), row(c.time, 3, ' ms')],
       ),
     );
+  };
+  if (d.trainComparison && !d.trainComparison.same_program) verdicts(d.trainComparison, 'Training');
+  if (d.trainComparison?.same_program) bvs.append(note('The best is the seed: no gain.'));
+  if (d.heldout) {
+    verdicts(d.heldout.comparison, 'Held-out');
     if (d.heldout.stale)
       bvs.append(note(`These held-out scores are of ${d.heldout.for_best}, the best when they were taken.`));
   }
+  bvs.append(
+    note(
+      'Noise: quality, how far a program’s balancedness moves under relabelling; time, the spread (p95 − median) of its calls.',
+    ),
+  );
 
   // ---------------------------------------------------------------- accounting
   const acc = section('Accounting', false);
