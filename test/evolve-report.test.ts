@@ -207,6 +207,8 @@ describe('adrs report on a finished run', () => {
 
     const text = reportText(r);
     expect(text).toContain('finished: iterations (reached 12 iterations)');
+    // The toy evaluator measures no noise (no relabelled balancedness, no p95): the report says so.
+    expect(text).toContain('training quality (balancedness_next) best − seed +0.1500 (noise not measured)');
     expect(text).toContain('4 refused (ambiguous 1, outside EVOLVE-BLOCK 2, malformed 1)');
     expect(text).toContain('1 refused (outside EVOLVE-BLOCK 1)');
     expect(text).toContain('2 sent back once and fixed');
