@@ -44,6 +44,12 @@ export function progressLine(p: Progress): string {
   );
 }
 
+/** The short head of the terminal status line (the waits follow it, and the line must fit a terminal). */
+export function statusHead(p: Progress | null): string {
+  if (!p) return 'no iteration committed yet';
+  return `iter ${p.iteration} · best ${f4(p.best.score)} (${p.best.id}) · last: ${outcomeText(p.lastOutcome, p.lastReason)}`;
+}
+
 /** The closing summary: best against seed on the training trace and, re-scored, on the held-out trace. */
 export function summaryText(r: SessionResult): string {
   const s = r.stats;

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { Activity, Progress } from '../../evolve/controller.js';
-import { activityText, progressLine, summaryText } from '../../evolve/progress.js';
+import { activityText, progressLine, statusHead, summaryText } from '../../evolve/progress.js';
 import { runSession } from '../../evolve/session.js';
 import { type Dashboard, serveRun } from '../../report/serve.js';
 import { printJson, withJson } from '../options.js';
@@ -91,10 +91,10 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
     const show = !argv.quiet && !argv.json;
     const line = tickingLine(
       () => {
-        const head = last ? progressLine(last) : 'evaluating the seed';
+        const head = statusHead(last);
         const now = inflight.at + (performance.now() - inflight.seen);
         const waits = activityText(inflight.list, now);
-        return waits ? `${head} | ${waits}` : head;
+        return waits ? `${head} | waiting: ${waits}` : head;
       },
       show && tty === true,
     );
