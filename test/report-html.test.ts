@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ import { unifiedDiff } from '../src/report/line-diff.js';
 import { runHtml } from '../src/report/run-html.js';
 import { buildRunPageData } from '../src/report/run-page-data.js';
 import { type Dashboard, serveRun } from '../src/report/serve.js';
+import { climbingModel, makeToyProject } from './helpers/evolve-toy.js';
+import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
 import { makeReportRun, type ReportRun } from './helpers/report-run.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'adrs.js');
@@ -185,5 +187,69 @@ describe('the live dashboard server', () => {
     expect((await raw(dash.url, '/', { method: 'POST' })).status).toBe(405);
     expect((await raw(dash.url, '/', { method: 'DELETE' })).status).toBe(405);
     expect((await raw(dash.url, '/data.json', { host: 'evil.example:80' })).status).toBe(403);
+  });
+});
+
+/** Runs the CLI until `ready` matches its stderr, then SIGTERMs it; resolves with the match and the exit. */
+function cliUntil(args: string[], ready: RegExp) {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const matched = new Promise<RegExpExecArray>((resolve, reject) => {
+    child.stderr.on('data', (c) => {
+      err += c;
+      const m = ready.exec(err);
+      if (m) resolve(m);
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code} before ${ready}: ${err}`)));
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, matched, exited, stderr: () => err };
+}
+
+describe('the dashboard from the CLI', () => {
+  it('adrs report DIR --serve serves the run on loopback until SIGTERM', async () => {
+    const cli = cliUntil(['report', run.dir, '--serve'], /at (http:\/\/127\.0\.0\.1:\d+\/)/);
+    const [, url] = await cli.matched;
+    const page = await raw(url!, '/');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('"live":true');
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+  });
+
+  it('a bad --serve port is one line', () => {
+    const r = spawnSync(process.execPath, [BIN, 'report', run.dir, '--serve', '70000'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe('adrs: --serve takes a port between 0 and 65535, got 70000');
+  });
+
+  it('adrs evolve --serve starts the dashboard beside the run', async () => {
+    // The model answers only once the test has read the dashboard, so the run is still going then.
+    let release!: () => void;
+    const looked = new Promise<void>((r) => {
+      release = r;
+    });
+    const server = await FakeOpenAiServer.start(async (q) => {
+      await looked;
+      return climbingModel(q);
+    });
+    const p = makeToyProject(server.baseUrl, { search: { islands: 1, parallel: 1 } });
+    const out = join(p.dir, 'run');
+    try {
+      const cli = cliUntil(
+        ['evolve', '--config', p.configPath, '--out', out, '--iterations', '2', '--serve'],
+        /dashboard of (.+) at (http:\/\/127\.0\.0\.1:\d+\/)/,
+      );
+      const [, dir, url] = await cli.matched;
+      expect(dir).toBe(out);
+      const data = await raw(url!, '/data.json');
+      expect(JSON.parse(data.body).dir).toBe(out);
+      release();
+      expect(await cli.exited).toBe(0);
+    } finally {
+      release();
+      await server.close();
+      rmSync(p.dir, { recursive: true, force: true });
+    }
   });
 });
