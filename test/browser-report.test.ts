@@ -186,6 +186,10 @@ describe.skipIf(!present)(
               ).__adrs.charts.find((c) => c.id === 'chart-curve')!.points,
           );
         expect(await points()).toBe(7);
+        // Open a lineage step (the seed: in every lineage): the redraws below keep it open.
+        const opened = 'p0';
+        await page.click('.node[data-id="p0"]');
+        expect(await page.getAttribute('#diff', 'data-shown')).toBe(opened);
         expect(await page.innerText('#status')).toMatch(/running, or killed/);
         // Append the events up to the next commit: the page redraws with one more iteration.
         const next = commitAt[7]! + 1;
@@ -200,6 +204,7 @@ describe.skipIf(!present)(
         dash.refresh();
         await finished;
         expect(await page.innerText('#status')).toMatch(/^finished: iterations/);
+        expect(await page.getAttribute('#diff', 'data-shown')).toBe(opened);
         expect(errors).toEqual([]);
         if (shots) await page.screenshot({ path: join(shots, 'report-live.png'), fullPage: true });
         await page.close();

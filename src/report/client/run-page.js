@@ -4,6 +4,9 @@
 const { PALETTE, el, svg, fmt, section, note, table, register, plot, bars, diffView, startPage } =
   window.adrsUi;
 
+/** The lineage step whose diff is open (kept across live redraws). */
+let shownStep = null;
+
 function renderRun(app, d, mode) {
   app.append(
     el(
@@ -341,6 +344,7 @@ function lineageTree(steps, diffBox) {
             : diffView(s.diff),
     );
     diffBox.setAttribute('data-shown', s.id);
+    shownStep = s.id;
   };
   steps.forEach((s, i) => {
     const x = 10 + i * w;
@@ -372,6 +376,8 @@ function lineageTree(steps, diffBox) {
       ),
     );
     g.addEventListener('click', () => show(s, g));
+    // The live page redraws on every update: keep the step the reader opened.
+    if (s.id === shownStep) show(s, g);
     root.append(g);
     if (s.mate) {
       root.append(
