@@ -86,9 +86,10 @@ function scripted(q: FakeRequest): FakeReply {
 }
 
 export interface ReportRun {
+  /** The temp folder holding the project (remove it when done). */
   base: string;
+  /** The run folder. */
   dir: string;
-  close(): Promise<void>;
 }
 
 /** A finished toy run (12 iterations, 2 islands, held-out scores, recorded placements) in a temp folder. */
@@ -109,5 +110,5 @@ export async function makeReportRun(iterations = 12): Promise<ReportRun> {
   } finally {
     await server.close();
   }
-  return { base: p.dir, dir, close: async () => {} };
+  return { base: p.dir, dir };
 }
