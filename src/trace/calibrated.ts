@@ -26,7 +26,7 @@ export const CALIBRATED_TEMPORAL_PARAMS: TemporalParams = {
   workloadSwitch: 0.2125,
   driftSd: 0.0680162,
   driftPersistence: 0.980199,
-  baseSd: 0.226023,
+  baseSd: 0.162856,
   fitExperts: 64,
   fitTopK: 6,
 };

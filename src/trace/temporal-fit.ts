@@ -6,7 +6,8 @@ import type { Trace } from './trace.js';
  * Estimates the generator-v2 parameters (temporal-model.ts) from a real per-step series.
  *
  * 1. Tokens per step: lognormal by the mean and sd of log tokens; min and max as observed.
- * 2. Base: the per-layer sd of the series' long-run log shares (median over layers).
+ * 2. Base: the per-layer sd of the series' long-run log shares (median over layers), less what the
+ *    averaging of the two workloads adds to it (see step 3).
  * 3. Temporal structure, from the autocovariance across steps of the relative share deviations
  *    y = share/longrun − 1 (≈ log deviation), pooled over layers and experts with weights ∝ the
  *    long-run share. Between different steps the request-level and token-level noise is
@@ -197,6 +198,10 @@ export function fitTemporalParams(trace: Trace, opts: FitOptions = {}): Temporal
   const inv = Math.max(1e-6, excess / ((E - 1) * hitsSum));
   const concentration = 1 / inv - 1;
 
+  // The long-run shares average the two workloads, which adds Var[log cosh(u)] to their log spread:
+  // the base is what remains.
+  const workloadSd = logSdOfSwitch(best.a);
+  const base = Math.sqrt(Math.max(0, baseSd ** 2 - varLogCosh(workloadSd)));
   const round = (x: number, d = 6) => Number(x.toPrecision(d));
   return {
     params: {
@@ -206,11 +211,11 @@ export function fitTemporalParams(trace: Trace, opts: FitOptions = {}): Temporal
       tokensMax: tMax,
       concentration: round(Math.max(1e-3, concentration)),
       workloads: M,
-      workloadSd: round(logSdOfSwitch(best.a)),
+      workloadSd: round(workloadSd),
       workloadSwitch: round(Math.min(1, ((1 - best.lambda) * (M - 1)) / M)),
       driftSd: round(logSdOfDrift(best.b)),
       driftPersistence: round(best.phi),
-      baseSd: round(baseSd),
+      baseSd: round(base),
       fitExperts: E,
       fitTopK: K,
     },
@@ -294,4 +299,20 @@ function logSdOfDrift(v: number): number {
     else hi = mid;
   }
   return (lo + hi) / 2;
+}
+
+/** Var[log cosh(σZ)], Z ~ N(0, 1) (401-point quadrature over ±6). */
+function varLogCosh(sigma: number): number {
+  let m1 = 0;
+  let m2 = 0;
+  let den = 0;
+  for (let i = -200; i <= 200; i++) {
+    const z = (6 * i) / 200;
+    const w = Math.exp(-0.5 * z * z);
+    const v = Math.log(Math.cosh(sigma * z));
+    m1 += w * v;
+    m2 += w * v * v;
+    den += w;
+  }
+  return m2 / den - (m1 / den) ** 2;
 }
