@@ -2,6 +2,7 @@ import { check } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { anchorProfiles, GENERATOR_NAME, rowShape, shuffled } from './generate.js';
 import { listBundledTraces, loadTrace } from './load.js';
+import { varLogCosh } from './temporal-fit.js';
 import { freshBase, generateTemporal, type SeriesShape, type TemporalParams } from './temporal-model.js';
 import { DEEPSEEK_V3_ROUTING, type Trace, type TraceManifest } from './trace.js';
 
@@ -80,6 +81,7 @@ export function generateCalibratedSeries(opts: CalibratedSeriesOptions): Trace {
         anchorNames.map((n) => loadTrace(n)),
         shape,
         seed,
+        params.workloadSd,
       )
     : freshBase(shape, params.baseSd, seed);
   const series = generateTemporal(shape, base, params, { seed, windows, stepsPerWindow });
@@ -137,7 +139,12 @@ function tokensPerWindow(tokens: Int32Array, per: number): number[] {
  * with a seed-specific fresh profile of the same spread and group-variance share (NOVELTY of the
  * variance), then relabelled by a seeded permutation of groups and of experts within groups.
  */
-export function anchorBase(anchors: readonly Trace[], shape: SeriesShape, seed: number): Float64Array {
+export function anchorBase(
+  anchors: readonly Trace[],
+  shape: SeriesShape,
+  seed: number,
+  workloadSd = 0,
+): Float64Array {
   const { layers, experts, groups } = shape;
   const a = anchors[0]!.manifest;
   check(
@@ -153,6 +160,7 @@ export function anchorBase(anchors: readonly Trace[], shape: SeriesShape, seed: 
   for (let l = 0; l < layers; l++) {
     const row = mean.subarray(l * experts, (l + 1) * experts);
     const { sd, groupShare } = rowShape(row, groups);
+    const shrink = sd > 0 ? Math.sqrt(Math.max(0, sd * sd - varLogCosh(workloadSd))) / sd : 1;
     const gOrder = shuffled(groups, rng);
     const gNoise = Array.from({ length: groups }, () => rng.normal());
     for (let g = 0; g < groups; g++) {
@@ -161,7 +169,7 @@ export function anchorBase(anchors: readonly Trace[], shape: SeriesShape, seed: 
         const e = g * size + i;
         const f = Math.sqrt(groupShare) * gNoise[g]! + Math.sqrt(1 - groupShare) * rng.normal();
         out[l * experts + gOrder[g]! * size + inner[i]!] =
-          Math.sqrt(1 - NOVELTY) * row[e]! + Math.sqrt(NOVELTY) * sd * f;
+          shrink * (Math.sqrt(1 - NOVELTY) * row[e]! + Math.sqrt(NOVELTY) * sd * f);
       }
     }
   }

@@ -156,7 +156,7 @@ export function fitTemporalParams(trace: Trace, opts: FitOptions = {}): Temporal
     return v;
   };
   let best = { err: Number.POSITIVE_INFINITY, lambda: 0, phi: 0, a: 0, b: 0 };
-  const lambdas = Array.from({ length: 40 }, (_, i) => i / 40);
+  const lambdas = Array.from({ length: 200 }, (_, i) => i / 200);
   // Drift is the slow part by definition: time constants from half a window (50 steps) up; what
   // decays faster is request-to-request structure, which the workload chain models.
   const taus = Array.from({ length: 65 }, (_, i) => 50 * 10 ** (i / 20)); // 50 … 5e4 steps
@@ -302,7 +302,7 @@ function logSdOfDrift(v: number): number {
 }
 
 /** Var[log cosh(σZ)], Z ~ N(0, 1) (401-point quadrature over ±6). */
-function varLogCosh(sigma: number): number {
+export function varLogCosh(sigma: number): number {
   let m1 = 0;
   let m2 = 0;
   let den = 0;
