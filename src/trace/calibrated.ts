@@ -112,11 +112,9 @@ export function generateCalibratedSeries(opts: CalibratedSeriesOptions): Trace {
     generator: {
       name: GENERATOR_NAME,
       version: GENERATOR_V2_VERSION,
-      seed,
-      windows,
-      stepsPerWindow,
       anchors: anchorNames,
-      params,
+      // seed, windows and stepsPerWindow sit with the parameters, as in v1's record.
+      params: { seed, windows, stepsPerWindow, ...params },
       // Enough to check the draw without the loads: tokens per window.
       tokensPerWindow: tokensPerWindow(series.tokens, stepsPerWindow),
     },

@@ -45,6 +45,11 @@ export function regenerateTrace(manifest: TraceManifest): Trace {
     `trace '${manifest.name}' was not made by ${GENERATOR_NAME}; only generated traces can be regenerated`,
   );
   if (g.version === GENERATOR_V2_VERSION) {
+    const { seed, windows, stepsPerWindow, ...params } = g.params as Partial<TemporalParams> & {
+      seed: number;
+      windows: number;
+      stepsPerWindow: number;
+    };
     return generateCalibratedSeries({
       layers: manifest.layers,
       experts: manifest.experts,
@@ -52,10 +57,10 @@ export function regenerateTrace(manifest: TraceManifest): Trace {
       topK: manifest.topK,
       topKGroups: manifest.topKGroups,
       model: manifest.model,
-      windows: g.windows as number,
-      seed: g.seed as number,
-      stepsPerWindow: g.stepsPerWindow as number,
-      params: g.params as Partial<TemporalParams>,
+      windows,
+      seed,
+      stepsPerWindow,
+      params,
       anchors: g.anchors as string[],
       name: manifest.name,
     });
