@@ -101,8 +101,11 @@ describe('generator v2: determinism and what a window holds', () => {
 describe('generator v2: the fit recovers the parameters a series was generated with', () => {
   const known: TemporalParams = {
     ...CALIBRATED_TEMPORAL_PARAMS,
-    tokensLogMean: 3.8,
+    tokensLogMedian: 3.5,
     tokensLogSd: 1.1,
+    tokensTailFrom: 200,
+    tokensTailShare: 0.1,
+    tokensTailIndex: 1.2,
     concentration: 150,
     workloadSd: 0.4,
     workloadSwitch: 0.1,
@@ -131,8 +134,10 @@ describe('generator v2: the fit recovers the parameters a series was generated w
   const g = series[0]!;
 
   it.each([
-    ['tokensLogMean', 0.03],
-    ['tokensLogSd', 0.05],
+    ['tokensLogMedian', 0.03],
+    ['tokensLogSd', 0.1],
+    ['tokensTailIndex', 0.15],
+    ['tokensTailFrom', 0.1],
     ['concentration', 0.15],
     ['workloadSd', 0.15],
     ['workloadSwitch', 0.35],
@@ -145,7 +150,7 @@ describe('generator v2: the fit recovers the parameters a series was generated w
 
   it('the hits-only token estimate (no tokens file) is the same', () => {
     const again = fitTemporalParams(stepTrace(g.loads, 2000)).params;
-    expect(again.tokensLogMean).toBeCloseTo(fits[0]!.tokensLogMean, 6);
+    expect(again.tokensLogMedian).toBeCloseTo(fits[0]!.tokensLogMedian, 6);
     expect(again.concentration).toBeCloseTo(fits[0]!.concentration, 3);
   });
 });

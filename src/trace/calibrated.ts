@@ -17,8 +17,11 @@ export const GENERATOR_V2_VERSION = 2;
  * test/trace-temporal.test.ts checks that they are what the fit returns (when the series is present).
  */
 export const CALIBRATED_TEMPORAL_PARAMS: TemporalParams = {
-  tokensLogMean: 3.44885,
-  tokensLogSd: 1.29999,
+  tokensLogMedian: 3.2581,
+  tokensLogSd: 1.09104,
+  tokensTailFrom: 179.2,
+  tokensTailShare: 0.10005,
+  tokensTailIndex: 1.0116,
   tokensMin: 2,
   tokensMax: 2850,
   concentration: 284.952,

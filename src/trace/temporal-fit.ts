@@ -5,7 +5,8 @@ import type { Trace } from './trace.js';
 /**
  * Estimates the generator-v2 parameters (temporal-model.ts) from a real per-step series.
  *
- * 1. Tokens per step: lognormal by the mean and sd of log tokens; min and max as observed.
+ * 1. Tokens per step: a lognormal body (median and interquartile range of log tokens) and a Pareto
+ *    tail above the 90th percentile (Hill estimator of its index); min and max as observed.
  * 2. Base: the per-layer sd of the series' long-run log shares (median over layers), less what the
  *    averaging of the two workloads adds to it (see step 3).
  * 3. Temporal structure, from the autocovariance across steps of the relative share deviations
@@ -58,20 +59,29 @@ export function fitTemporalParams(trace: Trace, opts: FitOptions = {}): Temporal
   // ±tanh(offset), which logSdOfSwitch inverts.
   const M = 2;
 
-  // 1. Tokens.
-  let lm = 0;
-  let lv = 0;
+  // 1. Tokens: lognormal body from the median and interquartile range of log tokens; Pareto tail
+  // above the 90th percentile, its index by the Hill estimator.
   let tMin = Number.POSITIVE_INFINITY;
   let tMax = 0;
   let totalTokens = 0;
   for (const n of tokens) {
     check(n >= 1, 'every step needs at least one token');
-    lm += Math.log(n) / S;
     tMin = Math.min(tMin, n);
     tMax = Math.max(tMax, n);
     totalTokens += n;
   }
-  for (const n of tokens) lv += (Math.log(n) - lm) ** 2 / S;
+  const sortedTokens = Float64Array.from(tokens).sort();
+  const tailFrom = quantile(sortedTokens, 0.9);
+  let tailCount = 0;
+  let hill = 0;
+  for (const n of sortedTokens) {
+    if (n > tailFrom) {
+      tailCount++;
+      hill += Math.log(n / tailFrom);
+    }
+  }
+  const logMedian = Math.log(quantile(sortedTokens, 0.5));
+  const logSd = (Math.log(quantile(sortedTokens, 0.75)) - Math.log(quantile(sortedTokens, 0.25))) / 1.349;
 
   // 2. Long-run shares and the base spread.
   const longrun = new Float64Array(size);
@@ -205,8 +215,11 @@ export function fitTemporalParams(trace: Trace, opts: FitOptions = {}): Temporal
   const round = (x: number, d = 6) => Number(x.toPrecision(d));
   return {
     params: {
-      tokensLogMean: round(lm),
-      tokensLogSd: round(Math.sqrt(lv)),
+      tokensLogMedian: round(logMedian),
+      tokensLogSd: round(logSd),
+      tokensTailFrom: round(tailFrom),
+      tokensTailShare: round(tailCount / S),
+      tokensTailIndex: round(hill > 0 ? tailCount / hill : 1e3),
       tokensMin: tMin,
       tokensMax: tMax,
       concentration: round(Math.max(1e-3, concentration)),
@@ -315,4 +328,12 @@ export function varLogCosh(sigma: number): number {
     den += w;
   }
   return m2 / den - (m1 / den) ** 2;
+}
+
+/** Quantile of sorted values, linear between order statistics (as numpy's default). */
+function quantile(sorted: Float64Array, q: number): number {
+  const h = (sorted.length - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo]! + (h - lo) * (sorted[hi]! - sorted[lo]!);
 }

@@ -13,8 +13,10 @@ import { Rng } from '../util/rng.js';
  *                   related requests (chat, code, …);
  *   drift_s         per-expert mean-reverting walk (AR(1) per step), stationary sd `driftSd`,
  *                   persistence `driftPersistence` per step: slow change of expert popularity;
- *   n_s tokens      lognormal(tokensLogMean, tokensLogSd), rounded, clipped to [tokensMin, tokensMax]:
- *                   the heavy-tailed request lengths;
+ *   n_s tokens      heavy-tailed request lengths: with probability tokensTailShare a Pareto draw
+ *                   above tokensTailFrom (index tokensTailIndex), else a lognormal body
+ *                   (log median tokensLogMedian, sd tokensLogSd) below it; rounded, clipped to
+ *                   [tokensMin, tokensMax];
  *   θ_s             Dirichlet(concentration · softmax(π_s)): the request's own expert mix
  *                   (requests differ from each other far more than multinomial noise says);
  *   counts          each of the n_s tokens picks topK distinct experts with probabilities θ_s.
@@ -22,8 +24,13 @@ import { Rng } from '../util/rng.js';
  * and tokens it holds — the multinomial/Dirichlet-multinomial noise the real windows carry.
  */
 export interface TemporalParams {
-  tokensLogMean: number;
+  /** Lognormal body of the tokens per request: log median and log sd. */
+  tokensLogMedian: number;
   tokensLogSd: number;
+  /** Pareto tail: share of requests above `tokensTailFrom` tokens, and its index α (P(n > x) ∝ x^−α). */
+  tokensTailFrom: number;
+  tokensTailShare: number;
+  tokensTailIndex: number;
   tokensMin: number;
   tokensMax: number;
   /** Dirichlet concentration of one step's expert shares around the popularity (at `fitExperts`). */
@@ -73,6 +80,9 @@ export function validateTemporalParams(p: TemporalParams): void {
   for (const k of Object.keys(p) as (keyof TemporalParams)[]) finite(k);
   check(p.tokensMin >= 1 && p.tokensMin <= p.tokensMax, 'tokensMin must be in [1, tokensMax]');
   check(p.tokensLogSd >= 0, `tokensLogSd must be ≥ 0, got ${p.tokensLogSd}`);
+  check(p.tokensTailFrom >= 1, `tokensTailFrom must be ≥ 1, got ${p.tokensTailFrom}`);
+  check(p.tokensTailShare >= 0 && p.tokensTailShare < 1, 'tokensTailShare must be in [0, 1)');
+  check(p.tokensTailIndex > 0, `tokensTailIndex must be > 0, got ${p.tokensTailIndex}`);
   check(p.concentration > 0, `concentration must be > 0, got ${p.concentration}`);
   check(Number.isInteger(p.workloads) && p.workloads >= 1, 'workloads must be a positive integer');
   check(p.workloadSd >= 0 && p.driftSd >= 0 && p.baseSd >= 0, 'standard deviations must be ≥ 0');
@@ -124,6 +134,17 @@ export function freshBase(shape: SeriesShape, baseSd: number, seed: number): Flo
     for (let e = 0; e < experts; e++) out[l * experts + e]! -= mean;
   }
   return out;
+}
+
+/** One request's tokens (before scaling and clipping): Pareto tail or lognormal body below it. */
+function drawTokens(p: TemporalParams, rng: Rng): number {
+  if (rng.next() < p.tokensTailShare) return p.tokensTailFrom * (1 - rng.next()) ** (-1 / p.tokensTailIndex);
+  // The body is the lognormal conditioned on ≤ tokensTailFrom (rejection; accepts ≈ 90 % on the fit).
+  for (let i = 0; i < 1000; i++) {
+    const n = Math.exp(p.tokensLogMedian + p.tokensLogSd * rng.normal());
+    if (n <= p.tokensTailFrom) return n;
+  }
+  return p.tokensTailFrom;
 }
 
 /** Gamma(shape, 1) (Marsaglia–Tsang; shape < 1 by the U^(1/a) boost). */
@@ -204,7 +225,7 @@ export function generateTemporal(
       Math.round(scale.tokens * p.tokensMax),
       Math.max(
         Math.max(1, Math.round(scale.tokens * p.tokensMin)),
-        Math.round(scale.tokens * Math.exp(p.tokensLogMean + p.tokensLogSd * rng.tokens.normal())),
+        Math.round(scale.tokens * drawTokens(p, rng.tokens)),
       ),
     );
     tokens[s] = n;
