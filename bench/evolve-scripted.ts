@@ -51,7 +51,7 @@ const config = {
     workers: env('WORKERS', 2),
     timeout_s: 120,
     objective: 'adrs',
-    trace: 'synthetic-v3-windows',
+    trace: 'synthetic-v4-windows',
     windows: env('WINDOWS', 4),
     repeats: env('REPEATS', 2),
   },
