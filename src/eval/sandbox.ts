@@ -89,6 +89,15 @@ export function bwrapSetupFailed(output: string): boolean {
   return /^bwrap: /m.test(output);
 }
 
+/**
+ * Whether bubblewrap failed only because the uid it ran as cannot reach a path it was to bind (a
+ * file the harness user can read and the worker's own uid cannot): an identity problem, not a
+ * missing OS layer.
+ */
+export function bwrapPathDenied(output: string): boolean {
+  return /^bwrap: Can't (find source path|open|access).*Permission denied/m.test(output);
+}
+
 export interface BwrapSpec {
   /** Paths bound read-only at the same place. */
   readOnly: string[];

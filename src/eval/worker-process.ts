@@ -16,6 +16,7 @@ import { CHANNEL_FD, type Failure, type FromWorker, MAX_MESSAGE_BYTES, type ToWo
 import {
   bubblewrap,
   bwrapArgs,
+  bwrapPathDenied,
   bwrapSetupFailed,
   nodeDirs,
   osSandboxOff,
@@ -261,7 +262,12 @@ export class WorkerProcess {
         fail(spawnErrorKind(error.code), `could not start the evaluation worker: ${error.message}`);
       const onExit = (code: number | null, sig: string | null) => {
         const why = lastLines(tail);
-        const kind = plan.bwrap && bwrapSetupFailed(tail) ? 'sandbox' : startOutputKind(why);
+        const kind: StartFailureKind =
+          plan.bwrap && bwrapSetupFailed(tail)
+            ? plan.identity.uid !== undefined && bwrapPathDenied(tail)
+              ? 'identity'
+              : 'sandbox'
+            : startOutputKind(why);
         fail(kind, `the evaluation worker exited during start (${sig ?? `code ${code}`}): ${why}`);
       };
       const onStartMessage = (m: FromWorker) => {
