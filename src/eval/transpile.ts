@@ -322,7 +322,8 @@ function checkMetafile(text: string, root: string): void {
     }
     bytes += typeof input.bytes === 'number' ? input.bytes : 0;
     for (const imp of input.imports ?? []) {
-      if (imp.external !== true || typeof imp.path !== 'string') continue;
+      // '<runtime>': esbuild's stand-in for a computed import(), a require that always fails in the worker.
+      if (imp.external !== true || typeof imp.path !== 'string' || imp.path === '<runtime>') continue;
       const spec = imp.path.replace(/^node:/, '');
       if (!ALLOWED_BUILTINS.has(spec))
         throw new TranspileError([`${locate(root, name, imp.path)}: ${builtinMessage(imp.path)}`]);

@@ -160,7 +160,8 @@ function lockDown(): void {
   for (const name of ['setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups', 'chdir', 'umask'])
     if (name in process) locked(name, refuse('change the process identity or folder'));
   // The harness's own references were captured above; the global binding is locked too.
-  Object.defineProperty(globalThis, 'process', { writable: false, configurable: false });
+  // (An accessor in Node: replaced by a locked data property holding the same object.)
+  Object.defineProperty(globalThis, 'process', { value: proc, writable: false, configurable: false });
   for (const name of ['fetch', 'WebSocket', 'EventSource']) {
     if (name in globalThis)
       Object.defineProperty(globalThis, name, { value: undefined, writable: false, configurable: false });
