@@ -85,7 +85,12 @@ describe('escape routes (issue 8, mechanisms 5-9)', () => {
     expect(existsSync(MARK)).toBe(false);
   });
 
-  it('7: no stream class reaches the harness channel (the fixture is valid, the harness unharmed)', async () => {
+  it('7: nothing reaches the harness channel (no fs; no stream class on process.stdout); the harness carries on', async () => {
+    const withFs = await evaluate(route('channel-garbage', 'node:fs'));
+    expect(withFs.valid).toBe(false);
+    expect(withFs.artifacts.transpile).toMatch(
+      /^balancer\.ts:7:\d+: 'node:fs' is not available to candidates/,
+    );
     const r = await evaluate(route('channel-garbage', null));
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);
