@@ -111,7 +111,7 @@ export function isolationFailed(reason: string): void {
   if (warned) return;
   warned = true;
   process.stderr.write(
-    `adrs: evaluation workers run as root without OS isolation: ${reason}; the JavaScript sandbox still applies ` +
+    `adrs: evaluation workers run as root, without a uid of their own: ${reason}; the other sandbox layers still apply ` +
       '(set ADRS_EVAL_SAME_UID=1 to silence this)\n',
   );
 }

@@ -135,16 +135,18 @@ export function bwrapArgs(spec: BwrapSpec): string[] {
     if (isDir('/sys')) args.push('--ro-bind', '/sys', '/sys');
     args.push('--dev', '/dev');
     for (const node of gpuDeviceNodes()) args.push('--dev-bind', node, node);
-    // Driver libraries named by the environment.
+  }
+  args.push('--proc', '/proc');
+  // Private and small: gone with the sandbox (a Unix socket bound here reaches nobody outside).
+  args.push('--size', String(16 << 20), '--tmpfs', '/tmp');
+  if (spec.system) {
+    // Driver libraries and Vulkan driver lists named by the environment (after /tmp: they may lie there).
     for (const dir of (process.env.LD_LIBRARY_PATH ?? '').split(':'))
       if (isAbsolute(dir) && !underSystem(dir)) args.push('--ro-bind-try', dir, dir);
     for (const name of ['VK_ICD_FILENAMES', 'VK_DRIVER_FILES', 'VK_ADD_DRIVER_FILES', 'VK_LAYER_PATH'])
       for (const path of (process.env[name] ?? '').split(':'))
         if (isAbsolute(path) && !underSystem(path)) args.push('--ro-bind-try', path, path);
   }
-  args.push('--proc', '/proc');
-  // Private and small: gone with the sandbox (a Unix socket bound here reaches nobody outside).
-  args.push('--size', String(16 << 20), '--tmpfs', '/tmp');
   for (const path of spec.readOnly) args.push('--ro-bind', path, path);
   for (const [host, inside] of spec.readOnlyAt ?? []) args.push('--ro-bind', host, inside);
   for (const [host, inside] of spec.readWrite ?? []) args.push('--bind', host, inside);
