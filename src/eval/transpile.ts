@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { builtinModules, createRequire, SourceMap } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CANDIDATE_SOURCE_URL } from './protocol.js';
 import {
@@ -14,6 +13,7 @@ import {
   sandboxMode,
   sealedStdio,
 } from './sandbox.js';
+import { ownedTempDir } from './worker-bundle.js';
 
 /** A candidate's balancer.ts (and the files it imports) as one ESM module, with its source map. */
 export interface CompiledCandidate {
@@ -92,7 +92,7 @@ export async function transpileCandidate(
 ): Promise<CompiledCandidate> {
   const root = realpathSync(resolve(dir));
   const esbuild = esbuildBinary();
-  const out = mkdtempSync(join(tmpdir(), 'adrs-transpile-'));
+  const out = ownedTempDir();
   try {
     let bwrap: string | undefined;
     try {
