@@ -1,13 +1,12 @@
-import { fork, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
 import { isolatedIdentity } from '../src/eval/isolation.js';
-import { MAX_MESSAGE_BYTES } from '../src/eval/protocol.js';
 import { buildWorkerBundle } from '../src/eval/worker-bundle.js';
-import { capIncomingMessages, WorkerProcess } from '../src/eval/worker-process.js';
+import { WorkerProcess } from '../src/eval/worker-process.js';
 import { loadTrace } from '../src/trace/load.js';
 import { UserError } from '../src/util/errors.js';
 
@@ -42,7 +41,7 @@ describe('hostile candidates against the harness', () => {
     expect(r.valid).toBe(true);
   });
 
-  it('cannot forge replies on the IPC channel', async () => {
+  it('cannot forge replies on the harness channel (there is no process._send)', async () => {
     const r = await evaluate('forge');
     expect(r.valid).toBe(false);
     expect(r.stage).toBe(1);
@@ -165,29 +164,4 @@ describe('OS isolation when the harness runs as root', () => {
       }
     },
   );
-});
-
-describe('the parent caps what it buffers from a worker', () => {
-  it('kills a worker that sends a message over the cap before it is buffered whole', async () => {
-    const script = join(scratch, 'big-sender.mjs');
-    writeFileSync(
-      script,
-      `process.send({ small: 1 });\nprocess.send({ big: new Uint8Array(${2 * MAX_MESSAGE_BYTES}) });\nsetTimeout(() => {}, 10000);\n`,
-    );
-    const child = fork(script, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
-    });
-    const received: string[] = [];
-    child.on('message', (m: Record<string, unknown>) => received.push(Object.keys(m)[0]!));
-    const over = new Promise<void>((done) => {
-      capIncomingMessages(child, () => {
-        child.kill('SIGKILL');
-        done();
-      });
-    });
-    await over;
-    await new Promise((r) => child.once('exit', r));
-    expect(received).toEqual(['small']);
-  });
 });

@@ -97,12 +97,12 @@ export class EvaluatorPool {
     try {
       let compiled: Awaited<ReturnType<typeof transpileCandidate>>;
       try {
-        compiled = await transpileCandidate(folder.dir);
+        compiled = await transpileCandidate(folder.dir, this.options);
       } catch (error) {
         if (!(error instanceof TranspileError)) throw error;
         return invalidAtStart(
           options,
-          { transpile: error.diagnostics.join('\n') },
+          { [error.key]: error.diagnostics.join('\n') },
           performance.now() - started,
         );
       }
@@ -124,7 +124,7 @@ export class EvaluatorPool {
           });
           // A worker killed by close() is no verdict on the candidate.
           check(!this.closed, 'the evaluator pool was closed during the evaluation');
-          return result;
+          return { ...result, sandbox: { ...worker.sandbox, transpile: compiled.sandbox } };
         } catch (error) {
           check(!this.closed, 'the evaluator pool was closed during the evaluation');
           throw error;
