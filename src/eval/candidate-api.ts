@@ -67,14 +67,14 @@
  * - peak_rss_mb: the worker's peak resident memory.
  *
  * THE SANDBOX
- * - The candidate runs in a separate process under Node's permission model: no file writes, no
- *   file reads, no child processes, no worker threads; its kernels arrive as source text. The
- *   network, process, thread and module-loading built-ins (net, http, child_process,
- *   worker_threads, vm, module, os, … see DENIED_BUILTINS in transpile.ts) cannot be imported,
- *   `import()` always fails (only static imports of the other built-ins work), eval/new Function are
- *   disabled, fetch and WebSocket are absent, process.kill/binding/getBuiltinModule throw, and the
- *   harness's IPC channel is out of reach. When the evaluator runs as root, the worker also runs
- *   under its own unprivileged uid, so the kernel refuses its signals.
+ * - The candidate runs in a separate process inside bubblewrap where available (no network, a
+ *   read-only file system with a private /tmp, its own uid, no inherited descriptors), under Node's
+ *   permission model (no file reads or writes, no child processes, no worker threads); its kernels
+ *   arrive as source text. Only these built-ins can be imported: assert, buffer, events, path,
+ *   perf_hooks, string_decoder, timers, url, util, zlib (ALLOWED_BUILTINS in transpile.ts);
+ *   `import()` always fails, eval/new Function are disabled, fetch and WebSocket are absent,
+ *   process.kill/binding/getBuiltinModule throw, process.stdout/stderr only write (capped), and the
+ *   harness's channel is out of reach.
  * - Everything it may keep between calls (GPU buffers, pipelines, scratch arrays, forecasts) lives
  *   in module variables, `ctx.cache` or the ctx buffers.
  * - Lines between `// EVOLVE-BLOCK-START` and `// EVOLVE-BLOCK-END` (in `.ts` and `.wgsl` files)
