@@ -27,7 +27,7 @@ describe('the comparison rule', () => {
     const order = interleavedOrder(3);
     expect(order).toEqual(['incumbent', 'challenger', 'challenger', 'incumbent', 'incumbent', 'challenger']);
     const run = { ss: 0, dof: 0 };
-    const at = (i: number[], c: number[]) =>
+    const at = (i: number[], c: number[]): { score: number | null; noise: number | null }[] =>
       order.map((side) => ({ score: side === 'incumbent' ? i.shift()! : c.shift()!, noise: null }));
     // Noise ±0.3 on both, true gain 0.2: SE = σ·√(2/3) ≈ 0.25, so 0.2 < 2·SE is kept out.
     const small = decide({
