@@ -182,8 +182,8 @@ describe('prompts carry what a model needs', () => {
     const i = input();
     const many = { ...i, top: [i.parent, i.parent, i.parent], diverse: [i.parent, i.parent] };
     const text = user(many);
-    expect(text.length).toBeLessThan(60_000);
-    expect(user(i).length).toBeLessThan(30_000);
+    expect(text.length).toBeLessThan(70_000);
+    expect(user(i).length).toBeLessThan(40_000);
   });
 });
 

@@ -190,6 +190,8 @@ function attemptLine(a: Attempt): string {
 // ---------------------------------------------------------------- what the model needs to know
 
 const OBJECTIVES: Record<string, string> = {
+  'moe-time':
+    "moe-time: score = 100 · moe_time_none_ms / moe_time_ms · (1 + t / 10 ms)^−0.1, moe_time_ms being the modelled MoE layer time (token-level routing simulation, H100 cost model) of placement(k) on window k+1's tokens and moe_time_none_ms that of the load-unaware placement on the same windows: the real objective behind balancedness.",
   adrs: 'adrs (the ADRS leaderboard objective): score = 90·b + 5·min(2 ms / t, 2) − (t > 10 ms ? min(0.02·t[ms], 20) : 0). Below 1 ms the speed term is capped at 10; past 10 ms a penalty starts.',
   default:
     'default: score = 100 · b · (1 + t / 10 ms)^−0.1. One point of balancedness is worth 1 % of the score; halving t at most ≈ 7 %.',
@@ -202,7 +204,7 @@ function scoringSection(config: EvolveConfig, info: EvaluatorInfo | undefined): 
   if (info?.problem === 'eplb') {
     lines.push(
       "Each evaluation runs several passes over a series of load windows. Each pass is a fresh worker process; within a pass calls come in time order (window k's call only after window k−1's), so module state kept between calls lives for one pass. A call gets `input.loads` = window k (and `input.history` = the windows up to k, oldest first, the latest equal to `input.loads`, where the API has it) and its placement is scored on window k+1, which it has not seen: forecasting the next window is part of the job.",
-      "- Quality b (balancedness_next) = mean over the scored windows k of the GPU balancedness of placement(k) on window k+1: Σ_layers mean_gpu(load) / Σ_layers max_gpu(load), where a GPU's load is the sum over its slots of (expert load / that expert's replica count); the worst pass counts.",
+      "- Quality b (balancedness_next) = mean over the scored windows k (and the passes) of the GPU balancedness of placement(k) on window k+1: Σ_layers mean_gpu(load) / Σ_layers max_gpu(load), where a GPU's load is the sum over its slots of (expert load / that expert's replica count).",
       '- Time t = the MEAN over all timed calls of every pass, outliers included (median_ms and p95_ms are shown beside it; they are not charged). Each call is timed from the call until its promise resolves and all GPU work it submitted has finished. One slow call (first-call compilation, allocations, a GC pause) raises t for the whole evaluation.',
       `- Objective in use: ${OBJECTIVES[info.objective] ?? `${info.objective} (the evaluator's objective; score is its value, higher is better)`}`,
       "- What relabelling preserves: within a pass one relabelling applies to every call — experts permuted within their groups (an expert stays in its group of E/G consecutive ids) and one layer order — so expert e of layer l is the same expert in every call of the pass, and state kept between calls (a running forecast per expert) stays meaningful. Between passes ids and layer order change. Each call's loads may be rescaled by its own factor: compare shares (e.g. load / layer total), not raw loads across windows. Every answer is validated and mapped back before scoring; a remembered answer scores badly.",
@@ -276,7 +278,20 @@ export const METRIC_MEANINGS: Record<string, string> = {
   gpu_wait_ms:
     'mean per call: time your call waited for the GPU (submit to done: mapAsync, onSubmittedWorkDone)',
   gpu_ms: 'mean per call: GPU execution time of your dispatches (timestamp queries; absent without them)',
-  score_noise: "the evaluator's estimate of the noise (σ) of one measurement of score",
+  score_noise:
+    "the evaluator's estimate of the noise of score (standard error over its passes): σ of one measurement",
+  adrs_score_noise: 'the same noise estimate for adrs_score',
+  default_score_noise: 'the same noise estimate for default_score',
+  moe_score_noise: 'the same noise estimate for moe_score',
+  mean_ms_noise: 'standard error of mean_ms (spread of the call times / √calls)',
+  moe_score: 'the moe-time objective on these measurements',
+  moe_time_ms:
+    "modelled MoE layer time (all layers, H100 cost model) of window k+1's tokens routed through placement(k), ms",
+  moe_time_none_ms: 'the same for the load-unaware placement (the reference of moe_score), ms',
+  moe_tokens: 'tokens per layer routed for moe_time_ms',
+  moe_windows: 'windows sampled for moe_time_ms',
+  passes: 'timed passes (each a fresh worker process)',
+  history: 'windows of history per call (at most)',
   stage: '1 = compiled and ran a tiny case, 2 = scored on the full trace',
 };
 
