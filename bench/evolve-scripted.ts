@@ -19,7 +19,7 @@
  *   LATENCY_MS=1000 npm run bench:evolve
  * Env: ITERATIONS (12), LATENCY_MS (1000), WORKERS (2), PARALLEL (3), WINDOWS (4), REPEATS (2),
  *   ROUNDS (3: selection.rounds), TRACE (synthetic-v3-windows; a name or a manifest path),
- *   PRICE_IN (0.5), PRICE_OUT (1.5).
+ *   PRICE_IN (0.5), PRICE_OUT (1.5), SECRET_SERIES (unset: the evaluator's default; 0 or 1 where it has the key).
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -139,6 +139,8 @@ const config = {
     trace: trace.includes('/') ? resolve(trace) : trace,
     windows: env('WINDOWS', 4),
     repeats: env('REPEATS', 2),
+    // SECRET_SERIES=0|1 where the evaluator has that key (train on TRACE itself, or on a series drawn like it).
+    ...(process.env.SECRET_SERIES ? { secret_series: process.env.SECRET_SERIES === '1' } : {}),
   },
 };
 writeFileSync(join(dir, 'evolve.json'), JSON.stringify(config));
