@@ -249,7 +249,7 @@ function apiSection(): string {
 /** One line per metric, for every metric the prompt shows. */
 export const METRIC_MEANINGS: Record<string, string> = {
   balancedness_next:
-    'quality scored (b): GPU balancedness of placement(k) on the unseen window k+1, mean over windows, worst pass (1 = perfect)',
+    'quality scored (b): GPU balancedness of placement(k) on the unseen window k+1, mean over windows (and passes; 1 = perfect)',
   balancedness_same:
     'the same placements scored on the window they were computed from; balancedness_same − balancedness_next is the forecast error',
   balancedness_next_varied:
@@ -257,7 +257,7 @@ export const METRIC_MEANINGS: Record<string, string> = {
   slot_balancedness_next: 'the same ratio over physical slots instead of GPUs, on window k+1',
   inter_node_share_next:
     "share of window k+1's load whose tokens cross nodes (expert not replicated on the token's node, tokens spread evenly over nodes)",
-  median_ms: 'median call time (slowest pass), ms; shown, not charged',
+  median_ms: 'median call time, ms; shown, not charged',
   p95_ms: '95th percentile of all call times, ms; shows outliers',
   mean_ms: 'mean call time over all timed calls, ms: the time t the objective charges',
   adrs_score: 'the adrs objective on these measurements',
