@@ -122,7 +122,7 @@ describe('prompts carry what a model needs', () => {
     const config = defaultConfig();
     config.selection = { rounds: 4, z: 2.5 };
     expect(user(input(), config)).toMatch(
-      /re-measured 4 more times each, interleaved.*more than 2\.5 standard errors/,
+      /falls short of it by less than 2\.5 standard errors, is re-measured 4 more times against the best, interleaved.*more than 2\.5 standard errors of the difference/,
     );
   });
 

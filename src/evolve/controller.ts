@@ -535,22 +535,24 @@ export class Controller {
       this.log({ ...replayed, type: 'comparison', replayed: true });
       return { decision: replayed.decision, comparison: replayed };
     }
-    if (!this.db.beatsBest(r.score)) return {};
     const sel = this.config.selection ?? { rounds: 0, z: 2 };
+    if (sel.rounds === 0) return {};
     const best = this.db.best()!;
     const bestStored = this.folder.loadProgram(best.hash);
     // Exact scores (the evaluator says its noise is 0 for both): one measurement decides.
-    if (sel.rounds === 0 || (scoreNoise(r) === 0 && scoreNoise(bestStored.result) === 0)) return {};
+    if (scoreNoise(r) === 0 && scoreNoise(bestStored.result) === 0) return {};
+    if (!challenges(r, bestStored.result, this.db.runNoise(), sel.z)) return {};
     if (this.o.mode === 'replay') {
-      // The recording compared nothing here: its challenger had not beaten the best; re-measured
-      // scores that differ by noise must not change what the replay keeps.
+      // The recording compared nothing here (its measurement did not challenge the best);
+      // re-measured scores that differ by noise must not change what the replay keeps.
       const event = {
         type: 'comparison',
         iteration: it,
         challenger: { id: `p${it}`, hash: res.hash!, first_score: r.score },
         incumbent: { id: best.id, hash: best.hash, score: best.score! },
         decision: 'keep' as const,
-        reason: 'replay: the recorded run made no comparison here (its measurement had not beaten the best)',
+        reason:
+          'replay: the recorded run made no comparison here (its measurement did not challenge the best)',
         ss: 0,
         dof: 0,
         noise: 0,
@@ -787,6 +789,21 @@ export class Controller {
         : {}),
     };
   }
+}
+
+/**
+ * Whether one measurement makes a program a challenger of the best: its score is above the best's,
+ * or below it by less than z standard errors of the difference (σ of each: its score_noise, else
+ * the run's estimate). One measurement rules a program out no more than it makes it the best:
+ * measured under other conditions (the seed alone at the start, later programs while other
+ * evaluations run), a real gain can first look like a loss.
+ */
+function challenges(c: EvalOutcome, best: EvalOutcome, runNoise: number | null, z: number): boolean {
+  if (best.score === null || c.score! > best.score) return true;
+  const sc = scoreNoise(c) ?? runNoise;
+  const sb = scoreNoise(best) ?? runNoise;
+  if (sc === null || sb === null) return false;
+  return best.score - c.score! < z * Math.sqrt(sc * sc + sb * sb);
 }
 
 /** The item whose cumulative weight first exceeds u·(total weight), u in [0, 1). */

@@ -1,6 +1,7 @@
 /**
- * Selection that timing noise cannot fool. A program whose one measurement beats the best is a
- * challenger, not yet the best: both are re-measured, interleaved in ABBA order (incumbent,
+ * Selection that timing noise cannot fool. A program whose one measurement beats the best's, or
+ * falls short of it by less than z standard errors (one measurement rules a program out no more
+ * than it makes it the best), is a challenger, not yet the best: both are re-measured, interleaved in ABBA order (incumbent,
  * challenger, challenger, incumbent, …) so that a drift of the machine's load hits both alike, and
  * the challenger is promoted only when the difference of the means of these re-measurements
  * exceeds `z` standard errors. The first measurement that made it a challenger is left out: it was
@@ -149,7 +150,7 @@ export function decide(input: ComparisonInput): Comparison {
 /** The rule in one sentence, for the prompt and the README. */
 export function selectionRule(rounds: number, z: number): string {
   return rounds > 0
-    ? `A program whose score beats the best's becomes the best only after both are re-measured ${rounds} more times each, interleaved (ABBA order), and the mean of the re-measurements differs by more than ${z} standard errors of the difference (noise per measurement: the largest of the rounds' spread, the evaluator's score_noise, and the run's earlier comparisons); the first, possibly lucky measurement is not counted. A gain within the timing noise is kept out of the best.`
+    ? `A program whose score beats the best's, or falls short of it by less than ${z} standard errors, is re-measured ${rounds} more times against the best, interleaved (ABBA order); it becomes the best only if the mean of its re-measurements exceeds the best's by more than ${z} standard errors of the difference (noise per measurement: the largest of the rounds' spread, the evaluator's score_noise, and the run's earlier comparisons); the first, possibly lucky measurement is not counted. A gain within the timing noise is kept out of the best.`
     : 'The best is the program with the highest single measurement (re-measurement is off: selection.rounds = 0).';
 }
 
