@@ -27,7 +27,7 @@ const expectClose = (gpu: number | null, cpu: number, what: string): void => {
 };
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const place = async (loads: Float32Array): Promise<Placement> => {
-  const out = await greedy({ loads, shape });
+  const out = await greedy({ loads, history: [loads], shape });
   const p = placementFromPhy2log(shape, out.phy2log);
   expect(placementProblem(p)).toBeNull();
   return p;

@@ -47,6 +47,8 @@ export type FromWorker =
       logcnt?: unknown;
       /** Worker-side ms from the call to the end of the GPU work it submitted. */
       ms: number;
+      /** Where that time went (contract 3; measured by candidate-context.ts): diagnostics, not charged. */
+      split?: { host_ms: number; gpu_wait_ms: number; gpu_ms: number | null };
     };
 
 /** The file name candidate frames carry in stack traces (set with //# sourceURL). */

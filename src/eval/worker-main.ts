@@ -14,6 +14,13 @@
 import { acquireGpu, type GpuContext } from '../gpu/device.js';
 import { compileModule, ShaderCompileError } from '../gpu/kernels.js';
 import type { CandidateContext, Rebalance } from './candidate-api.js';
+import {
+  type CandidateRuntime,
+  candidateInput,
+  createCandidateRuntime,
+  type GpuWaitClock,
+  installGpuWaitTiming,
+} from './candidate-context.js';
 import { hardenIntrinsics } from './harden.js';
 import { CANDIDATE_SOURCE_URL, type Failure, type FromWorker, type ToWorker } from './protocol.js';
 
@@ -103,10 +110,15 @@ let onDone: () => Promise<undefined>;
 let gpuBusy = false;
 let rebalance: Rebalance | null = null;
 let ctx: CandidateContext | null = null;
+/** The context's harness side (candidate-context.ts) and the GPU wait clock of the time split. */
+let runtime: CandidateRuntime | null = null;
+let waits: GpuWaitClock;
 
 async function start(): Promise<void> {
   const adapter = process.argv[2] || undefined;
   gpu = await acquireGpu(adapter ? { adapter } : {});
+  // Before onSubmittedWorkDone is captured below and before the prototypes are frozen.
+  waits = installGpuWaitTiming();
   const queueDone = GPUQueue.prototype.onSubmittedWorkDone;
   const queue = gpu.device.queue;
   onDone = () => apply(queueDone, queue, []) as Promise<undefined>;
@@ -219,46 +231,24 @@ async function load(js: string, kernels: Record<string, string>): Promise<{ fail
   } catch (error) {
     return { failure: failureOf(error) };
   }
-  ctx = makeContext(kernels);
+  runtime = createCandidateRuntime(gpu, kernels, { waits });
+  ctx = runtime.ctx;
   return {};
 }
 
-function makeContext(kernels: Record<string, string>): CandidateContext {
-  const files = Object.keys(kernels).sort();
-  const source = (file: string): string => {
-    const code = kernels[file];
-    if (code === undefined)
-      throw new Error(`no kernel '${file}' (the candidate has: ${files.join(', ') || 'none'})`);
-    return code;
-  };
-  return {
-    device: gpu.device,
-    kernels: files,
-    kernelSource: source,
-    pipeline: (file, entry, constants) =>
-      gpu.kernels.pipeline({
-        file: `kernels/${file}`,
-        entry,
-        code: source(file),
-        ...(constants ? { constants } : {}),
-      }),
-    hasTimestamps: gpu.hasTimestamps,
-    cache: new Map(),
-  };
-}
-
 async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
-  if (!rebalance || !ctx) {
+  if (!rebalance || !ctx || !runtime) {
     send({ type: 'result', id: m.id, ms: 0, failure: { kind: 'import', message: 'no candidate loaded' } });
     return;
   }
   const t0 = clock();
+  runtime.beginCall();
   let out: unknown;
   let failure: Failure | undefined;
   let phy2log: unknown;
   let logcnt: unknown;
   try {
-    out = await rebalance({ loads: m.loads, shape: m.shape }, ctx);
+    out = await rebalance(candidateInput(m), ctx);
     // Read inside the timed region: a getter is candidate code too.
     if (out !== null && typeof out === 'object') {
       phy2log = (out as { phy2log?: unknown }).phy2log;
@@ -269,6 +259,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   }
   // The call is not over until the GPU work it started is.
   try {
+    runtime.flush(); // passes ctx.dispatch recorded and nothing submitted yet
     if (gpuBusy) {
       await onDone();
       gpuBusy = false;
@@ -278,8 +269,9 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
     failure ??= { kind: 'gpu', message: describe(error) };
   }
   const ms = toNumber(clock() - t0) / 1e6;
+  const split = runtime.endCall(ms);
   if (failure) {
-    send({ type: 'result', id: m.id, ms, failure });
+    send({ type: 'result', id: m.id, ms, split, failure });
     return;
   }
   try {
@@ -291,11 +283,12 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
       type: 'result',
       id: m.id,
       ms,
+      split,
       phy2log: ownInt32(phy2log, layers * replicas),
       logcnt: ownInt32(logcnt, layers * experts),
     });
   } catch (error) {
-    send({ type: 'result', id: m.id, ms, failure: { kind: 'output', message: describe(error) } });
+    send({ type: 'result', id: m.id, ms, split, failure: { kind: 'output', message: describe(error) } });
   }
 }
 

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { formatBenchTable } from '../../benchmark/bench-table.js';
 import { runBench } from '../../benchmark/run-bench.js';
+import { DEFAULT_HISTORY } from '../../eplb/balancer.js';
 import { getBalancer, listBalancers } from '../../eplb/registry.js';
 import { DEEPSEEK_V3_SHAPE } from '../../eplb/shape.js';
 import { withGpu } from '../../gpu/device.js';
@@ -21,6 +22,9 @@ interface BenchArgs {
   replicas: number;
   nodes: number;
   gpus: number;
+  history: number;
+  windowSteps?: number;
+  headroom: boolean;
   seed: number;
   json: boolean;
   out?: string;
@@ -44,7 +48,24 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             type: 'string',
             describe: `Comma-separated balancers (${listBalancers()
               .map((b) => b.name)
-              .join(', ')}); default: all`,
+              .join(', ')}); default: all (bldm-swap only as the last-window row)`,
+          })
+          .option('history', {
+            type: 'number',
+            default: DEFAULT_HISTORY,
+            describe:
+              'History windows each balancer call gets: window k and the ones before it, at most this many',
+          })
+          .option('window-steps', {
+            type: 'number',
+            describe:
+              "Stored steps summed into one window (a per-step trace's default: its manifest's stepsPerWindow, else 100)",
+          })
+          .option('headroom', {
+            type: 'boolean',
+            default: true,
+            describe:
+              'Add the oracle row (bldm-swap placed on the scored window: the ceiling) and the last-window row (bldm-swap on window k); --no-headroom leaves them out',
           })
           .option('repeat', { type: 'number', default: 20, describe: 'Timed calls per balancer and trace' })
           .option('tokens', {
@@ -87,6 +108,14 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       `--tokens must be a positive integer, got ${argv.tokens}`,
     );
     check(argv.interval > 0, `--interval must be positive, got ${argv.interval}`);
+    check(
+      Number.isInteger(argv.history) && argv.history >= 1,
+      `--history must be a positive integer, got ${argv.history}`,
+    );
+    check(
+      argv.windowSteps === undefined || (Number.isInteger(argv.windowSteps) && argv.windowSteps >= 1),
+      `--window-steps must be a positive integer, got ${argv.windowSteps}`,
+    );
     const traceNames = argv.trace?.length ? argv.trace : listBundledTraces();
     check(traceNames.length > 0, 'no trace to benchmark: pass --trace FILE (no bundled traces found)');
     const traces = traceNames.map((name) => loadTrace(name));
@@ -96,7 +125,8 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
           .map((s) => s.trim())
           .filter(Boolean)
           .map(getBalancer)
-      : listBalancers();
+      : // bldm-swap is the last-window row already when the reference rows are on.
+        listBalancers().filter((b) => !(argv.headroom && b.name === 'bldm-swap'));
     check(balancers.length > 0, '--balancers names no balancer');
     const progress = progressLine(!argv.json);
     const report = await withGpu(argv.adapter ? { adapter: argv.adapter } : {}, (gpu) =>
@@ -108,6 +138,9 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         policy: argv.policy,
         rebalanceInterval: argv.interval,
         deployment: { replicas: argv.replicas, nodes: argv.nodes, gpus: argv.gpus },
+        history: argv.history,
+        ...(argv.windowSteps !== undefined ? { windowSteps: argv.windowSteps } : {}),
+        headroom: argv.headroom,
         seed: argv.seed,
         command: `adrs ${process.argv.slice(2).join(' ')}`,
         progress: progress.update,
