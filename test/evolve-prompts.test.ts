@@ -148,7 +148,7 @@ describe('prompts carry what a model needs', () => {
       expect(text).toContain(`- ${k}: ${METRIC_MEANINGS[k]}`);
     expect(text).toMatch(/- mean_ms: .*the time t the objective charges/);
     // Only metrics the prompt shows are explained; an unknown one says so.
-    expect(text).not.toContain('- gpu_ms:');
+    expect(text).not.toContain(`- gpu_ms: ${METRIC_MEANINGS.gpu_ms}`);
     const odd = input({
       parent: { ...input().parent, record: record('p0', { ...METRICS, warp_factor: 3 }) },
     });
