@@ -10,7 +10,7 @@
  *     --packages=external --outfile=dist/eval/bench-eval-throughput.mjs \
  *     && XDG_RUNTIME_DIR=/tmp node dist/eval/bench-eval-throughput.mjs examples/eplb
  * Arguments: candidate folder (default examples/eplb).
- * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (3), TRACE (synthetic-v3-windows).
+ * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (3), TRACE (synthetic-v4-windows).
  * Prints one human-readable block and one JSON line.
  */
 import { EvaluatorPool } from '../src/eval/index.js';
@@ -24,7 +24,7 @@ const workers = env('WORKERS', 2)!;
 const candidates = env('CANDIDATES', 8)!;
 const windows = env('WINDOWS', undefined);
 const repeats = env('REPEATS', 3)!;
-const trace = loadTrace(process.env.TRACE ?? 'synthetic-v3-windows');
+const trace = loadTrace(process.env.TRACE ?? 'synthetic-v4-windows');
 
 const createStart = performance.now();
 const pool = await EvaluatorPool.create({ workers, timeoutS: 300 });

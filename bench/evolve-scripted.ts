@@ -18,7 +18,7 @@
  * Run (the bundle goes next to the built evaluator, which finds its worker entry beside itself):
  *   LATENCY_MS=1000 npm run bench:evolve
  * Env: ITERATIONS (12), LATENCY_MS (1000), WORKERS (2), PARALLEL (3), WINDOWS (4), REPEATS (2),
- *   ROUNDS (3: selection.rounds), TRACE (synthetic-v3-windows; a name or a manifest path),
+ *   ROUNDS (3: selection.rounds), TRACE (synthetic-v4-windows; a name or a manifest path),
  *   PRICE_IN (0.5), PRICE_OUT (1.5), SECRET_SERIES (unset: the evaluator's default; 0 or 1 where it has the key).
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -33,7 +33,7 @@ const iterations = env('ITERATIONS', 12);
 const latency = env('LATENCY_MS', 1000);
 const priceIn = env('PRICE_IN', 0.5);
 const priceOut = env('PRICE_OUT', 1.5);
-const trace = process.env.TRACE ?? 'synthetic-v3-windows';
+const trace = process.env.TRACE ?? 'synthetic-v4-windows';
 
 const ANCHOR = '  const S = R / P;';
 const WEIGHT_LINE = '      const w = loads[l * E + e]! / c;';

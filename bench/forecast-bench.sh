@@ -35,5 +35,5 @@ else
 fi
 out=bench/results/$label-forecast-synthetic.txt
 : >"$out"
-run "$out" bench --trace synthetic-v3-windows --trace synthetic-v3-heldout --balancers forecast,deepseek --repeat 10
-run "$out" bench --trace synthetic-v3-windows --trace synthetic-v3-heldout --replicas 256 --balancers forecast,deepseek --repeat 10
+run "$out" bench --trace synthetic-v4-windows --trace synthetic-v4-heldout --balancers forecast,deepseek --repeat 10
+run "$out" bench --trace synthetic-v4-windows --trace synthetic-v4-heldout --replicas 256 --balancers forecast,deepseek --repeat 10

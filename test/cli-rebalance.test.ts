@@ -72,7 +72,7 @@ describe('adrs rebalance (CLI contract)', () => {
   it('gives the same placement on one thread and on several (layers are split over worker threads)', () => {
     const run = (threads: string) =>
       JSON.parse(
-        adrsWith({ ADRS_THREADS: threads }, 'rebalance', '--weights', 'synthetic-v3-windows', '--json')
+        adrsWith({ ADRS_THREADS: threads }, 'rebalance', '--weights', 'synthetic-v4-windows', '--json')
           .stdout,
       );
     const one = run('1');
@@ -264,7 +264,7 @@ describe('adrs rebalance (CLI contract)', () => {
       ],
       /unknown balancer 'nope'/,
     ],
-    ['a window out of range', () => ['--weights', 'synthetic-v3-windows', '--window', '99'], /out of range/],
+    ['a window out of range', () => ['--weights', 'synthetic-v4-windows', '--window', '99'], /out of range/],
     ['a missing file', () => ['--weights', join(dir, 'missing.json')], /no such file/],
     ['a non-integer --repeat', () => ['--weights', 'sglang-r1-prefill-in512', '--repeat', '0'], /--repeat/],
     ['a --history of 0', () => ['--weights', 'sglang-r1-prefill-in512', '--history', '0'], /--history/],

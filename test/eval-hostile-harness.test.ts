@@ -18,7 +18,7 @@ import { UserError } from '../src/util/errors.js';
  * invalid with a clear artifact) or charged for what it does.
  */
 const FIXTURES = 'test/fixtures/candidates';
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 const opts = { trace, objective: 'default' as const, windows: 3, repeats: 3 };
 let pool: EvaluatorPool;
 let scratch: string;
@@ -88,8 +88,8 @@ describe('hostile candidates against the harness', () => {
   });
 
   it('does not follow symlinks out of the candidate folder', async () => {
-    const traceJson = resolve('traces/synthetic-v3-windows.json');
-    const traceBin = resolve('traces/synthetic-v3-windows.bin');
+    const traceJson = resolve('traces/synthetic-v4-windows.json');
+    const traceBin = resolve('traces/synthetic-v4-windows.bin');
     const folder = (name: string): string => {
       const dir = join(scratch, name);
       mkdirSync(join(dir, 'kernels'), { recursive: true });
@@ -105,7 +105,7 @@ describe('hostile candidates against the harness', () => {
     const r = await pool.evaluate(imported, opts);
     expect(r.valid).toBe(false);
     expect(r.artifacts.transpile).toMatch(
-      /^balancer\.ts:1:18: .*synthetic-v3-windows\.json' resolves outside the candidate folder/,
+      /^balancer\.ts:1:18: .*synthetic-v4-windows\.json' resolves outside the candidate folder/,
     );
 
     // A symlinked kernel (the trace's loads as "WGSL source") and a symlinked balancer.ts.

@@ -11,7 +11,7 @@ import { loadTrace } from '../src/trace/load.js';
  * that points at the problem, and the pool stays healthy.
  */
 const FIXTURES = 'test/fixtures/candidates';
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 const opts = { trace, objective: 'default' as const, windows: 3, repeats: 2 };
 let pool: EvaluatorPool;
 let gpu: GpuContext;

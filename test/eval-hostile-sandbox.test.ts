@@ -23,7 +23,7 @@ const HOSTILE = [
   'heap-exhaustion',
 ] as const;
 
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 let pool: EvaluatorPool;
 let fixturesBefore: string;
 const results = new Map<string, { result: EvalResult }>();

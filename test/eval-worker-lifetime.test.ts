@@ -38,7 +38,7 @@ import { UserError } from '../src/util/errors.js';
  * nothing.
  */
 const root = typeof process.getuid === 'function' && process.getuid() === 0;
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 const NAIVE = 'test/fixtures/candidates/valid-naive';
 let scratch: string;
 let bundle: WorkerBundle;

@@ -68,9 +68,9 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
         workers: 1,
         timeout_s: 60,
         objective: 'adrs',
-        trace: 'synthetic-v3-windows',
+        trace: 'synthetic-v4-windows',
         // Exercises the held-out path; a real config names another workload.
-        heldout_trace: 'synthetic-v3-windows',
+        heldout_trace: 'synthetic-v4-windows',
         windows: 2,
         repeats: 2,
       },
@@ -121,8 +121,8 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
     // The reproducer pins the scored data: manifest and loads of each trace.
     const repro = JSON.parse(readFileSync(join(r.dir, 'best', 'reproducer.json'), 'utf8'));
     expect(repro.traces.train).toEqual({
-      name: 'synthetic-v3-windows',
-      sha256: traceChecksum(loadTrace('synthetic-v3-windows')),
+      name: 'synthetic-v4-windows',
+      sha256: traceChecksum(loadTrace('synthetic-v4-windows')),
     });
   });
 });

@@ -28,6 +28,8 @@ export interface BenchRow {
   balancednessNext: number | null;
   /** Per scored window k+1: its GPU balancedness (absent for single-window traces). */
   balancednessNextSpread?: Spread;
+  /** Per scored window: balancedness of the placement from window k on window k+1 (the --html lines). */
+  perWindowNext?: number[];
   /** ADRS leaderboard score (EPLB.md) from balancedness (next window when there is one) and mean time. */
   adrsScore: number;
   /** Modelled MoE time of one forward pass (all layers, µs) with this placement, token-level simulation. */

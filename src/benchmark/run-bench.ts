@@ -116,6 +116,7 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
           balancednessSame: same,
           balancednessNext: next,
           ...(windows > 1 ? { balancednessNextSpread: spread(nextMetrics.map(pairBalancedness)) } : {}),
+          ...(windows > 1 ? { perWindowNext: nextMetrics.map(pairBalancedness) } : {}),
           adrsScore: adrsScore(next ?? same, meanSeconds),
           moeUs: sim.us,
           moeVsNone: sim.us / noneSim.us,

@@ -96,8 +96,9 @@ export function defaultConfig(): EvolveConfig {
       models: [],
       temperature: 0.7,
       max_tokens: 8192,
+      // Per attempt; a timed-out attempt is retried once at most (openai-client.ts), so ≤ ~10 min a call.
       timeout_s: 300,
-      retries: 4,
+      retries: 3,
       retry_base_s: 2,
       concurrency: 4,
       budget_usd: null,

@@ -41,6 +41,16 @@ export interface Progress {
   costUsd: number;
   elapsedS: number;
   lastOutcome: string;
+  /** Why the last iteration was refused, failed or invalid (its first line), when it was. */
+  lastReason?: string;
+}
+
+/** What one in-flight iteration is waiting for, and since when (the controller's clock), for a live status line. */
+export interface Activity {
+  iteration: number;
+  stage: 'model' | 'evaluation-queued' | 'evaluation';
+  model: string | null;
+  since: number;
 }
 
 export interface RunStats {
@@ -76,6 +86,8 @@ export interface ControllerOptions {
   source?: Recorded;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** Called whenever an in-flight iteration starts waiting for something else (progress display only). */
+  onActivity?: (inflight: Activity[], now: number) => void;
   /** The seed's files when already read: exactly as recorded for a replay (the seed folder may have changed since), checked by loadSeed for a new run. */
   seedFiles?: CandidateFiles;
   /** Injectable clock for tests of time limits. */
@@ -131,6 +143,7 @@ export class Controller {
   private inflightCalls = 0;
   private replayMismatches: NonNullable<RunStats['replayMismatches']> = [];
   private replayPlanDivergences = 0;
+  private readonly activity = new Map<number, Activity>();
 
   constructor(private readonly o: ControllerOptions) {
     this.config = o.config;
@@ -144,6 +157,14 @@ export class Controller {
     o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
       once: true,
     });
+  }
+
+  /** Progress display only: never affects what the run does. */
+  private waitingFor(iteration: number, stage: Activity['stage'] | null, model: string | null = null): void {
+    if (!this.o.onActivity) return;
+    if (stage) this.activity.set(iteration, { iteration, stage, model, since: this.now() });
+    else this.activity.delete(iteration);
+    this.o.onActivity([...this.activity.values()], this.now());
   }
 
   get database(): ProgramDatabase {
@@ -182,6 +203,7 @@ export class Controller {
     this.log({ type: 'run', mode: this.o.mode, config_seed: this.config.seed });
     const hash = programHash(seedFiles);
     const result = await this.evaluate(0, hash, seedFiles);
+    this.waitingFor(0, null);
     if (!result) {
       this.log({ type: 'stop', reason: this.stop!.reason, detail: this.stop!.detail, committed: 0 });
       throw resumable(this.stop!.detail);
@@ -249,7 +271,11 @@ export class Controller {
     for (;;) {
       while (inflight.size < parallel && !this.stop && this.mayPlan(next)) {
         const plan = this.planFor(next);
-        inflight.set(next, this.iterate(plan));
+        const it = next;
+        inflight.set(
+          next,
+          this.iterate(plan).finally(() => this.waitingFor(it, null)),
+        );
         next++;
       }
       const head = this.cp.committed + 1;
@@ -449,6 +475,7 @@ export class Controller {
       price_output_per_mtok: 0,
     };
     this.inflightCalls++;
+    this.waitingFor(it, 'model', model.name);
     try {
       const reply = await this.o.model.complete(
         { iteration: it, attempt, model, messages },
@@ -485,10 +512,12 @@ export class Controller {
     if (this.stop?.reason === 'evaluator-error') return Promise.resolve(null);
     const p = (async () => {
       let t = this.now();
+      this.waitingFor(iteration, 'evaluation-queued');
       try {
         // Our own gate (one slot per worker) so the time measured is busy time, not queueing in the pool.
         const result = await this.evalGate.run(async () => {
           t = this.now();
+          this.waitingFor(iteration, 'evaluation');
           return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
             this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
           );
@@ -723,7 +752,10 @@ export class Controller {
     if (this.o.mode === 'replay') this.compareWithRecording(record);
     this.checkpoint();
     this.overheadMs += this.now() - t;
-    this.o.onProgress?.(this.progress(outcome));
+    this.o.onProgress?.({
+      ...this.progress(outcome),
+      ...(reason ? { lastReason: reason.split('\n')[0]! } : {}),
+    });
   }
 
   private compareWithRecording(r: CommitRecord): void {

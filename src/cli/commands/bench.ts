@@ -5,12 +5,13 @@ import { DEFAULT_HISTORY } from '../../eplb/balancer.js';
 import { getBalancer, listBalancers } from '../../eplb/registry.js';
 import { DEEPSEEK_V3_SHAPE } from '../../eplb/shape.js';
 import { withGpu } from '../../gpu/device.js';
+import { benchHtml } from '../../report/bench-html.js';
 import { ROUTE_POLICIES, type RoutePolicy } from '../../sim/route-types.js';
 import { listBundledTraces, loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import { printJson, withAdapter, withJson } from '../options.js';
-import { progressLine } from '../progress.js';
+import { tickingLine } from '../progress.js';
 
 interface BenchArgs {
   trace?: string[];
@@ -28,6 +29,7 @@ interface BenchArgs {
   seed: number;
   json: boolean;
   out?: string;
+  html?: string;
   adapter?: string;
 }
 
@@ -95,7 +97,12 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             default: 1,
             describe: 'Seed of the simulation and of random balancers',
           })
-          .option('out', { type: 'string', describe: 'Also write the JSON report to this file' }),
+          .option('out', { type: 'string', describe: 'Also write the JSON report to this file' })
+          .option('html', {
+            type: 'string',
+            describe:
+              'Also write a self-contained HTML page (plots and the table; no network needed) to this file',
+          }),
       ),
     ) as never,
   handler: async (argv) => {
@@ -128,7 +135,16 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       : // bldm-swap is the last-window row already when the reference rows are on.
         listBalancers().filter((b) => !(argv.headroom && b.name === 'bldm-swap'));
     check(balancers.length > 0, '--balancers names no balancer');
-    const progress = progressLine(!argv.json);
+    // On a terminal: which trace and balancer run now, of how many, and for how long (ticking).
+    const steps = traces.length * balancers.length;
+    let step = 0;
+    let current = 'starting the GPU device';
+    const progress = tickingLine(() => `bench ${Math.min(step, steps)}/${steps}: ${current}`, !argv.json);
+    const update = (message: string): void => {
+      step++;
+      current = message;
+      progress.redraw();
+    };
     const report = await withGpu(argv.adapter ? { adapter: argv.adapter } : {}, (gpu) =>
       runBench(gpu, {
         traces,
@@ -143,11 +159,11 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         headroom: argv.headroom,
         seed: argv.seed,
         command: `adrs ${process.argv.slice(2).join(' ')}`,
-        progress: progress.update,
+        progress: update,
       }),
-    );
-    progress.done();
+    ).finally(() => progress.stop());
     if (argv.out) writeFileAtomic(argv.out, `${JSON.stringify(report, null, 2)}\n`);
+    if (argv.html) writeFileAtomic(argv.html, benchHtml(report));
     if (argv.json) printJson(report);
     else console.log(formatBenchTable(report));
   },

@@ -6,7 +6,7 @@ import type { EvalResult, Objective } from '../../eval/types.js';
 import { loadTrace } from '../../trace/load.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
-export const DEFAULT_EVAL_TRACE = 'synthetic-v3-windows';
+export const DEFAULT_EVAL_TRACE = 'synthetic-v4-windows';
 
 interface EvalArgs {
   dir: string;

@@ -17,7 +17,7 @@ import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 /** The trace `adrs profile DIR` runs a candidate on by default (the evaluator's). */
-const DEFAULT_CANDIDATE_TRACE = 'synthetic-v3-windows';
+const DEFAULT_CANDIDATE_TRACE = 'synthetic-v4-windows';
 
 interface ProfileArgs {
   dir?: string;
