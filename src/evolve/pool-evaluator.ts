@@ -5,7 +5,7 @@ import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import type { EvalOutcome, Evaluator, Split } from './evaluator.js';
+import { type EvalOutcome, type Evaluator, isSoftwareAdapter, type Split } from './evaluator.js';
 import { traceChecksum } from './trace-checksum.js';
 
 /** Adapts the sandboxed GPU evaluator pool to the controller's Evaluator interface. */
@@ -37,6 +37,11 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
       return toOutcome(await pool.evaluate({ files }, opts(trace)));
     },
     hasHeldOut: () => heldout !== null,
+    describe: () => ({
+      problem: 'eplb',
+      adapter: { name: pool.adapter, software: isSoftwareAdapter(pool.adapter) },
+      objective: e.objective,
+    }),
     traces: () => ({
       train: { name: train.manifest.name, sha256: traceChecksum(train) },
       ...(heldout ? { heldout: { name: heldout.manifest.name, sha256: traceChecksum(heldout) } } : {}),

@@ -224,6 +224,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     null;
   let migrations = 0;
   let badBestField: number | null = null;
+  const decisions = new Map<number, string>();
 
   for (const [index, e] of events.entries()) {
     if (typeof e.t === 'number') wallMs = Math.max(wallMs, e.t);
@@ -266,6 +267,9 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       case 'migration':
         migrations++;
         break;
+      case 'comparison':
+        decisions.set(it, e.decision as string);
+        break;
       case 'commit': {
         const outcome = e.outcome as string;
         const id = (e.id as string | null) ?? null;
@@ -274,7 +278,10 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
           const p = programFromCommit(e, plans.get(it), evaluations.get(e.hash as string)?.result, disagree);
           programs.set(p.id, p);
           byHash.set(p.hash, p);
-          if (p.valid && p.score !== null && (!best || p.score > best.score!)) best = p;
+          // A noise-aware comparison (src/evolve/selection.ts) decides; otherwise the higher score wins.
+          const decided = decisions.get(it);
+          const higher = !best || (p.score !== null && p.score > best.score!);
+          if (p.valid && p.score !== null && (decided ? decided === 'promote' : higher)) best = p;
         }
         const current = (best as ReportProgram | null)?.id ?? null;
         bestAfter.set(it, current);
