@@ -11,7 +11,7 @@
  *     && XDG_RUNTIME_DIR=/tmp node dist/eval/bench-eval-throughput.mjs examples/eplb
  * Arguments: candidate folder (default examples/eplb).
  * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (2), HISTORY (8),
- * MOE_TOKENS (4096; 0 skips the MoE-time simulation), TRACE (synthetic-v3-windows: the public
+ * MOE_TOKENS (4096; 0 skips the MoE-time simulation), TRACE (synthetic-v4-windows: the public
  * series, so figures compare with runs before the drawn secret series existed; SERIES=drawn scores
  * on a series drawn like it instead, as adrs eval does by default).
  * Each evaluation runs REPEATS fresh worker processes (one per pass); each pool slot keeps REPEATS
@@ -32,7 +32,7 @@ const windows = env('WINDOWS', undefined);
 const repeats = env('REPEATS', 2)!;
 const history = env('HISTORY', 8)!;
 const moeTokens = env('MOE_TOKENS', 4096)!;
-const traceName = process.env.TRACE ?? 'synthetic-v3-windows';
+const traceName = process.env.TRACE ?? 'synthetic-v4-windows';
 const trace =
   process.env.SERIES === 'drawn' ? drawSeries(traceName, secretSeriesSeed()) : loadTrace(traceName);
 

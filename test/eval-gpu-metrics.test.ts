@@ -21,7 +21,7 @@ import greedy from './fixtures/candidates/greedy-cpu/balancer.js';
  * The harness computes every metric on its own GPU device (GpuScorer → PlacementEvaluator); the
  * CPU balanceMetrics stays the reference. Relative agreement within PLACEMENT_EVAL_TOLERANCE.
  */
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 const shape = deploymentShape({ trace });
 const windows = evalWindows(trace, 5);
 

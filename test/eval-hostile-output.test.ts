@@ -11,7 +11,7 @@ import { loadTrace } from '../src/trace/load.js';
  * that points at the problem, and the pool stays healthy.
  */
 const FIXTURES = 'test/fixtures/candidates';
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 // One relabelling seed for every evaluation here, so a hostile and its honest variant see the same inputs.
 const opts = {
   trace,

@@ -18,10 +18,10 @@ function adrs(...args: string[]): { code: number | null; stdout: string; stderr:
 
 describe('the drawn secret series', () => {
   it('is shaped like the named trace, reproducible from its seed, and new for every seed', () => {
-    const like = loadTrace('synthetic-v3-windows');
-    const a = drawSeries('synthetic-v3-windows', 11, 3);
-    const b = drawSeries('synthetic-v3-windows', 11, 3);
-    const c = drawSeries('synthetic-v3-windows', 12, 3);
+    const like = loadTrace('synthetic-v4-windows');
+    const a = drawSeries('synthetic-v4-windows', 11, 3);
+    const b = drawSeries('synthetic-v4-windows', 11, 3);
+    const c = drawSeries('synthetic-v4-windows', 12, 3);
     for (const k of ['layers', 'experts', 'groups', 'topK', 'topKGroups'] as const)
       expect(a.manifest[k]).toBe(like.manifest[k]);
     expect(a.manifest.steps).toBe(3);

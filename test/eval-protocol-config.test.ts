@@ -5,7 +5,7 @@ import { applyOverrides, resumeConfig, validateConfig } from '../src/evolve/conf
 describe('evolve evaluator config', () => {
   const base = {
     llm: { models: [{ name: 'm' }] },
-    evaluator: { trace: 'synthetic-v3-windows' },
+    evaluator: { trace: 'synthetic-v4-windows' },
   };
 
   it('trains on a drawn secret series by default; the seed is left for the run to draw', () => {
@@ -19,7 +19,7 @@ describe('evolve evaluator config', () => {
     const c = validateConfig({
       ...base,
       evaluator: {
-        trace: 'synthetic-v3-windows',
+        trace: 'synthetic-v4-windows',
         objective: 'moe-time',
         history: 4,
         replicas: 80,

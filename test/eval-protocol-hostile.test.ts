@@ -19,11 +19,11 @@ import { runOldProtocol } from './helpers/old-protocol.js';
  */
 const FIX = 'test/fixtures/candidates';
 const HONEST = `${FIX}/greedy-cpu`;
-const publicTrace = loadTrace('synthetic-v3-windows');
+const publicTrace = loadTrace('synthetic-v4-windows');
 const shape = deploymentShape({ trace: publicTrace });
 const publicWindows = evalWindows(publicTrace);
 // The secret series of these tests (a fixed seed here so the test is reproducible; adrs eval draws one).
-const drawn = drawSeries('synthetic-v3-windows', 20261201);
+const drawn = drawSeries('synthetic-v4-windows', 20261201, 9);
 // Same relabellings for the hostile and its baseline: any difference is the hostile's doing.
 const SEED = '00c0ffee0042';
 

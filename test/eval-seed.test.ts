@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EvaluatorPool } from '../src/eval/index.js';
 import { loadTrace } from '../src/trace/load.js';
 
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 let pool: EvaluatorPool;
 beforeAll(async () => {
   pool = await EvaluatorPool.create({ workers: 1, timeoutS: 60 });

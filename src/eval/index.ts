@@ -3,8 +3,11 @@
  * candidate-api.ts for what a candidate receives and returns.
  */
 export type {
+  CallSplit,
   CandidateContext,
   CandidateShape,
+  DispatchBinding,
+  DispatchSpec,
   Rebalance,
   RebalanceInput,
   RebalanceOutput,

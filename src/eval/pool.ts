@@ -106,12 +106,12 @@ export class EvaluatorPool {
     try {
       let compiled: Awaited<ReturnType<typeof transpileCandidate>>;
       try {
-        compiled = await transpileCandidate(folder.dir);
+        compiled = await transpileCandidate(folder.dir, this.options);
       } catch (error) {
         if (!(error instanceof TranspileError)) throw error;
         return invalidAtStart(
           seeded,
-          { transpile: error.diagnostics.join('\n') },
+          { [error.key]: error.diagnostics.join('\n') },
           performance.now() - started,
         );
       }
@@ -133,7 +133,8 @@ export class EvaluatorPool {
           });
           // A worker killed by close() is no verdict on the candidate.
           check(!this.closed, 'the evaluator pool was closed during the evaluation');
-          return result;
+          // Every pass's worker starts the same way; the first's layers stand for all.
+          return { ...result, sandbox: { ...workers[0]!.sandbox, transpile: compiled.sandbox } };
         } catch (error) {
           check(!this.closed, 'the evaluator pool was closed during the evaluation');
           throw error;

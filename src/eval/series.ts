@@ -1,13 +1,14 @@
 import { randomInt } from 'node:crypto';
-import type { GeneratorParams } from '../trace/generate.js';
+import { generateCalibratedSeries } from '../trace/calibrated.js';
+import { GENERATOR_NAME } from '../trace/generate.js';
 import { loadTrace } from '../trace/load.js';
-import { generateTrace } from '../trace/synthetic.js';
+import { regenerateTrace } from '../trace/synthetic.js';
 import type { Trace } from '../trace/trace.js';
 import { DEFAULT_STEPS_PER_WINDOW } from '../trace/windows.js';
 import { check } from '../util/errors.js';
 
 /** The series training evaluations are shaped like by default: the bundled training series. */
-export const DEFAULT_SERIES_LIKE = 'synthetic-v3-windows';
+export const DEFAULT_SERIES_LIKE = 'synthetic-v4-windows';
 
 /**
  * A fresh secret seed for a drawn series (32 bits: the generator's seed is one 32-bit state), from
@@ -18,12 +19,13 @@ export function secretSeriesSeed(): number {
 }
 
 /**
- * A series no candidate can carry: drawn from the calibrated generator (src/trace/generate.ts) with a
- * secret seed, shaped like `like` (a bundled name or a path). A generated trace is redrawn with its
- * own generator parameters and anchors and only the seed changed; any other trace (a real snapshot
- * or per-step series) becomes the generator's only anchor, so the drawn series has its layers,
- * experts, groups and routing and its expert-popularity profile, with new windows. The same (like,
- * seed) always gives the same series, so `adrs evolve --resume` and `--replay` score on it again.
+ * A series no candidate can carry, drawn with a secret seed and shaped like `like` (a bundled name or
+ * a path). A generated trace is redrawn by the generator that made it (v2 for the v4 series: requests
+ * with sampling noise, drift and workload shifts fitted on a real per-step series), with its own
+ * parameters and anchors and only the seed (and, if given, the window count) changed. Any other trace
+ * (a real snapshot or per-step series) gets the calibrated v2 generator in its shape (layers, experts,
+ * groups, top-k) and steps per window. The same (like, seed) always gives the same series, so
+ * `adrs evolve --resume` and `--replay` score on it again.
  */
 export function drawSeries(like: string, seed: number, windows?: number): Trace {
   check(
@@ -31,30 +33,30 @@ export function drawSeries(like: string, seed: number, windows?: number): Trace 
     `series seed must be an integer in [0, 2^32), got ${seed}`,
   );
   const base = loadTrace(like);
-  const g = base.manifest.generator as { params?: Partial<GeneratorParams>; anchors?: string[] } | undefined;
-  const name = `${base.manifest.name}-secret`;
-  const count = windows !== undefined ? { windows } : {};
-  if (g?.params && Array.isArray(g.anchors)) {
-    return generateTrace({ ...g.params, ...count, seed, name, anchors: g.anchors });
+  const m = base.manifest;
+  const name = `${m.name}-secret`;
+  const g = m.generator;
+  if (g?.name === GENERATOR_NAME && g.params && typeof g.params === 'object') {
+    const params = {
+      ...(g.params as Record<string, unknown>),
+      seed,
+      ...(windows !== undefined ? { windows } : {}),
+    };
+    return regenerateTrace({ ...m, name, generator: { ...g, params } });
   }
-  return generateTrace({ ...count, ...sampling(base), seed, name, anchors: [base.path ?? like] });
+  return generateCalibratedSeries({
+    layers: m.layers,
+    experts: m.experts,
+    groups: m.groups,
+    topK: m.topK,
+    topKGroups: m.topKGroups,
+    model: m.model,
+    windows: windows ?? DRAWN_WINDOWS,
+    stepsPerWindow: m.stepsPerWindow ?? DEFAULT_STEPS_PER_WINDOW,
+    seed,
+    name,
+  });
 }
 
-/**
- * Tokens per window like the trace's (its sampling noise depends on them): for a per-step trace,
- * its steps per window and its mean routed tokens per step (a step's load in one layer / top-k);
- * for a window trace, its steps per window at the generator's default tokens per step.
- */
-function sampling(t: Trace): Partial<GeneratorParams> {
-  const m = t.manifest;
-  if (m.granularity === 'step') {
-    const size = m.layers * m.experts;
-    let routed = 0;
-    for (let s = 0; s < m.steps; s++) for (let e = 0; e < m.experts; e++) routed += t.loads[s * size + e]!;
-    const tokensPerStep = Math.max(1, Math.round(routed / m.steps / m.topK));
-    return { stepsPerWindow: m.stepsPerWindow ?? DEFAULT_STEPS_PER_WINDOW, tokensPerStep };
-  }
-  return m.granularity === 'window' && m.stepsPerWindow !== undefined
-    ? { stepsPerWindow: m.stepsPerWindow }
-    : {};
-}
+/** Windows of a series drawn like a trace that is not itself generated (the bundled training series has 16). */
+const DRAWN_WINDOWS = 16;

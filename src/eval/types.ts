@@ -1,5 +1,6 @@
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
+import type { SandboxReport } from './sandbox.js';
 import type { Objective } from './scores.js';
 
 export type { Objective } from './scores.js';
@@ -130,4 +131,6 @@ export interface EvalResult {
   metrics: EvalMetrics;
   /** Short, precise messages (transpile, wgsl, exception, sandbox, validation, timeout, resource, …). */
   artifacts: Record<string, string>;
+  /** The sandbox layers the candidate ran under (absent when it never reached a worker). */
+  sandbox?: SandboxReport;
 }

@@ -60,6 +60,8 @@ export interface EvolveConfig {
     parallel: number;
   };
   prompt: { top_programs: number; diverse_programs: number; last_attempts: number; artifact_chars: number };
+  /** Noise-aware promotion of a new best (src/evolve/selection.ts): re-measurement rounds per side (0 = off) and the z threshold. */
+  selection: { rounds: number; z: number };
   evaluator: {
     /** A JS module exporting `createEvaluator(options)`; default: the sandboxed GPU evaluator pool. */
     module: string | null;
@@ -109,8 +111,9 @@ export function defaultConfig(): EvolveConfig {
       models: [],
       temperature: 0.7,
       max_tokens: 8192,
+      // Per attempt; a timed-out attempt is retried once at most (openai-client.ts), so ≤ ~10 min a call.
       timeout_s: 300,
-      retries: 4,
+      retries: 3,
       retry_base_s: 2,
       concurrency: 4,
       budget_usd: null,
@@ -129,6 +132,7 @@ export function defaultConfig(): EvolveConfig {
       parallel: 4,
     },
     prompt: { top_programs: 3, diverse_programs: 2, last_attempts: 5, artifact_chars: 4000 },
+    selection: { rounds: 3, z: 2 },
     evaluator: {
       module: null,
       workers: 2,
@@ -217,6 +221,7 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     'llm',
     'search',
     'prompt',
+    'selection',
     'evaluator',
   ]);
   if (obj.problem !== undefined) out.problem = v.str(obj.problem, 'problem');
@@ -375,6 +380,13 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     for (const k of ['top_programs', 'diverse_programs', 'last_attempts', 'artifact_chars'] as const) {
       if (p[k] !== undefined) out.prompt[k] = v.int(p[k], `prompt.${k}`, 0);
     }
+  }
+  if (obj.selection !== undefined) {
+    const sel = v.obj(obj.selection, 'selection', ['rounds', 'z']);
+    if (sel.rounds !== undefined) out.selection.rounds = v.int(sel.rounds, 'selection.rounds', 0);
+    if (out.selection.rounds === 1)
+      throw new UserError(`${where}: selection.rounds must be 0 (off) or ≥ 2 (one round has no spread)`);
+    if (sel.z !== undefined) out.selection.z = v.num(sel.z, 'selection.z', 0);
   }
   if (obj.evaluator !== undefined) {
     const e = v.obj(obj.evaluator, 'evaluator', [

@@ -5,7 +5,7 @@ import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import type { EvalOutcome, Evaluator, Split } from './evaluator.js';
+import { type EvalOutcome, type Evaluator, isSoftwareAdapter, type Split } from './evaluator.js';
 import { traceChecksum } from './trace-checksum.js';
 
 /** Adapts the sandboxed GPU evaluator pool to the controller's Evaluator interface. */
@@ -19,7 +19,9 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
   // candidate's reach, so resume and replay draw the same one); held-out on the named trace.
   if (e.secret_series && e.series_seed === null)
     throw new UserError('evaluator.series_seed is not set; a run draws it when it starts');
-  const train = e.secret_series ? drawSeries(e.trace, e.series_seed!) : loadTrace(e.trace);
+  // Only the windows the evaluations score are drawn (the generator costs about a second a window).
+  const drawn = e.windows !== null && e.windows !== undefined ? e.windows + 1 : undefined;
+  const train = e.secret_series ? drawSeries(e.trace, e.series_seed!, drawn) : loadTrace(e.trace);
   const heldout = e.heldout_trace ? loadTrace(e.heldout_trace) : null;
   const pool = await EvaluatorPool.create({
     workers: e.workers,
@@ -50,6 +52,11 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
       return toOutcome(await pool.evaluate({ files }, opts(trace)));
     },
     hasHeldOut: () => heldout !== null,
+    describe: () => ({
+      problem: 'eplb',
+      adapter: { name: pool.adapter, software: isSoftwareAdapter(pool.adapter) },
+      objective: e.objective,
+    }),
     traces: () => ({
       train: { name: train.manifest.name, sha256: traceChecksum(train) },
       ...(heldout ? { heldout: { name: heldout.manifest.name, sha256: traceChecksum(heldout) } } : {}),

@@ -12,7 +12,7 @@ import {
   overrideFlags,
   resumeConfig,
 } from './config.js';
-import { Controller, type Progress, type RunStats } from './controller.js';
+import { type Activity, Controller, type Progress, type RunStats } from './controller.js';
 import type { ProgramDatabase, ProgramRecord } from './database.js';
 import {
   createEvaluator,
@@ -35,6 +35,9 @@ export interface SessionOptions {
   overrides?: ConfigOverrides;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  onActivity?: (inflight: Activity[], now: number) => void;
+  /** Called once the run folder exists (a live dashboard can then serve it). */
+  onFolder?: (dir: string) => void | Promise<void>;
   /** Tests: an evaluator built in-process instead of from the config. */
   evaluator?: Evaluator;
   /** Tests: a model other than the configured endpoint. */
@@ -119,6 +122,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     throw error;
   }
   try {
+    await o.onFolder?.(folder.dir);
     const controller = new Controller({
       config,
       folder,
@@ -129,6 +133,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       ...(seedFiles ? { seedFiles } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      ...(o.onActivity ? { onActivity: o.onActivity } : {}),
     });
     const stats = await controller.run();
     const db = controller.database;

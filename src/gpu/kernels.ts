@@ -64,9 +64,12 @@ export class KernelCache {
 
   private async createPipeline(key: PipelineKey): Promise<GPUComputePipeline> {
     const module = await this.module(key.file, key.code);
-    this.device.pushErrorScope('validation');
-    const pipeline = await this.device
+    // No error scope here: scopes are one stack per device, so a scope held across this await would
+    // catch (and pop) errors of creations running concurrently. The async creation reports its own
+    // validation failure by rejecting.
+    return this.device
       .createComputePipelineAsync({
+        label: `${key.file}:${key.entry}`,
         layout: 'auto',
         compute: { module, entryPoint: key.entry, constants: key.constants ?? {} },
       })
@@ -75,10 +78,6 @@ export class KernelCache {
           `${key.entry}: ${String((error as Error).message ?? error).split('\n')[0]}`,
         ]);
       });
-    const scopeError = await this.device.popErrorScope();
-    if (scopeError)
-      throw new ShaderCompileError(key.file, [`${key.entry}: ${scopeError.message.split('\n')[0]}`]);
-    return pipeline;
   }
 }
 
@@ -90,10 +89,13 @@ export function readKernel(file: string): string {
 
 /** Compiles WGSL and turns compiler errors into "file:line:col: message" diagnostics. */
 export async function compileModule(device: GPUDevice, file: string, code: string): Promise<GPUShaderModule> {
+  // Push and pop in the same tick: a scope left open across an await would collect (and hide) the
+  // errors of other creations running meanwhile. The diagnostics come from getCompilationInfo.
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ label: file, code });
+  const popped = device.popErrorScope();
   const info = await module.getCompilationInfo();
-  await device.popErrorScope();
+  await popped;
   const errors = info.messages
     .filter((m) => m.type === 'error')
     .map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message.split('\n')[0]}`);

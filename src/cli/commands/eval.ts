@@ -139,7 +139,8 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
     if (argv.trace !== undefined) trace = loadTrace(argv.trace);
     else {
       seriesSeed = argv['series-seed'] ?? secretSeriesSeed();
-      trace = drawSeries(argv.like, seriesSeed);
+      // Only the windows scored are drawn (the generator costs about a second a window).
+      trace = drawSeries(argv.like, seriesSeed, argv.windows !== undefined ? argv.windows + 1 : undefined);
     }
     deploymentShape({ trace, deployment });
     const pool = await EvaluatorPool.create({
