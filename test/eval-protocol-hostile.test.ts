@@ -19,7 +19,8 @@ import { runOldProtocol } from './helpers/old-protocol.js';
  */
 const FIX = 'test/fixtures/candidates';
 const HONEST = `${FIX}/greedy-cpu`;
-const publicTrace = loadTrace('synthetic-v4-windows');
+// The public series the old default scored on (v3); the new default draws a secret v4-like series.
+const publicTrace = loadTrace('synthetic-v3-windows');
 const shape = deploymentShape({ trace: publicTrace });
 const publicWindows = evalWindows(publicTrace);
 // The secret series of these tests (a fixed seed here so the test is reproducible; adrs eval draws one).
