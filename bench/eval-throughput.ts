@@ -10,10 +10,16 @@
  *     --packages=external --outfile=dist/eval/bench-eval-throughput.mjs \
  *     && XDG_RUNTIME_DIR=/tmp node dist/eval/bench-eval-throughput.mjs examples/eplb
  * Arguments: candidate folder (default examples/eplb).
- * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (3), TRACE (synthetic-v3-windows).
+ * Env: WORKERS (2), CANDIDATES (8), WINDOWS (all of the trace), REPEATS (2), HISTORY (8),
+ * MOE_TOKENS (4096; 0 skips the MoE-time simulation), TRACE (synthetic-v4-windows: the public
+ * series, so figures compare with runs before the drawn secret series existed; SERIES=drawn scores
+ * on a series drawn like it instead, as adrs eval does by default).
+ * Each evaluation runs REPEATS fresh worker processes (one per pass); each pool slot keeps REPEATS
+ * workers started, so the spawns overlap the previous evaluation.
  * Prints one human-readable block and one JSON line.
  */
 import { EvaluatorPool } from '../src/eval/index.js';
+import { drawSeries, secretSeriesSeed } from '../src/eval/series.js';
 import type { EvalResult } from '../src/eval/types.js';
 import { loadTrace } from '../src/trace/load.js';
 
@@ -23,11 +29,15 @@ const dir = process.argv[2] ?? 'examples/eplb';
 const workers = env('WORKERS', 2)!;
 const candidates = env('CANDIDATES', 8)!;
 const windows = env('WINDOWS', undefined);
-const repeats = env('REPEATS', 3)!;
-const trace = loadTrace(process.env.TRACE ?? 'synthetic-v3-windows');
+const repeats = env('REPEATS', 2)!;
+const history = env('HISTORY', 8)!;
+const moeTokens = env('MOE_TOKENS', 4096)!;
+const traceName = process.env.TRACE ?? 'synthetic-v4-windows';
+const trace =
+  process.env.SERIES === 'drawn' ? drawSeries(traceName, secretSeriesSeed()) : loadTrace(traceName);
 
 const createStart = performance.now();
-const pool = await EvaluatorPool.create({ workers, timeoutS: 300 });
+const pool = await EvaluatorPool.create({ workers, timeoutS: 300, prestart: repeats });
 const createMs = performance.now() - createStart;
 let results: EvalResult[];
 let wallMs: number;
@@ -39,6 +49,8 @@ try {
         trace,
         objective: 'default',
         repeats,
+        history,
+        moeTokens,
         ...(windows !== undefined ? { windows } : {}),
       }),
     ),
@@ -70,6 +82,9 @@ const summary = {
   candidates,
   windows: m.windows,
   calls: m.calls,
+  passes: m.passes,
+  history: m.history,
+  moe_tokens: moeTokens,
   pool_create_ms: round(createMs),
   median_eval_ms: round(pick((r) => r.metrics.eval_ms)),
   median_candidate_ms: round(pick((r) => r.metrics.candidate_ms)),
@@ -78,6 +93,11 @@ const summary = {
     pick((r) => r.metrics.median_ms),
     3,
   ),
+  median_mean_call_ms: round(
+    pick((r) => r.metrics.mean_ms),
+    3,
+  ),
+  median_setup_ms: round(pick((r) => r.metrics.setup_ms)),
   median_ipc_ms: round(
     pick((r) => r.metrics.ipc_ms),
     3,
@@ -95,9 +115,10 @@ const summary = {
 };
 console.log(
   [
-    `${dir} on ${summary.trace} (${summary.windows} windows, ${summary.calls} timed calls), ${workers} worker(s), ${summary.adapter}`,
+    `${dir} on ${summary.trace} (${summary.passes} passes × ${summary.windows} windows, history ${history}, ${summary.calls} timed calls, MoE-time ${moeTokens} tokens), ${workers} worker(s), ${summary.adapter}`,
     `  per candidate (median of ${candidates}): evaluation ${summary.median_eval_ms} ms = candidate ${summary.median_candidate_ms} ms + overhead ${summary.median_overhead_ms} ms`,
-    `  per call: median ${summary.median_call_ms} ms (IPC baseline ${summary.median_ipc_ms} ms, clock gap ${summary.median_clock_gap_ms} ms)`,
+    `  setup (waiting for the slot's started workers, IPC calibration): ${summary.median_setup_ms} ms`,
+    `  per call: mean ${summary.median_mean_call_ms} ms, median ${summary.median_call_ms} ms (IPC baseline ${summary.median_ipc_ms} ms, clock gap ${summary.median_clock_gap_ms} ms)`,
     `  throughput: ${summary.candidates_per_minute} candidates/min (${candidates} in ${summary.wall_s} s; pool start ${summary.pool_create_ms} ms not counted)`,
   ].join('\n'),
 );

@@ -3,6 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeTrace } from '../src/trace/io.js';
+import type { Trace } from '../src/trace/trace.js';
 
 // The CLI contract is checked on the real binary (built by `npm test` / `npm ci`), as outside tools use it.
 const BIN = join(import.meta.dirname, '..', 'bin', 'adrs.js');
@@ -57,7 +59,8 @@ describe('adrs rebalance (CLI contract)', () => {
     const r = adrs('rebalance', '--weights', 'sglang-r1-prefill-in512', '--repeat', '5', '--json');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out.balancer).toBe('bldm-swap');
+    expect(out.balancer).toBe('forecast');
+    expect(out.history_windows).toBe(1);
     expect(out.phy2log).toHaveLength(58);
     expect(out.phy2log[0]).toHaveLength(288);
     expect(out.logcnt[0].reduce((a: number, b: number) => a + b, 0)).toBe(288);
@@ -69,7 +72,7 @@ describe('adrs rebalance (CLI contract)', () => {
   it('gives the same placement on one thread and on several (layers are split over worker threads)', () => {
     const run = (threads: string) =>
       JSON.parse(
-        adrsWith({ ADRS_THREADS: threads }, 'rebalance', '--weights', 'synthetic-v3-windows', '--json')
+        adrsWith({ ADRS_THREADS: threads }, 'rebalance', '--weights', 'synthetic-v4-windows', '--json')
           .stdout,
       );
     const one = run('1');
@@ -94,6 +97,56 @@ describe('adrs rebalance (CLI contract)', () => {
     const bad = adrsWith({ ADRS_THREADS: 'x' }, 'rebalance', '--weights', weights, ...README_SHAPE);
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim()).toBe("adrs: ADRS_THREADS must be a positive integer, got 'x'");
+  });
+
+  // A per-step trace of 10 steps, 2 per window: 5 windows of the README shape's 2 layers × 12 experts.
+  const stepTrace = (): string => {
+    const loads = new Float32Array(10 * 24);
+    for (let i = 0; i < loads.length; i++) loads[i] = 1 + ((i * 37) % 11);
+    const trace: Trace = {
+      manifest: {
+        format: 'adrs-trace/1',
+        name: 'steps',
+        model: 'test',
+        layers: 2,
+        experts: 12,
+        groups: 4,
+        topK: 2,
+        topKGroups: 4,
+        steps: 10,
+        granularity: 'step',
+        stepsPerWindow: 2,
+        data: 'steps.bin',
+        dtype: 'float32',
+        source: 'test fixture',
+        attribution: 'test fixture',
+      },
+      loads,
+    };
+    return writeTrace(trace, join(dir, 'steps.json'));
+  };
+
+  it('--window K gives the balancer windows up to K as its history, at most --history of them', () => {
+    const trace = stepTrace();
+    const run = (...args: string[]) => {
+      const r = adrs('rebalance', '--weights', trace, ...README_SHAPE, '--json', ...args);
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    expect(run()).toMatchObject({ balancer: 'forecast', window: 4, history_windows: 5 });
+    expect(run('--window', '3', '--history', '2')).toMatchObject({ window: 3, history_windows: 2 });
+    expect(run('--window', '0')).toMatchObject({ window: 0, history_windows: 1 });
+    // Last-window placement stays selectable; it gets the same history and ignores it.
+    expect(run('--balancer', 'bldm-swap', '--window', '2')).toMatchObject({ balancer: 'bldm-swap' });
+    const text = adrs('rebalance', '--weights', trace, ...README_SHAPE, '--window', '3', '--history', '3');
+    expect(text.stdout).toMatch(/history of 3 windows/);
+  });
+
+  it('treats a plain [layers][experts] file as a history of one', () => {
+    const weights = file('plain.json', JSON.stringify(README_WEIGHTS));
+    const r = adrs('rebalance', '--weights', weights, ...README_SHAPE, '--json', '--history', '8');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).history_windows).toBe(1);
   });
 
   it('keeps all-zero rows of a plain array as they are', () => {
@@ -211,9 +264,10 @@ describe('adrs rebalance (CLI contract)', () => {
       ],
       /unknown balancer 'nope'/,
     ],
-    ['a window out of range', () => ['--weights', 'synthetic-v3-windows', '--window', '99'], /out of range/],
+    ['a window out of range', () => ['--weights', 'synthetic-v4-windows', '--window', '99'], /out of range/],
     ['a missing file', () => ['--weights', join(dir, 'missing.json')], /no such file/],
     ['a non-integer --repeat', () => ['--weights', 'sglang-r1-prefill-in512', '--repeat', '0'], /--repeat/],
+    ['a --history of 0', () => ['--weights', 'sglang-r1-prefill-in512', '--history', '0'], /--history/],
   ];
 
   it.each(bad)('refuses %s: exit 1 and one line naming the problem, no stack trace', (_, args, message) => {

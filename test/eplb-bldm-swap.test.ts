@@ -19,7 +19,7 @@ async function place(shape: Shape, loads: Float32Array): Promise<Placement> {
 
 const realSnapshots = listBundledTraces().filter((n) => n.startsWith('sglang-r1-'));
 
-describe('bldm-swap (the default balancer)', () => {
+describe('bldm-swap (last-window packing; the default forecast balancer packs with it)', () => {
   it('ships the eight real snapshots it is judged on', async () => {
     expect(realSnapshots).toHaveLength(8);
   });

@@ -1,13 +1,12 @@
-import { fork, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
 import { isolatedIdentity } from '../src/eval/isolation.js';
-import { MAX_MESSAGE_BYTES } from '../src/eval/protocol.js';
 import { buildWorkerBundle } from '../src/eval/worker-bundle.js';
-import { capIncomingMessages, WorkerProcess } from '../src/eval/worker-process.js';
+import { WorkerProcess } from '../src/eval/worker-process.js';
 import { loadTrace } from '../src/trace/load.js';
 import { UserError } from '../src/util/errors.js';
 
@@ -18,7 +17,7 @@ import { UserError } from '../src/util/errors.js';
  * invalid with a clear artifact) or charged for what it does.
  */
 const FIXTURES = 'test/fixtures/candidates';
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 const opts = { trace, objective: 'default' as const, windows: 3, repeats: 3 };
 let pool: EvaluatorPool;
 let scratch: string;
@@ -42,7 +41,7 @@ describe('hostile candidates against the harness', () => {
     expect(r.valid).toBe(true);
   });
 
-  it('cannot forge replies on the IPC channel', async () => {
+  it('cannot forge replies on the harness channel (there is no process._send)', async () => {
     const r = await evaluate('forge');
     expect(r.valid).toBe(false);
     expect(r.stage).toBe(1);
@@ -68,11 +67,13 @@ describe('hostile candidates against the harness', () => {
     expect(r.metrics.median_ms! >= SLOW_MS || r.metrics.candidate_ms < 2 * SLOW_MS).toBe(true);
   });
 
-  it('pays for the pass it recognises by counting calls (time is the slowest pass)', async () => {
+  it('pays for the calls it recognises by counting (time is the mean of every timed call)', async () => {
+    // 3 passes × 3 windows, the first two calls of each pass untimed: its slow call (4th in the
+    // first worker) is timed, and charged in full.
     const r = await evaluate('twoface-count');
     expect(r.artifacts).toEqual({});
-    expect(r.metrics.calls).toBe(9);
-    expect(r.metrics.median_ms!).toBeGreaterThanOrEqual(35);
+    expect(r.metrics.calls).toBe(3);
+    expect(r.metrics.mean_ms! * r.metrics.calls).toBeGreaterThanOrEqual(35);
   });
 
   it('cannot import the network modules (refused at transpile time)', async () => {
@@ -88,8 +89,8 @@ describe('hostile candidates against the harness', () => {
   });
 
   it('does not follow symlinks out of the candidate folder', async () => {
-    const traceJson = resolve('traces/synthetic-v3-windows.json');
-    const traceBin = resolve('traces/synthetic-v3-windows.bin');
+    const traceJson = resolve('traces/synthetic-v4-windows.json');
+    const traceBin = resolve('traces/synthetic-v4-windows.bin');
     const folder = (name: string): string => {
       const dir = join(scratch, name);
       mkdirSync(join(dir, 'kernels'), { recursive: true });
@@ -105,7 +106,7 @@ describe('hostile candidates against the harness', () => {
     const r = await pool.evaluate(imported, opts);
     expect(r.valid).toBe(false);
     expect(r.artifacts.transpile).toMatch(
-      /^balancer\.ts:1:18: .*synthetic-v3-windows\.json' resolves outside the candidate folder/,
+      /^balancer\.ts:1:18: .*synthetic-v4-windows\.json' resolves outside the candidate folder/,
     );
 
     // A symlinked kernel (the trace's loads as "WGSL source") and a symlinked balancer.ts.
@@ -165,29 +166,4 @@ describe('OS isolation when the harness runs as root', () => {
       }
     },
   );
-});
-
-describe('the parent caps what it buffers from a worker', () => {
-  it('kills a worker that sends a message over the cap before it is buffered whole', async () => {
-    const script = join(scratch, 'big-sender.mjs');
-    writeFileSync(
-      script,
-      `process.send({ small: 1 });\nprocess.send({ big: new Uint8Array(${2 * MAX_MESSAGE_BYTES}) });\nsetTimeout(() => {}, 10000);\n`,
-    );
-    const child = fork(script, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
-    });
-    const received: string[] = [];
-    child.on('message', (m: Record<string, unknown>) => received.push(Object.keys(m)[0]!));
-    const over = new Promise<void>((done) => {
-      capIncomingMessages(child, () => {
-        child.kill('SIGKILL');
-        done();
-      });
-    });
-    await over;
-    await new Promise((r) => child.once('exit', r));
-    expect(received).toEqual(['small']);
-  });
 });

@@ -11,8 +11,16 @@ import { loadTrace } from '../src/trace/load.js';
  * that points at the problem, and the pool stays healthy.
  */
 const FIXTURES = 'test/fixtures/candidates';
-const trace = loadTrace('synthetic-v3-windows');
-const opts = { trace, objective: 'default' as const, windows: 3, repeats: 2 };
+const trace = loadTrace('synthetic-v4-windows');
+// One relabelling seed for every evaluation here, so a hostile and its honest variant see the same inputs.
+const opts = {
+  trace,
+  objective: 'default' as const,
+  windows: 3,
+  repeats: 2,
+  seed: '5eed5eed5eed',
+  moeTokens: 0,
+};
 let pool: EvaluatorPool;
 let gpu: GpuContext;
 
@@ -91,13 +99,14 @@ describe('hostile and broken answers', () => {
     for (const r of [shape!, range!, missing!]) expect(r.valid).toBe(false);
   });
 
-  it('caching answers between calls is caught by the relabelled passes', async () => {
+  it('caching answers between calls gains nothing: they are scored as the stale placements they are', async () => {
+    // Time only moves forward in a worker, so a remembered answer is an old window's placement
+    // (a legitimate, if poor, policy: never rebalance); it is scored on the next window like any other.
     const r = await evaluate('caching');
-    expect(r.valid).toBe(false);
-    expect(r.stage).toBe(2);
-    expect(r.artifacts.consistency).toMatch(/answers do not follow the input/);
-    // Whatever it remembered, it is scored on its worst pass: no better than a fixed placement.
-    expect(r.metrics.balancedness_next!).toBeLessThan(0.6);
+    const honest = await evaluate('greedy-cpu');
+    expect(r.artifacts).toEqual({});
+    expect(r.valid && honest.valid).toBe(true);
+    expect(r.metrics.balancedness_next!).toBeLessThan(honest.metrics.balancedness_next!);
   });
 
   it('returning before its GPU work is done neither stops the clock nor passes a stale answer', async () => {
@@ -111,9 +120,10 @@ describe('hostile and broken answers', () => {
     // One after the other: timings of concurrent evaluations on a loaded CPU (lavapipe) are not comparable.
     const early = await pool.evaluate({ files: honest(false) }, opts);
     const waited = await pool.evaluate({ files: honest(true) }, opts);
-    expect(pipelined.valid).toBe(false);
-    expect(pipelined.artifacts.consistency).toMatch(/answers do not follow the input/);
-    expect(early.valid && waited.valid).toBe(true);
+    // The stale answer is scored as what it is: the previous window's placement, no better.
+    expect(pipelined.valid && early.valid && waited.valid).toBe(true);
+    expect(pipelined.metrics.balancedness_next!).toBeLessThan(waited.metrics.balancedness_next!);
+    expect(early.metrics.balancedness_next).toBe(waited.metrics.balancedness_next);
     // The call that returns early pays for the spin kernel all the same: each call's time is at
     // least most of the kernel's own cost (measured here; load only adds to the calls' times).
     const spin = await spinKernelMs();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evalWindows } from '../src/eval/windows.js';
+import type { Shape } from '../src/eplb/shape.js';
+import { applyTransform, callInput, evalWindows, passPlans, secretSeed } from '../src/eval/windows.js';
 import type { Trace, TraceManifest } from '../src/trace/trace.js';
 import { DEFAULT_STEPS_PER_WINDOW, traceWindows, windowLoads } from '../src/trace/windows.js';
 
@@ -70,5 +71,40 @@ describe('trace windows (src/trace/windows.ts, shared by bench, simulate and eva
     expect(Array.from(ev[2]!)).toEqual(Array.from(windowLoads(traceWindows(t), 2)));
     expect(evalWindows(t, 2)).toHaveLength(2);
     expect(() => evalWindows(trace('step', 150))).toThrow(/gives 1 window\(s\); evaluation needs at least 2/);
+  });
+});
+
+describe('the chronological plan (src/eval/windows.ts)', () => {
+  const shape: Shape = { layers: 3, experts: 8, groups: 2, replicas: 8, nodes: 1, gpus: 2 };
+  // Window w: load 100·w + (layer · 8 + expert) + 1, all distinct.
+  const windows = Array.from({ length: 6 }, (_, w) =>
+    Float32Array.from({ length: 24 }, (_, i) => 100 * w + i + 1),
+  );
+
+  it('call k sees windows up to k only, oldest first, under its pass’s one relabelling', () => {
+    const [plan] = passPlans(shape, 5, 1, 'abcdef012345');
+    for (let k = 0; k < 5; k++) {
+      const { loads, history } = callInput(windows, k, 3, plan!, shape);
+      expect(history).toHaveLength(Math.min(3, k + 1));
+      expect(Array.from(history[history.length - 1]!)).toEqual(Array.from(loads));
+      expect(history[history.length - 1]).not.toBe(loads);
+      const t = { ...plan!.transform, scale: plan!.scales[k]! };
+      history.forEach((h, i) => {
+        expect(Array.from(h)).toEqual(
+          Array.from(applyTransform(t, windows[k - history.length + 1 + i]!, shape)),
+        );
+      });
+    }
+  });
+
+  it('passes differ, a seed reproduces its plan, and fresh seeds are secret and distinct', () => {
+    const a = passPlans(shape, 4, 2, '000000000001');
+    const b = passPlans(shape, 4, 2, '000000000001');
+    expect(a).toEqual(b);
+    expect(Array.from(a[0]!.transform.expertOf)).not.toEqual(Array.from(a[1]!.transform.expertOf));
+    expect(a[0]!.scales[0]).not.toBe(a[0]!.scales[1]);
+    const seeds = new Set(Array.from({ length: 20 }, () => secretSeed()));
+    expect(seeds.size).toBe(20);
+    for (const s of seeds) expect(s).toMatch(/^[0-9a-f]{12}$/);
   });
 });

@@ -23,6 +23,7 @@ import {
   startOutputKind,
   WorkerStartError,
 } from '../src/eval/isolation.js';
+import { processTree } from '../src/eval/sandbox.js';
 import { transpileCandidate } from '../src/eval/transpile.js';
 import { evalWindows } from '../src/eval/windows.js';
 import { buildWorkerBundle, sweepStaleBundles, type WorkerBundle } from '../src/eval/worker-bundle.js';
@@ -38,7 +39,7 @@ import { UserError } from '../src/util/errors.js';
  * nothing.
  */
 const root = typeof process.getuid === 'function' && process.getuid() === 0;
-const trace = loadTrace('synthetic-v3-windows');
+const trace = loadTrace('synthetic-v4-windows');
 const NAIVE = 'test/fixtures/candidates/valid-naive';
 let scratch: string;
 let bundle: WorkerBundle;
@@ -73,11 +74,17 @@ function gone(pid: number): boolean {
   }
 }
 
-/** CPU time (user + system) of a process, in clock ticks. */
+/** CPU time (user + system) of a process and its descendants (bubblewrap's sandbox), in clock ticks. */
 function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const rest = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(rest[11]) + Number(rest[12]);
+    } catch {}
+  }
+  return ticks;
 }
 
 function cmdline(pid: number): string {
@@ -305,7 +312,7 @@ describe('the pool', () => {
     const compiled = await transpileCandidate(NAIVE);
     const windows = evalWindows(trace, 2);
     const run = runCascade({
-      worker,
+      workers: [worker, worker, worker],
       compiled,
       kernels: {},
       options: { trace, objective: 'default' },
@@ -323,7 +330,7 @@ describe('the pool', () => {
   });
 
   it('close() during an evaluation stops every worker, rejects the evaluation and removes the bundle', async () => {
-    const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 60, memoryMb: 512 });
+    const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 60, memoryMb: 512, prestart: 2 });
     const evaluation = pool.evaluate('test/fixtures/candidates/ts-infinite-loop', {
       trace,
       objective: 'default',
@@ -333,10 +340,10 @@ describe('the pool', () => {
     evaluation.catch(() => {});
     let workers: number[] = [];
     await waitFor(
-      'two workers run (the evaluation’s and the next)',
+      'four workers run (the evaluation’s two, one per pass, and the next two)',
       () => {
         workers = workerChildren();
-        return workers.length === 2;
+        return workers.length === 4;
       },
       20_000,
     );
@@ -344,13 +351,15 @@ describe('the pool', () => {
     expect(existsSync(dir)).toBe(true);
     // The candidate spins before the pool is closed.
     await waitFor('the candidate spins', () => workers.some((pid) => cpuTicks(pid) > 100), 20_000);
+    // Every process of the sandboxes (bubblewrap's and Node's) must go.
+    const sandboxed = workers.flatMap((pid) => processTree(pid));
     await pool.close();
     await expect(evaluation).rejects.toThrow(/the evaluator pool was closed during the evaluation/);
-    for (const pid of workers) await waitFor(`worker ${pid} is gone`, () => gone(pid), 5_000);
+    for (const pid of sandboxed) await waitFor(`worker ${pid} is gone`, () => gone(pid), 5_000);
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('refuses fewer than 2 repeats (the relabelled passes are part of the check)', async () => {
+  it('refuses fewer than 2 repeats (passes under different relabellings are part of the check)', async () => {
     const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 10, memoryMb: 512 });
     try {
       for (const repeats of [1, 0, -3, 2.5]) {
@@ -358,7 +367,7 @@ describe('the pool', () => {
           pool.evaluate(NAIVE, { trace, objective: 'default', windows: 1, repeats }),
         ).rejects.toThrow(
           new UserError(
-            `repeats must be an integer of at least 2 (pass 1 scores, later passes check that answers follow relabelled input), got ${repeats}`,
+            `repeats must be an integer of at least 2 (each pass is a fresh worker under its own relabelling; passes must agree), got ${repeats}`,
           ),
         );
       }
@@ -405,7 +414,8 @@ describe('a root harness whose workers cannot open the GPU under their own uid',
         expect(Number(/^Uid:\s+(\d+)/m.exec(status)![1])).toBe(0);
         expect(warnings).toHaveLength(1);
         expect(warnings[0]).toMatch(
-          /^adrs: evaluation workers run as root without OS isolation: a worker under an unprivileged uid could not start \(.*no GPU adapter matches/,
+          // Inside bubblewrap the uid cannot even bind the driver list; without it, it finds no adapter.
+          /^adrs: evaluation workers run as root, without a uid of their own: a worker under an unprivileged uid could not start \(.*(no GPU adapter matches|Can't find source path .*lvp_icd\.json: Permission denied)/,
         );
         expect(isolatedIdentity(bundle).uid).toBeUndefined();
       } finally {

@@ -2,6 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drawSeries } from '../src/eval/series.js';
 import { runSession } from '../src/evolve/session.js';
 import { traceChecksum } from '../src/evolve/trace-checksum.js';
 import { loadTrace } from '../src/trace/load.js';
@@ -10,7 +11,8 @@ import { FakeOpenAiServer, type FakeRequest } from './helpers/fake-openai-server
 /**
  * End to end through the real sandboxed GPU evaluator pool (lavapipe here): a seed whose packing
  * fills GPUs in order is improved by a scripted model that restores least-loaded packing; a WGSL
- * edit that does not compile comes back invalid with its file:line:col, and the model sees it.
+ * edit that does not compile comes back invalid with its file:line:col, and the model sees it; the
+ * gain is confirmed by interleaved re-measurement before the improved program becomes the best.
  */
 const LPT = '        if (gpuFill[g]! < S && (best < 0 || gpuLoad[g]! < gpuLoad[best]!)) best = g;';
 const FILL_IN_ORDER = '        if (gpuFill[g]! < S && best < 0) best = g;';
@@ -67,12 +69,13 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
         workers: 1,
         timeout_s: 60,
         objective: 'adrs',
-        trace: 'synthetic-v3-windows',
+        trace: 'synthetic-v4-windows',
         // Exercises the held-out path; a real config names another workload.
-        heldout_trace: 'synthetic-v3-windows',
+        heldout_trace: 'synthetic-v4-windows',
         windows: 2,
         repeats: 2,
       },
+      selection: { rounds: 2, z: 2 },
     };
     writeFileSync(join(dir, 'evolve.json'), JSON.stringify(config));
     const r = await runSession({ configPath: join(dir, 'evolve.json'), out: join(dir, 'run') });
@@ -99,15 +102,33 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
       /iteration 1: diff of p0 → invalid.*replicate\.wgsl:\d+:\d+/,
     );
     expect(r.best.id).toBe('p2');
+    // p2 beat the seed's score, so both were re-measured, interleaved, before p2 became the best.
+    const comparison = events.find((e: { type: string }) => e.type === 'comparison');
+    expect(comparison).toMatchObject({ iteration: 2, incumbent: { id: 'p0' }, decision: 'promote' });
+    expect(comparison.challenger_scores).toHaveLength(2);
+    expect(comparison.mean_challenger - comparison.mean_incumbent).toBeGreaterThan(
+      2 * comparison.standard_error,
+    );
+    // Prompts carry the real candidate API, the scoring rule and hints for the evaluator's adapter.
+    const prompt = server.requests[0]!.messages[1]!.content;
+    expect(prompt).toContain(readFileSync('src/eval/candidate-api.ts', 'utf8').trim());
+    expect(prompt).toContain('Time t = the MEAN over all timed calls');
+    expect(prompt).toContain(`The evaluator's GPU adapter is `);
+    expect(prompt).toMatch(/- candidate_ms: time spent inside your calls/);
     expect(r.best.metrics.balancedness_next!).toBeGreaterThan(r.seed.metrics.balancedness_next! + 0.01);
     expect(r.best.score!).toBeGreaterThan(r.seed.score!);
     expect(r.heldout!.best.valid).toBe(true);
     expect(readFileSync(join(r.dir, 'best', 'candidate', 'balancer.ts'), 'utf8')).toContain(LPT);
+    // Training ran on a series drawn like the named one with a secret seed, kept in the run
+    // folder's config.json (so resume and replay draw it again); held-out on the named trace.
+    const recorded = JSON.parse(readFileSync(join(r.dir, 'config.json'), 'utf8'));
+    expect(Number.isInteger(recorded.evaluator.series_seed)).toBe(true);
     // The reproducer pins the scored data: manifest and loads of each trace.
     const repro = JSON.parse(readFileSync(join(r.dir, 'best', 'reproducer.json'), 'utf8'));
     expect(repro.traces.train).toEqual({
-      name: 'synthetic-v3-windows',
-      sha256: traceChecksum(loadTrace('synthetic-v3-windows')),
+      name: 'synthetic-v4-windows-secret',
+      sha256: traceChecksum(drawSeries('synthetic-v4-windows', recorded.evaluator.series_seed, 3)),
     });
+    expect(repro.traces.heldout.sha256).toBe(traceChecksum(loadTrace('synthetic-v4-windows')));
   });
 });

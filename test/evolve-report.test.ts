@@ -167,6 +167,19 @@ describe('adrs report on a finished run', () => {
     expect(r.gain.train).toBe(summary.best.score - 80);
     expect(r.gain.heldout).toBe(summary.best.heldout.score - summary.seed.heldout.score);
     expect(r.gain.overfitting).toBe(false);
+    // Held-out quality and time, each against its noise (the toy's held-out time equals its training time).
+    expect(r.heldout!.comparison.same_program).toBe(false);
+    expect(r.heldout!.comparison.quality.delta).toBeCloseTo(
+      r.heldout!.best.metrics.balancedness_next! - 0.8,
+      12,
+    );
+
+    // Model latency and queueing, apart: every reply records its queueing (one iteration in flight: ~0).
+    expect(responses.every((x) => typeof x.queued_ms === 'number')).toBe(true);
+    expect(r.accounting.total.mean_queued_ms).toBeCloseTo(
+      responses.reduce((a, x) => a + x.queued_ms, 0) / responses.length,
+      9,
+    );
 
     // Lineage: best/lineage.json, seed first, each step with its plan's mutation and model.
     const lineage = JSON.parse(readFileSync(join(dir, 'best', 'lineage.json'), 'utf8')).reverse();
@@ -194,6 +207,8 @@ describe('adrs report on a finished run', () => {
 
     const text = reportText(r);
     expect(text).toContain('finished: iterations (reached 12 iterations)');
+    // The toy evaluator measures no noise (no relabelled balancedness, no p95): the report says so.
+    expect(text).toContain('training quality (balancedness_next) best − seed +0.1500 (noise not measured)');
     expect(text).toContain('4 refused (ambiguous 1, outside EVOLVE-BLOCK 2, malformed 1)');
     expect(text).toContain('1 refused (outside EVOLVE-BLOCK 1)');
     expect(text).toContain('2 sent back once and fixed');
@@ -388,5 +403,32 @@ describe('refusal and failure classes', () => {
     expect(failureClass(bad({ output: 'printed', wgsl: 'kernels/a.wgsl:3:1 error' }))).toBe('wgsl');
     expect(failureClass(bad({ timeout: 'killed after 120 s' }))).toBe('timeout');
     expect(failureClass(bad({}))).toBe('no-score');
+  });
+});
+
+describe('a run whose best is the seed', () => {
+  it('reports no gain, and the held-out difference of the seed with itself as noise', async () => {
+    const srv = await FakeOpenAiServer.start(() => ({ text: OUTSIDE }));
+    const p = makeToyProject(srv.baseUrl, { search: { islands: 1, parallel: 1 } });
+    try {
+      const d = join(p.dir, 'run');
+      await runSession({ configPath: p.configPath, out: d, overrides: { iterations: 2 } });
+      const r = report(d);
+      expect(r.best!.id).toBe('p0');
+      expect(r.heldout!.comparison.same_program).toBe(true);
+      expect(r.heldout!.comparison.time.verdict).toBe('noise');
+      const text = reportText(r);
+      expect(text).toContain('no gain: the best is the seed');
+      expect(text).toContain('a re-measurement of one program (noise)');
+      expect(text).toMatch(
+        /held-out time \(median_ms\) best − seed \+0\.000 ms \(same program re-measured: noise\)/,
+      );
+      expect(text).not.toMatch(/gain [-+]\d/);
+      expect(text).toContain('model ms/call');
+      expect(text).toContain('queued ms/call');
+    } finally {
+      await srv.close();
+      rmSync(p.dir, { recursive: true, force: true });
+    }
   });
 });

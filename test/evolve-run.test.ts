@@ -52,7 +52,7 @@ describe('adrs evolve against a local OpenAI-compatible server', () => {
     // The prompt carries the problem, the parent's metrics and artifacts, and the last attempts.
     const last = server.requests.at(-1)!.messages[1]!.content;
     expect(last).toContain('Maximise the toy score.');
-    expect(last).toMatch(/score=\d+; balancedness_next=/);
+    expect(last).toMatch(/score=\d+ ±0; balancedness_next=/);
     expect(last).toContain('### timings');
     expect(last).toContain('# Last attempts and their outcome');
     // best/ holds the program, its metrics, lineage and a reproducer.

@@ -199,7 +199,7 @@ describe('bundled traces and step selection', () => {
     // The in512 run routed 2^23 tokens × top-8 through every MoE layer.
     const in512 = loadTrace('sglang-r1-prefill-in512');
     for (let l = 0; l < 58; l++) expect(layerTotal(in512, l)).toBe(2 ** 26);
-    const syn = loadTrace('synthetic-v3-windows');
+    const syn = loadTrace('synthetic-v4-windows');
     expect(syn.manifest).toMatchObject({
       layers: 58,
       experts: 256,
@@ -210,14 +210,14 @@ describe('bundled traces and step selection', () => {
   });
 
   it('picks a window by index, from the end, default the last; out of range is a UserError', () => {
-    const t = loadTrace('synthetic-v3-windows');
+    const t = loadTrace('synthetic-v4-windows');
     expect(selectWindow(t).window).toBe(15);
     expect(selectWindow(t, 3).window).toBe(3);
     expect(selectWindow(t, -2).window).toBe(14);
     expect(Array.from(selectWindow(t, 3).loads)).toEqual(Array.from(stepLoads(t, 3)));
     expectUserError(
       () => selectWindow(t, 16),
-      /window 16 is out of range: trace 'synthetic-v3-windows' has 16 windows \(0–15/,
+      /window 16 is out of range: trace 'synthetic-v4-windows' has 16 windows \(0–15/,
     );
     expectUserError(() => selectWindow(t, 1.5), /--window must be an integer/);
     const one = loadLoads('sglang-r1-prefill-in512');

@@ -8,6 +8,13 @@ const COLUMNS: Array<[header: string, cell: (r: BenchRow) => string]> = [
   ['GPU ms', (r) => (r.gpuTime ? ms(r.gpuTime.median_ms) : '–')],
   ['bal. same', (r) => r.balancednessSame.toFixed(4)],
   ['bal. next', (r) => (r.balancednessNext === null ? '–' : r.balancednessNext.toFixed(4))],
+  [
+    'next: median [q1–q3]',
+    (r) => {
+      const s = r.balancednessNextSpread;
+      return s ? `${s.median.toFixed(4)} [${s.q1.toFixed(4)}–${s.q3.toFixed(4)}]` : '–';
+    },
+  ],
   ['ADRS score', (r) => r.adrsScore.toFixed(2)],
   ['MoE time vs none', (r) => `${(100 * r.moeVsNone).toFixed(1)} %`],
   ['rebalance share', (r) => percent(r.rebalanceShare)],
@@ -19,7 +26,8 @@ export function formatBenchTable(report: BenchReport): string {
   const lines = [
     `device: ${report.device}`,
     `deployment: ${c.replicas} slots on ${c.gpus} GPUs / ${c.nodes} nodes; timing over ${c.repeat} calls; ` +
-      `routing: ${c.tokens} tokens/step, ${c.policy}; rebalance every ${c.rebalanceInterval} steps`,
+      `routing: ${c.tokens} tokens/step, ${c.policy}; rebalance every ${c.rebalanceInterval} steps; ` +
+      `history: up to ${c.history} windows per call${c.windowSteps ? `; windows of ${c.windowSteps} steps` : ''}`,
     '',
   ];
   const header = COLUMNS.map(([h]) => h);
@@ -34,7 +42,9 @@ export function formatBenchTable(report: BenchReport): string {
   for (const row of body) lines.push(line(row));
   lines.push(
     '',
-    'bal. same: GPU balancedness placed and scored on the same window; bal. next: placed on window k, scored on k+1;',
+    'bal. same: GPU balancedness placed and scored on the same window; bal. next: placed on window k (with the windows',
+    'before it as history), scored on k+1, ratio of sums over all k; next: median [quartiles] of the per-window values;',
+    'oracle: bldm-swap placed on the scored window itself (the ceiling); last-window: bldm-swap placed on window k alone;',
     'MoE time: modelled MoE forward time (token-level simulation) relative to the load-unaware `none` placement;',
     'rebalance share: median balancer time / time between two rebalances.',
   );

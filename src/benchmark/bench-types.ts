@@ -1,6 +1,19 @@
 import type { TimingSummary } from '../util/stats.js';
 
-/** One row of `adrs bench`: one balancer on one trace. */
+/** Per-window values: median, quartiles, range, count. */
+export interface Spread {
+  median: number;
+  q1: number;
+  q3: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+/**
+ * One row of `adrs bench`: one balancer on one trace, or a reference row: `oracle` (bldm-swap placed
+ * on the scored window: the ceiling) or `last-window` (bldm-swap placed on window k, scored on k+1).
+ */
 export interface BenchRow {
   trace: string;
   balancer: string;
@@ -13,6 +26,10 @@ export interface BenchRow {
   balancednessSame: number;
   /** Placed on window k, scored on window k+1, over every k; null for single-snapshot traces. */
   balancednessNext: number | null;
+  /** Per scored window k+1: its GPU balancedness (absent for single-window traces). */
+  balancednessNextSpread?: Spread;
+  /** Per scored window: balancedness of the placement from window k on window k+1 (the --html lines). */
+  perWindowNext?: number[];
   /** ADRS leaderboard score (EPLB.md) from balancedness (next window when there is one) and mean time. */
   adrsScore: number;
   /** Modelled MoE time of one forward pass (all layers, µs) with this placement, token-level simulation. */
@@ -38,6 +55,10 @@ export interface BenchReport {
     tokens: number;
     policy: string;
     rebalanceInterval: number;
+    /** History windows each call got (at most). */
+    history: number;
+    /** Stored steps per window, when set explicitly. */
+    windowSteps?: number;
     replicas: number;
     nodes: number;
     gpus: number;

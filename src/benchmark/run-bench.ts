@@ -1,5 +1,7 @@
 import type { Balancer, BalancerContext } from '../eplb/balancer.js';
 import { noneBalancer } from '../eplb/balancers/baselines.js';
+import { bldmSwapBalancer } from '../eplb/balancers/bldm-swap.js';
+import { historyUpTo } from '../eplb/history.js';
 import { adrsScore } from '../eplb/metrics.js';
 import type { Placement } from '../eplb/placement.js';
 import { type Shape, validateShape } from '../eplb/shape.js';
@@ -12,7 +14,7 @@ import type { RoutePolicy } from '../sim/route-types.js';
 import type { Trace } from '../trace/trace.js';
 import { type TraceWindows, traceWindows, windowLoads } from '../trace/windows.js';
 import { check } from '../util/errors.js';
-import type { BenchReport, BenchRow } from './bench-types.js';
+import type { BenchReport, BenchRow, Spread } from './bench-types.js';
 
 // Warm up until the JIT has settled (V8 optimises hot code after many calls): WARMUP_CALLS calls or
 // WARMUP_MS, whichever comes first, so CPU balancers are not timed in the interpreter.
@@ -30,6 +32,12 @@ export interface BenchOptions {
   /** Steps between two rebalances (vLLM's default: 3000). */
   rebalanceInterval: number;
   deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>;
+  /** History windows each balancer call gets (window k and the ones before it, at most this many). */
+  history: number;
+  /** Stored steps summed into one window (default: the trace's own, see traceWindows). */
+  windowSteps?: number;
+  /** Add the `oracle` and `last-window` rows (bldm-swap placed on the scored window / on window k). */
+  headroom: boolean;
   seed: number;
   command: string;
   /** Called with a short status before each (trace, balancer). */
@@ -40,13 +48,23 @@ export interface BenchOptions {
  * Every balancer on every trace: timing of the balancer call, balancedness placed and scored on the
  * same window and on the next one (all windows scored on the GPU in one batched evaluation per trace),
  * the ADRS score, and the token-level modelled MoE time against the `none` placement.
+ *
+ * The call for window k gets windows up to k as its history (at most `history`), in time order. Two
+ * reference rows frame the balancers: `oracle`, bldm-swap placed on the scored window itself (the
+ * ceiling of next-window balancedness), and `last-window`, bldm-swap placed on window k alone (what a
+ * balancer that ignores the history reaches).
  */
 export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<BenchReport> {
   const rows: BenchRow[] = [];
   for (const trace of options.traces) {
     const shape = traceShape(trace, options.deployment);
     validateShape(shape);
-    const tw = traceWindows(trace);
+    const tw = traceWindows(trace, options.windowSteps);
+    // One view per window, shared by every history that holds it (the latest is the loads itself).
+    const views = Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
+    const histories = views.map((_, k) =>
+      historyUpTo({ count: tw.count, window: (j) => views[j]! }, k, options.history),
+    );
     const windows = tw.count;
     check(
       windows > 0,
@@ -73,40 +91,58 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
         simWindow,
         options,
       );
-      for (const balancer of options.balancers) {
-        options.progress?.(`${trace.manifest.name}: ${balancer.name}`);
-        const ctx: BalancerContext = { seed: options.seed, ...(balancer.runsOn === 'gpu' ? { gpu } : {}) };
-        const timed = await timeAndPlace(balancer, shape, tw, ctx, options.repeat);
-        const pairs: Array<[number, number]> = [];
-        for (let k = 0; k < windows; k++) pairs.push([k, k]);
-        for (let k = 0; k + 1 < windows; k++) pairs.push([k, k + 1]);
-        const metrics = await evaluator.evaluate(timed.placements, pairs, { perLayer: false });
+      const pairs: Array<[number, number]> = [];
+      for (let k = 0; k < windows; k++) pairs.push([k, k]);
+      for (let k = 0; k + 1 < windows; k++) pairs.push([k, k + 1]);
+      const addRow = async (
+        name: string,
+        balancer: Balancer,
+        timed: TimedPlacements,
+        placementPairs: Array<[number, number]>,
+        simPlacement: Placement,
+      ) => {
+        const metrics = await evaluator.evaluate(timed.placements, placementPairs, { perLayer: false });
         const same = ratioOfSums(metrics.slice(0, windows));
-        const next = windows > 1 ? ratioOfSums(metrics.slice(windows)) : null;
-        const sim = await simulate(
-          simulator,
-          trace,
-          tw,
-          shape,
-          timed.placements[placeWindow]!,
-          simWindow,
-          options,
-        );
+        const nextMetrics = metrics.slice(windows);
+        const next = windows > 1 ? ratioOfSums(nextMetrics) : null;
+        const sim = await simulate(simulator, trace, tw, shape, simPlacement, simWindow, options);
         const meanSeconds = timed.meanMs / 1000;
         rows.push({
           trace: trace.manifest.name,
-          balancer: balancer.name,
+          balancer: name,
           runsOn: balancer.runsOn,
           time: timed.timing,
           ...(timed.gpuTiming ? { gpuTime: timed.gpuTiming } : {}),
           balancednessSame: same,
           balancednessNext: next,
+          ...(windows > 1 ? { balancednessNextSpread: spread(nextMetrics.map(pairBalancedness)) } : {}),
+          ...(windows > 1 ? { perWindowNext: nextMetrics.map(pairBalancedness) } : {}),
           adrsScore: adrsScore(next ?? same, meanSeconds),
           moeUs: sim.us,
           moeVsNone: sim.us / noneSim.us,
           crossNodeShare: sim.crossNodeShare,
           rebalanceShare: timed.timing.median_ms / 1000 / ((options.rebalanceInterval * sim.us) / 1e6),
         });
+      };
+      if (options.headroom) {
+        options.progress?.(`${trace.manifest.name}: last-window and oracle`);
+        // bldm-swap on each window alone: placed on k and scored on k+1 (last-window), or scored on
+        // the window it was placed on (oracle: "next" pairs (k+1, k+1), the same windows scored).
+        const last = await timeAndPlace(bldmSwapBalancer, shape, tw, { seed: options.seed }, options.repeat);
+        const oraclePairs: Array<[number, number]> = [...pairs.slice(0, windows)];
+        for (let k = 0; k + 1 < windows; k++) oraclePairs.push([k + 1, k + 1]);
+        await addRow('oracle', bldmSwapBalancer, last, oraclePairs, last.placements[simWindow]!);
+        await addRow('last-window', bldmSwapBalancer, last, pairs, last.placements[placeWindow]!);
+      }
+      for (const balancer of options.balancers) {
+        options.progress?.(`${trace.manifest.name}: ${balancer.name}`);
+        const ctx: BalancerContext = {
+          seed: options.seed,
+          history: options.history,
+          ...(balancer.runsOn === 'gpu' ? { gpu } : {}),
+        };
+        const timed = await timeAndPlace(balancer, shape, tw, ctx, options.repeat, histories);
+        await addRow(balancer.name, balancer, timed, pairs, timed.placements[placeWindow]!);
       }
     } finally {
       evaluator.destroy();
@@ -123,6 +159,8 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
       tokens: options.tokens,
       policy: options.policy,
       rebalanceInterval: options.rebalanceInterval,
+      history: options.history,
+      ...(options.windowSteps !== undefined ? { windowSteps: options.windowSteps } : {}),
       ...options.deployment,
     },
     rows,
@@ -139,22 +177,37 @@ interface TimedPlacements extends CallTimes {
   placements: Placement[];
 }
 
-/** Places every window, then times `repeat` calls cycling through the windows after a JIT warm-up. */
+/**
+ * Places every window in time order (with its history when given), then times `repeat` calls cycling
+ * through the windows after a JIT warm-up — in a fresh preparation, so that a balancer keeping state
+ * between calls placed the series once, in order.
+ */
 async function timeAndPlace(
   balancer: Balancer,
   shape: Shape,
   tw: TraceWindows,
   ctx: BalancerContext,
   repeat: number,
+  histories?: ReadonlyArray<readonly Float32Array[]>,
 ): Promise<TimedPlacements> {
+  const inputs = histories
+    ? histories.map((h) => h[h.length - 1]!)
+    : Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
+  const placer = await balancer.prepare(shape, ctx);
+  let placements: Placement[];
+  try {
+    placements = await placeAll(placer, inputs, histories);
+  } finally {
+    placer.dispose?.();
+  }
   const prepared = await balancer.prepare(shape, ctx);
   try {
-    const inputs = Array.from({ length: tw.count }, (_, k) => windowLoads(tw, k));
-    const placements = await placeAll(prepared, inputs);
-    const times = await timeCalls(prepared, inputs, {
-      repeat,
-      warmup: { calls: WARMUP_CALLS, ms: WARMUP_MS },
-    });
+    const times = await timeCalls(
+      prepared,
+      inputs,
+      { repeat, warmup: { calls: WARMUP_CALLS, ms: WARMUP_MS } },
+      histories,
+    );
     return { placements, ...times };
   } finally {
     prepared.dispose?.();
@@ -182,6 +235,21 @@ async function simulate(
   let cross = 0;
   for (const c of result.crossNode) cross += c;
   return { us: result.totalTimeUs, crossNodeShare: result.routed > 0 ? cross / result.routed : 0 };
+}
+
+function pairBalancedness(m: { sumMeanGpuLoad: number; sumMaxGpuLoad: number }): number {
+  return m.sumMaxGpuLoad > 0 ? m.sumMeanGpuLoad / m.sumMaxGpuLoad : 1;
+}
+
+/** Median, quartiles and range of per-window values. */
+export function spread(values: readonly number[]): Spread {
+  const s = [...values].sort((a, b) => a - b);
+  const q = (p: number) => {
+    const x = p * (s.length - 1);
+    const i = Math.floor(x);
+    return i + 1 < s.length ? s[i]! + (x - i) * (s[i + 1]! - s[i]!) : s[i]!;
+  };
+  return { median: q(0.5), q1: q(0.25), q3: q(0.75), min: s[0]!, max: s[s.length - 1]!, n: s.length };
 }
 
 /** GPU balancedness over several (placement, window) pairs: Σ mean / Σ max, like the per-pair metric. */

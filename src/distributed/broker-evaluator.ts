@@ -2,6 +2,7 @@ import { type Job, Queue, QueueEvents } from 'bullmq';
 import { type CandidateFiles, programHash } from '../evolve/candidate.js';
 import type { EvolveConfig } from '../evolve/config.js';
 import type { EvalOutcome, Evaluator, Split } from '../evolve/evaluator.js';
+import { trainingTrace } from '../evolve/pool-evaluator.js';
 import { traceChecksum } from '../evolve/trace-checksum.js';
 import { loadTrace } from '../trace/load.js';
 import { type BrokerAddress, redactText } from './broker-url.js';
@@ -150,7 +151,7 @@ function crashed(job: Job): BrokerOutcome {
 function expectedTraces(e: EvolveConfig['evaluator']): Partial<Record<Split, TraceRef>> {
   const out: Partial<Record<Split, TraceRef>> = {};
   if (e.trace) {
-    const t = loadTrace(e.trace);
+    const t = trainingTrace(e);
     out.train = { name: t.manifest.name, sha256: traceChecksum(t) };
   }
   if (e.heldout_trace) {

@@ -11,7 +11,13 @@ export interface BatchOptions {
   settings: Pick<
     EvolveConfig['evaluator'],
     'timeout_s' | 'memory_mb' | 'objective' | 'trace' | 'windows' | 'repeats'
-  >;
+  > &
+    Partial<
+      Pick<
+        EvolveConfig['evaluator'],
+        'history' | 'secret_series' | 'series_seed' | 'replicas' | 'gpus' | 'nodes' | 'groups'
+      >
+    >;
   /** Called as each verdict arrives (in any order). */
   onResult?: (dir: string, result: BrokerOutcome) => void;
 }
@@ -28,7 +34,14 @@ export async function evaluateBatch(
 ): Promise<{ dir: string; result: BrokerOutcome }[]> {
   const files = dirs.map((d) => loadCandidateDir(d));
   const config = defaultConfig();
-  const evaluator = { ...config.evaluator, ...o.settings, heldout_trace: null, workers: dirs.length };
+  // The named trace itself unless the settings ask for a drawn series (adrs eval's default does).
+  const evaluator = {
+    ...config.evaluator,
+    secret_series: false,
+    ...o.settings,
+    heldout_trace: null,
+    workers: dirs.length,
+  };
   const broker = await createBrokerEvaluator({
     evaluator,
     address: parseBrokerUrl(o.url),

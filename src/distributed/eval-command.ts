@@ -12,6 +12,13 @@ export interface EvalBatchArgs {
   broker?: string;
   queue?: string;
   trace: string;
+  /** Draw the series like `trace` with this seed (each worker draws the same one); null: score on `trace` itself. */
+  seriesSeed: number | null;
+  history: number;
+  replicas?: number;
+  gpus?: number;
+  nodes?: number;
+  groups?: number;
   objective: Objective;
   timeout: number;
   windows?: number;
@@ -47,6 +54,13 @@ export async function evalBatchCommand(a: EvalBatchArgs): Promise<void> {
       memory_mb: a.memory,
       objective: a.objective,
       trace: a.trace,
+      secret_series: a.seriesSeed !== null,
+      series_seed: a.seriesSeed,
+      history: a.history,
+      ...(a.replicas !== undefined ? { replicas: a.replicas } : {}),
+      ...(a.gpus !== undefined ? { gpus: a.gpus } : {}),
+      ...(a.nodes !== undefined ? { nodes: a.nodes } : {}),
+      ...(a.groups !== undefined ? { groups: a.groups } : {}),
       windows: a.windows ?? null,
       repeats: a.repeats,
     },

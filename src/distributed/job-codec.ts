@@ -13,6 +13,15 @@ export interface JobSettings {
   /** Trace as named in the controller's config (a bundled name or a path the workers share). */
   trace: string | null;
   heldout_trace: string | null;
+  /** The protocol and deployment, as the controller's config says (absent from older controllers). */
+  history?: number | null;
+  replicas?: number | null;
+  gpus?: number | null;
+  nodes?: number | null;
+  groups?: number | null;
+  /** Train on the series drawn like `trace` with this seed; every worker draws the same one. */
+  secret_series?: boolean;
+  series_seed?: number | null;
 }
 
 /** Which data the verdict must be measured on; a worker whose copy has another sha256 refuses the job. */
@@ -92,5 +101,12 @@ export function settingsOf(e: EvolveConfig['evaluator']): JobSettings {
     repeats: e.repeats,
     trace: e.trace,
     heldout_trace: e.heldout_trace,
+    history: e.history,
+    replicas: e.replicas,
+    gpus: e.gpus,
+    nodes: e.nodes,
+    groups: e.groups,
+    secret_series: e.secret_series,
+    series_seed: e.series_seed,
   };
 }

@@ -3,13 +3,16 @@ import type { Balancer } from './balancer.js';
 import { noneBalancer, randomBalancer } from './balancers/baselines.js';
 import { bldmSwapBalancer } from './balancers/bldm-swap.js';
 import { deepseekBalancer } from './balancers/deepseek.js';
+import { forecastBalancer } from './balancers/forecast.js';
 import { gpuLptBalancer } from './balancers/gpu-balancer.js';
 
 /**
  * Every named balancer. The first entry is the default (the best one we have): `adrs rebalance`
- * without --balancer runs it. Add a balancer by adding it here.
+ * without --balancer runs it. Add a balancer by adding it here. `bldm-swap` is the same packing placed
+ * on the latest window alone (last-window placement), kept for comparison.
  */
 export const BALANCERS: readonly Balancer[] = [
+  forecastBalancer,
   bldmSwapBalancer,
   deepseekBalancer,
   gpuLptBalancer,

@@ -17,23 +17,28 @@ export interface TimingOptions {
   warmup?: { calls: number; ms: number };
 }
 
-/** Times a prepared balancer's calls on the given inputs (validation is the caller's, outside the clock). */
+/**
+ * Times a prepared balancer's calls on the given inputs (validation is the caller's, outside the clock).
+ * `histories[i]`, when given, is input i's history (the windows up to it, it last).
+ */
 export async function timeCalls(
   prepared: PreparedBalancer,
   inputs: readonly Float32Array[],
   options: TimingOptions,
+  histories?: ReadonlyArray<readonly Float32Array[]>,
 ): Promise<CallTimes> {
   const { calls = 0, ms = 0 } = options.warmup ?? {};
   const warmupEnd = performance.now() + ms;
   for (let i = 0; i < calls && performance.now() < warmupEnd; i++) {
-    await prepared.rebalance(inputs[i % inputs.length]!);
+    await prepared.rebalance(inputs[i % inputs.length]!, histories?.[i % inputs.length]);
   }
   const wall: number[] = [];
   const gpu: number[] = [];
   for (let i = 0; i < options.repeat; i++) {
     const loads = inputs[i % inputs.length]!;
+    const history = histories?.[i % inputs.length];
     const t0 = performance.now();
-    await prepared.rebalance(loads);
+    await prepared.rebalance(loads, history);
     wall.push(performance.now() - t0);
     const g = prepared.lastGpuMs?.();
     if (g !== undefined) gpu.push(g);
@@ -46,16 +51,17 @@ export async function timeCalls(
 }
 
 /**
- * Places every input once (the first call doubles as the warm-up) and validates each placement —
- * the harness validates, never the balancer.
+ * Places every input once, in order (the first call doubles as the warm-up), and validates each
+ * placement — the harness validates, never the balancer. `histories[i]`: input i's history.
  */
 export async function placeAll(
   prepared: PreparedBalancer,
   inputs: readonly Float32Array[],
+  histories?: ReadonlyArray<readonly Float32Array[]>,
 ): Promise<Placement[]> {
   const placements: Placement[] = [];
-  for (const loads of inputs) {
-    const placement = await prepared.rebalance(loads);
+  for (let i = 0; i < inputs.length; i++) {
+    const placement = await prepared.rebalance(inputs[i]!, histories?.[i]);
     validatePlacement(placement);
     placements.push(placement);
   }

@@ -2,14 +2,13 @@ import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
-import { Rng } from '../util/rng.js';
 import { summarizeTimes } from '../util/stats.js';
 import type { GpuScorer } from './gpu-scorer.js';
 import type { Failure, FromWorker } from './protocol.js';
-import { adrsObjective, defaultScore } from './scores.js';
+import { adrsObjective, defaultScore, moeScore } from './scores.js';
 import type { CompiledCandidate } from './transpile.js';
 import type { EvalMetrics, EvalResult, EvaluateOptions } from './types.js';
-import { applyTransform, type LoadTransform, randomTransform, untransformPlacement } from './windows.js';
+import { callInput, type PassPlan, passPlans, secretSeed, untransformPlacement } from './windows.js';
 import { WorkerDeath, type WorkerProcess } from './worker-process.js';
 
 /** Stage 1's tiny case: DeepSeek's README example (2 layers × 12 experts, 16 slots, 4 groups, 2 nodes, 8 GPUs). */
@@ -19,23 +18,30 @@ export const TINY_LOADS = Float32Array.from([
 ]);
 
 /**
- * Passes may differ this much (relative GPU balancedness, worst pass against best) before answers
- * count as not following the input. A balancer that computes from its input gives the same quality
- * on every relabelling (measured: within 0.05 % for greedy-cpu); an input-independent one such as
- * valid-naive swings by up to ~3.5 % between passes of two windows, which is why this is not 1 %.
- * Passes cannot be played against each other anyway: the score takes the worst pass's quality and
- * the slowest pass's time.
+ * Passes may differ this much (relative mean GPU balancedness, worst pass against best) before
+ * answers count as not following the input. Every pass feeds the same windows in the same order
+ * under a different secret relabelling, so a balancer that computes from its input (state between
+ * calls included) gives the same quality in each (greedy-cpu: within 0.05 %); an input-independent
+ * one such as valid-naive swings by up to ~3.5 % between passes of two windows.
  */
 export const CONSISTENCY_TOLERANCE = 0.05;
+/** Untimed calls at the start of each pass (pipeline compilation, JIT), still scored. */
 const WARMUP_CALLS = 2;
-/** Passes over the windows: the first scores, the relabelled ones check that answers follow the input. */
-export const DEFAULT_REPEATS = 3;
-/** Load scale factors of the relabellings: any pass's values look alike. */
-const randomScale = (rng: Rng): number => 0.5 + 1.5 * rng.next();
+/** Timed passes, each in its own fresh worker process. */
+export const DEFAULT_REPEATS = 2;
+/** Windows in each call's history (the latest included): what vLLM and SGLang keep as their expert-load window. */
+export const DEFAULT_HISTORY = 8;
+/** Tokens per layer of the MoE-time simulation, and at most how many windows of pass 1 it samples. */
+export const DEFAULT_MOE_TOKENS = 4096;
+export const MOE_WINDOWS = 2;
 const IPC_PROBES = 5;
 
 export interface CascadeJob {
-  worker: WorkerProcess;
+  /**
+   * Fresh, started workers, one per pass (`repeats` of them): the first runs stage 1 and pass 1, each
+   * later pass runs in the next one, so no process ever sees a window after the one it is asked about.
+   */
+  workers: WorkerProcess[];
   compiled: CompiledCandidate;
   kernels: Record<string, string>;
   options: EvaluateOptions;
@@ -45,7 +51,7 @@ export interface CascadeJob {
   shape: Shape;
   /** The harness's GPU metrics (shared by the pool). */
   scorer: GpuScorer;
-  /** Settles when background work that would disturb timing (the next worker's start) is over. */
+  /** Settles when background work that would disturb timing (the slot's next workers' start) is over. */
   quiet?: Promise<unknown>;
   /** The candidate's limit, seconds: from the moment its code is sent (after `quiet` and the calibration). */
   timeoutS: number;
@@ -77,39 +83,57 @@ class Invalid extends Error {
 }
 
 type CallReply = Extract<FromWorker, { type: 'result' }>;
+/** The worker's optional time split of a call (contract 3). */
+interface Split {
+  host_ms: number;
+  gpu_wait_ms: number;
+  gpu_ms: number | null;
+}
+
+/** Per pass: charged times of its timed calls and its windows' metrics. */
+interface PassRecord {
+  times: number[];
+  next: number[];
+  same: number[];
+  slotNext: number[];
+  interNode: number[];
+}
 
 /**
- * The cascade for one candidate on one fresh worker. Stage 1: WGSL compile (in the worker, with
- * file:line:col), module load, the tiny case, validated. Stage 2: warm-up, then `repeats` passes over
- * the windows in time order; pass 0 feeds each window as it is and scores its placement on the next
- * window, later passes feed relabelled windows (see windows.ts) and check that quality holds. Every
- * call is timed and every placement validated here, in the harness; after each pass its placements
- * are scored in one batch on the harness's GPU (relabelled ones mapped back to the original labels,
- * so the windows stay resident). Nothing the worker reports about quality is used, and its clock is
- * only trusted when the parent's clock agrees.
+ * The cascade for one candidate. Stage 1 (first worker): WGSL compile (in the worker, with
+ * file:line:col), module load, the tiny case, validated. Stage 2: `repeats` passes, each in its own
+ * fresh worker process, each feeding windows 0 … n−2 in time order (call k gets windows up to k as
+ * its history and is scored on window k+1), all relabelled by the pass's secret relabelling (one
+ * expert permutation within groups and one layer order for the whole pass; a load scale per call).
+ * A process only ever sees the past of the window it is scored on, so state kept between calls is
+ * legitimate and remembering inputs gains nothing. Each pass's first WARMUP_CALLS calls (and its
+ * worker's module load) run untimed, in all pass workers at once; then the passes' remaining calls
+ * run timed, one pass after another. Every timed call is timed and every placement
+ * validated here; after each pass its placements are mapped back to the original labels and
+ * scored in one batch on the harness's GPU. Nothing the worker reports about quality is used, and
+ * its clock is only trusted when the parent's clock agrees.
  */
 export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   const started = performance.now();
-  const { options } = job;
+  const { options, workers } = job;
+  const seed = options.seed ?? secretSeed();
+  const historyLength = options.history ?? DEFAULT_HISTORY;
+  const moeTokens = options.moeTokens ?? DEFAULT_MOE_TOKENS;
+  let worker = workers[0]!;
   const run = {
     stage: 1 as 1 | 2,
     where: 'loading',
-    times: [] as number[],
     candidateMs: 0,
     /** Per timed call: the worker's clock, and the parent's round trip minus the IPC baseline. */
     workerMs: [] as number[],
     parentMs: [] as number[],
+    /** Per timed call: the worker's time split, or null where it gave none. */
+    splits: [] as Array<Split | null>,
     ipcMs: null as number | null,
     /** Wall time before the candidate's code was sent (null while the harness is still preparing). */
     setupMs: null as number | null,
-    /** Calls per pass (timed calls in pass order) and each pass's mean next-window balancedness. */
-    passSizes: [] as number[],
-    passNext: [] as number[],
-    next: [] as number[],
-    same: [] as number[],
-    varied: [] as number[],
-    slotNext: [] as number[],
-    interNode: [] as number[],
+    passes: [] as PassRecord[],
+    moe: [] as Array<{ ms: number; noneMs: number }>,
     artifacts: {} as Record<string, string>,
   };
   const finish = (valid: boolean): EvalResult => {
@@ -118,58 +142,94 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     // fooled but carries IPC jitter. Each call is charged the larger of the two (the parent's less
     // the IPC round trip measured before any candidate code ran), so time hidden from the worker's
     // clock is still charged, and a forged worker time gains nothing.
-    run.times = run.workerMs.map((w, i) => Math.max(w, run.parentMs[i]!));
+    const times = run.workerMs.map((w, i) => Math.max(w, run.parentMs[i]!));
     const gaps = run.workerMs.map((w, i) => run.parentMs[i]! - w).sort((a, b) => a - b);
     const gap = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 0;
-    // Time is that of the slowest pass (its median, its mean): a candidate that recognises a pass
-    // (by call count, say) and spends more on it pays for it.
-    const passes = splitPasses(run.times, run.passSizes);
-    const medians = passes.map((p) => summarizeTimes(p).median_ms);
-    const means = passes.map((p) => p.reduce((x, y) => x + y, 0) / p.length);
-    const t = { median_ms: medians.length ? Math.max(...medians) : 0, p95_ms: 0 };
-    if (run.times.length) t.p95_ms = summarizeTimes(run.times).p95_ms;
-    const mean = means.length ? Math.max(...means) : null;
-    const b = run.passNext.length ? Math.min(...run.passNext) : null;
+    const passes = run.passes.filter((p) => p.next.length > 0);
+    const b = avg(passes.flatMap((p) => p.next));
+    // The mean over every timed call, as the ADRS evaluator charges: a slow call always costs.
+    const mean = avg(times);
+    const summary = times.length ? summarizeTimes(times) : null;
+    const moeMs = avg(run.moe.map((m) => m.ms));
+    const moeNoneMs = avg(run.moe.map((m) => m.noneMs));
+    const scores = (bq: number | null, t: number | null) => ({
+      adrs: bq !== null && t !== null ? adrsObjective(bq, t) : null,
+      default: bq !== null && t !== null ? defaultScore(bq, t) : null,
+      moe: moeMs !== null && moeNoneMs !== null && t !== null ? moeScore(moeNoneMs, moeMs, t) : null,
+    });
+    const total = scores(b, mean);
+    // Noise: the same score computed per pass (its quality, its mean time); their spread / √passes.
+    const perPass = passes.map((p) => scores(avg(p.next), avg(p.times)));
+    const noise = (k: 'adrs' | 'default' | 'moe') => stdError(perPass.map((s) => s[k]));
+    // A split mean only when every timed call reported that part.
+    const split = (k: keyof Split) => {
+      const xs = run.splits.map((s) => (s ? s[k] : null)).filter((x): x is number => x !== null);
+      return xs.length > 0 && xs.length === run.splits.length ? avg(xs) : null;
+    };
     const metrics: EvalMetrics = {
       balancedness_next: b,
-      balancedness_same: avg(run.same),
-      balancedness_next_varied: avg(run.varied),
-      slot_balancedness_next: avg(run.slotNext),
-      inter_node_share_next: avg(run.interNode),
-      median_ms: medians.length ? t.median_ms : null,
-      p95_ms: run.times.length ? t.p95_ms : null,
+      balancedness_same: avg(passes.flatMap((p) => p.same)),
+      slot_balancedness_next: avg(passes.flatMap((p) => p.slotNext)),
+      inter_node_share_next: avg(passes.flatMap((p) => p.interNode)),
+      moe_time_ms: moeMs,
+      moe_time_none_ms: moeNoneMs,
+      moe_tokens: moeTokens,
+      moe_windows: run.moe.length,
       mean_ms: mean,
-      adrs_score: b !== null && mean !== null ? adrsObjective(b, mean) : null,
-      default_score: b !== null && medians.length ? defaultScore(b, t.median_ms) : null,
-      windows: run.next.length,
-      calls: run.times.length,
+      median_ms: summary ? summary.median_ms : null,
+      p95_ms: summary ? summary.p95_ms : null,
+      mean_ms_noise: stdError(times),
+      host_ms: split('host_ms'),
+      gpu_wait_ms: split('gpu_wait_ms'),
+      gpu_ms: split('gpu_ms'),
+      adrs_score: total.adrs,
+      default_score: total.default,
+      moe_score: total.moe,
+      adrs_score_noise: noise('adrs'),
+      default_score_noise: noise('default'),
+      moe_score_noise: noise('moe'),
+      score_noise: null,
+      passes: passes.length,
+      windows: passes[0]?.next.length ?? 0,
+      calls: times.length,
+      history: historyLength,
       ipc_ms: run.ipcMs,
       setup_ms: run.setupMs,
-      clock_gap_ms: run.times.length ? gap : null,
+      clock_gap_ms: times.length ? gap : null,
       eval_ms: evalMs,
       candidate_ms: run.candidateMs,
       overhead_ms: evalMs - run.candidateMs,
-      peak_rss_mb: job.worker.peakRssMb > 0 ? Math.round(job.worker.peakRssMb) : null,
+      peak_rss_mb: peakRss(workers),
     };
-    const printed = job.worker.output.trim();
+    const which = objectiveKey(options.objective);
+    metrics.score_noise = metrics[`${which}_noise`];
+    const printed = worker.output.trim();
     if (!valid && printed) run.artifacts.output = clip(printed.split('\n').slice(-10).join('\n'), 800);
-    const score = valid ? (options.objective === 'adrs' ? metrics.adrs_score : metrics.default_score) : null;
     return {
       valid,
       stage: run.stage,
-      score,
+      score: valid ? metrics[which] : null,
       objective: options.objective,
+      seed,
       metrics,
       artifacts: run.artifacts,
     };
   };
 
   const call = async (
-    loads: Float32Array,
+    input: { loads: Float32Array; history: Float32Array[] },
     shape: Shape,
-  ): Promise<Placement & { ms: number; parentMs: number }> => {
+    on: WorkerProcess = worker,
+    /** Whether the call's time adds to candidate_ms (concurrent calls are added as their phase's wall share). */
+    count = true,
+  ): Promise<Placement & { ms: number; parentMs: number; split: Split | null }> => {
     const t0 = performance.now();
-    const reply = (await job.worker.request({ type: 'call', loads, shape })) as CallReply;
+    const reply = (await on.request({
+      type: 'call',
+      loads: input.loads,
+      history: input.history,
+      shape,
+    })) as CallReply;
     const roundTrip = performance.now() - t0;
     if (typeof reply.ms !== 'number' || !Number.isFinite(reply.ms) || reply.ms < 0) {
       throw new Invalid('sandbox', `${run.where}: the worker reported an impossible call time`);
@@ -177,13 +237,13 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     if (reply.failure) throw failureToInvalid(reply.failure, job.compiled, run.where);
     const ms = reply.ms;
     const parentMs = Math.max(0, roundTrip - (run.ipcMs ?? 0));
-    run.candidateMs += ms;
+    if (count) run.candidateMs += ms;
     const placement = placementOf(shape, reply);
     if (typeof placement === 'string') throw new Invalid('validation', `${run.where}: ${placement}`);
-    if (job.worker.unexpectedReplies > 0) {
+    if (on.unexpectedReplies > 0) {
       throw new Invalid('sandbox', `${run.where}: the candidate sent messages on the harness channel`);
     }
-    return Object.assign(placement, { ms, parentMs });
+    return Object.assign(placement, { ms, parentMs, split: splitOf((reply as { split?: unknown }).split) });
   };
 
   // The harness's preparation has its own bound; the candidate's clock starts after it.
@@ -193,32 +253,43 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     expire = reject;
   });
   setupOver.catch(() => {});
+  const killAll = (death: WorkerDeath) => {
+    for (const w of workers) w.kill(death);
+  };
   let timer = setTimeout(() => {
     const death = new WorkerDeath(
       'evaluator',
       `the evaluator could not prepare a worker within ${setupMs / 1000} s (the machine is overloaded?); the candidate did not run`,
     );
-    job.worker.kill(death);
+    killAll(death);
     expire(death);
   }, setupMs);
   try {
     const { shape, windows } = job;
-    // IPC calibration first, while no candidate code runs in the worker (once the next worker's
-    // start, which would disturb it, is over).
+    const repeats = options.repeats ?? DEFAULT_REPEATS;
+    if (workers.length < repeats)
+      throw new Error(`runCascade needs ${repeats} workers, got ${workers.length}`);
+    const pairs = windows.length - 1;
+    const plans = passPlans(shape, pairs, repeats, seed);
+    // IPC calibration first, while no candidate code runs in any worker (once the slot's next
+    // workers' start, which would disturb it, is over), with a call's full payload.
     run.where = 'waiting for the next worker to start';
     await Promise.race([job.quiet, setupOver]);
     run.where = 'calibration';
+    const probe = callInput(windows, Math.min(historyLength, pairs) - 1, historyLength, plans[0]!, shape);
     const probes: number[] = [];
-    for (let i = 0; i < IPC_PROBES; i++) {
-      const t0 = performance.now();
-      await job.worker.request({ type: 'probe', loads: windows[0]!, shape });
-      probes.push(performance.now() - t0);
+    for (const w of workers.slice(0, repeats)) {
+      for (let i = 0; i < IPC_PROBES; i++) {
+        const t0 = performance.now();
+        await w.request({ type: 'probe', loads: probe.loads, history: probe.history, shape });
+        probes.push(performance.now() - t0);
+      }
     }
     run.ipcMs = summarizeTimes(probes).median_ms;
     run.setupMs = performance.now() - started;
     clearTimeout(timer);
     timer = setTimeout(() => {
-      job.worker.kill(
+      killAll(
         new WorkerDeath(
           'timeout',
           `timeout: the evaluation exceeded its ${job.timeoutS} s limit and the worker was killed`,
@@ -226,70 +297,100 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       );
     }, job.timeoutS * 1000);
 
-    // Stage 1.
+    const load = async (on: WorkerProcess = worker) => {
+      const loaded = await on.request({ type: 'load', js: job.compiled.js, kernels: job.kernels });
+      if (loaded.type === 'loaded' && loaded.failure)
+        throw failureToInvalid(loaded.failure, job.compiled, 'loading');
+    };
+    // Stage 1. The later passes' workers load the code meanwhile (their loads are awaited below;
+    // a stage-1 failure makes them moot).
     run.where = 'loading';
-    const loaded = await job.worker.request({ type: 'load', js: job.compiled.js, kernels: job.kernels });
-    if (loaded.type === 'loaded' && loaded.failure)
-      throw failureToInvalid(loaded.failure, job.compiled, 'loading');
+    const laterLoads = workers.slice(1, repeats).map((w) => load(w));
+    for (const l of laterLoads) l.catch(() => {});
+    await load();
     run.where = 'stage 1, tiny case (2 layers × 12 experts, 16 slots, 8 GPUs, 2 nodes)';
-    await call(TINY_LOADS, TINY_SHAPE);
+    await call({ loads: TINY_LOADS, history: [TINY_LOADS.slice()] }, TINY_SHAPE);
 
-    // Stage 2 (see stage2Plan).
+    // Stage 2, untimed part: every pass's worker loads the candidate and makes its warm-up calls
+    // (windows 0 … warmup−1: pipeline compilation, JIT), all workers at once, so the fresh process
+    // per pass costs its start-up once in wall time rather than once per pass.
     run.stage = 2;
-    const repeats = options.repeats ?? DEFAULT_REPEATS;
-    const pairs = windows.length - 1;
-    const plan = stage2Plan(shape, pairs, repeats, options.seed ?? 1);
-    for (let i = 0; i < WARMUP_CALLS; i++) {
-      run.where = `stage 2, warm-up call ${i + 1}`;
-      await call(applyTransform(plan.warmup[i]!, windows[0]!, shape), shape);
-    }
+    const warmup = Math.min(WARMUP_CALLS, pairs - 1);
+    const placementsOf: Placement[][] = plans.map(() => new Array<Placement>(pairs));
+    run.where = `stage 2, loading and warm-up calls of ${repeats} passes`;
+    const warmMs = await Promise.all(
+      plans.map(async (plan, pass) => {
+        const w = workers[pass]!;
+        if (pass > 0) await laterLoads[pass - 1];
+        let spent = 0;
+        for (let k = 0; k < warmup; k++) {
+          const input = callInput(windows, k, historyLength, plan, shape);
+          const placement = await call(input, shape, w, false);
+          spent += placement.ms;
+          placementsOf[pass]![k] = untransformPlacement(transformOf(plan), placement);
+        }
+        return spent;
+      }),
+    );
+    // The candidate's share of that phase's wall time: its slowest worker's.
+    run.candidateMs += Math.max(0, ...warmMs);
+    // Timed part: one pass after another, each in its own process, continuing in time order.
     let lastProgress = performance.now();
     for (let pass = 0; pass < repeats; pass++) {
-      const { order, transforms } = plan.passes[pass]!;
-      const placements: Placement[] = new Array(pairs);
-      for (const k of order) {
+      const plan = plans[pass]!;
+      if (pass > 0) {
+        // Done with the previous pass's process (it saw the same windows).
+        workers[pass - 1]!.kill();
+        worker = workers[pass]!;
+      }
+      const record: PassRecord = { times: [], next: [], same: [], slotNext: [], interNode: [] };
+      run.passes.push(record);
+      const placements = placementsOf[pass]!;
+      for (let k = warmup; k < pairs; k++) {
         run.where = `stage 2, window ${k} of ${pairs}, pass ${pass + 1} of ${repeats}`;
-        const t = transforms[k]!;
-        const placement = await call(applyTransform(t, windows[k]!, shape), shape);
+        const placement = await call(callInput(windows, k, historyLength, plan, shape), shape);
         run.workerMs.push(placement.ms);
         run.parentMs.push(placement.parentMs);
-        placements[k] = untransformPlacement(t, placement);
+        record.times.push(Math.max(placement.ms, placement.parentMs));
+        run.splits.push(placement.split);
+        placements[k] = untransformPlacement(transformOf(plan), placement);
         if (options.onProgress && performance.now() - lastProgress > 1000) {
           lastProgress = performance.now();
           options.onProgress(run.where);
         }
       }
-      run.passSizes.push(pairs);
-      // Every pass is scored on the next windows; pass 0 also on the windows it saw.
       run.where = `stage 2, scoring pass ${pass + 1} of ${repeats}`;
       const scored: Array<[number, number]> = [];
-      for (let k = 0; k < pairs; k++) {
-        scored.push([k, k + 1]);
-        if (pass === 0) scored.push([k, k]);
-      }
+      for (let k = 0; k < pairs; k++) scored.push([k, k + 1], [k, k]);
       const m = await job.scorer.score(job.trace, windows, shape, placements, scored);
-      const next: number[] = [];
       for (let k = 0; k < pairs; k++) {
-        if (pass === 0) {
-          const n = m[2 * k]!;
-          next.push(n.gpuBalancedness);
-          run.slotNext.push(n.slotBalancedness);
-          run.interNode.push(n.interNodeShare);
-          run.same.push(m[2 * k + 1]!.gpuBalancedness);
-        } else {
-          next.push(m[k]!.gpuBalancedness);
-          run.varied.push(m[k]!.gpuBalancedness);
-        }
+        const n = m[2 * k]!;
+        record.next.push(n.gpuBalancedness);
+        record.slotNext.push(n.slotBalancedness);
+        record.interNode.push(n.interNodeShare);
+        record.same.push(m[2 * k + 1]!.gpuBalancedness);
       }
-      run.next.push(...(pass === 0 ? next : []));
-      run.passNext.push(avg(next)!);
+      if (pass === 0 && moeTokens > 0) {
+        run.where = 'stage 2, MoE-time simulation of pass 1';
+        run.moe = await job.scorer.moeTimes(
+          job.trace,
+          windows,
+          shape,
+          placements,
+          sampledPairs(pairs, MOE_WINDOWS),
+          moeTokens,
+          job.trace.manifest.topK,
+          job.trace.manifest.topKGroups,
+        );
+      }
     }
-    const best = Math.max(...run.passNext);
-    const worst = Math.min(...run.passNext);
+    const passNext = run.passes.map((p) => avg(p.next)!);
+    const best = Math.max(...passNext);
+    const worst = Math.min(...passNext);
     if (worst < best * (1 - CONSISTENCY_TOLERANCE)) {
       throw new Invalid(
         'consistency',
-        `answers do not follow the input: GPU balancedness ranges from ${fmt(worst)} to ${fmt(best)} over passes that feed the same windows relabelled (experts permuted within groups, layers reordered, loads rescaled); compute each placement from the loads of that call, do not reuse earlier answers`,
+        `answers do not follow the input: GPU balancedness ranges from ${fmt(worst)} to ${fmt(best)} over passes that feed the same windows in the same order under different relabellings (experts permuted within groups, layers reordered, loads rescaled); compute each placement from the input of the call`,
       );
     }
     return finish(true);
@@ -310,6 +411,44 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Which metric the objective is. */
+export function objectiveKey(o: EvaluateOptions['objective']): 'adrs_score' | 'default_score' | 'moe_score' {
+  return o === 'adrs' ? 'adrs_score' : o === 'moe-time' ? 'moe_score' : 'default_score';
+}
+
+/** At most n window indices of 0 … pairs−1, evenly spaced, each with its next window. */
+export function sampledPairs(pairs: number, n: number): Array<[number, number]> {
+  const m = Math.min(n, pairs);
+  return Array.from({ length: m }, (_, i) => {
+    const k = Math.floor(((i + 0.5) * pairs) / m);
+    return [k, k + 1] as [number, number];
+  });
+}
+
+const transformOf = (plan: PassPlan) => ({ ...plan.transform, scale: 1 });
+
+function splitOf(x: unknown): Split | null {
+  if (x === null || typeof x !== 'object') return null;
+  const { host_ms, gpu_wait_ms, gpu_ms } = x as Record<string, unknown>;
+  const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  if (!ok(host_ms) || !ok(gpu_wait_ms) || !(gpu_ms === null || ok(gpu_ms))) return null;
+  return { host_ms, gpu_wait_ms, gpu_ms };
+}
+
+function peakRss(workers: readonly WorkerProcess[]): number | null {
+  const peak = Math.max(0, ...workers.map((w) => w.peakRssMb));
+  return peak > 0 ? Math.round(peak) : null;
+}
+
+/** Standard deviation / √n (null below two finite values). */
+function stdError(xs: ReadonlyArray<number | null>): number | null {
+  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x));
+  if (v.length < 2) return null;
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  const variance = v.reduce((a, x) => a + (x - m) ** 2, 0) / (v.length - 1);
+  return Math.sqrt(variance / v.length);
 }
 
 /** The candidate's answer as a full placement, or why it is not one. */
@@ -360,54 +499,6 @@ function describe(a: unknown): string {
   const name = (a as object).constructor?.name ?? 'object';
   const length = (a as { length?: unknown }).length;
   return typeof length === 'number' ? `${name} of ${length}` : name;
-}
-
-/** The relabellings and call order of stage 2, drawn from the evaluation's seed. */
-export interface Stage2Plan {
-  warmup: LoadTransform[];
-  /** Per pass: the order windows are fed in, and window k's relabelling (transforms[k]). */
-  passes: Array<{ order: Int32Array; transforms: LoadTransform[] }>;
-}
-
-/**
- * Every call gets a relabelled window (experts permuted within groups, layers reordered, loads
- * scaled by a fresh factor), so no pass can be told apart by its values, and each pass feeds its
- * windows in a shuffled order (each call still sees window k only and is scored on k+1). The first
- * warm-up call and pass 0 share one base relabelling (each call its own scale): an answer
- * remembered from the warm-up fits pass 0 only, which the consistency check sees.
- */
-export function stage2Plan(shape: Shape, pairs: number, repeats: number, seed: number): Stage2Plan {
-  const rng = new Rng(seed);
-  const base = randomTransform(shape, rng);
-  const rescaled = (): LoadTransform => ({ ...base, scale: randomScale(rng) });
-  const warmup = Array.from({ length: WARMUP_CALLS }, (_, i) =>
-    i === 0 ? rescaled() : randomTransform(shape, rng),
-  );
-  const passes: Stage2Plan['passes'] = [];
-  for (let pass = 0; pass < repeats; pass++) {
-    const order = Int32Array.from({ length: pairs }, (_, k) => k);
-    for (let i = pairs - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    const transforms = Array.from({ length: pairs }, () =>
-      pass === 0 ? rescaled() : randomTransform(shape, rng),
-    );
-    passes.push({ order, transforms });
-  }
-  return { warmup, passes };
-}
-
-/** Consecutive runs of the given sizes. */
-function splitPasses(times: number[], sizes: number[]): number[][] {
-  const out: number[][] = [];
-  let at = 0;
-  for (const n of sizes) {
-    if (at + n > times.length) break;
-    out.push(times.slice(at, at + n));
-    at += n;
-  }
-  return out;
 }
 
 const avg = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);

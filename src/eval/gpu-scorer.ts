@@ -1,7 +1,9 @@
+import { noneBalancer } from '../eplb/balancers/baselines.js';
 import type { Placement } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import { acquireGpu, type GpuContext } from '../gpu/device.js';
 import { type PairMetrics, PlacementEvaluator } from '../sim/placement-eval.js';
+import { RouteSimulator } from '../sim/route-sim.js';
 import type { Trace } from '../trace/trace.js';
 
 /** (trace, shape) evaluators kept with their windows on the GPU; the least recently used goes first. */
@@ -13,7 +15,13 @@ interface Entry {
   evaluator: PlacementEvaluator;
   /** Leading windows of the trace resident on the GPU. */
   windows: number;
+  /** The route simulator of this shape (made on first use) and the `none` placement's time per (window, tokens). */
+  simulator?: Promise<RouteSimulator>;
+  noneMs: Map<string, number>;
 }
+
+/** Seed of the MoE-time simulation's token sampling: the same tokens for every candidate, so their times compare. */
+const MOE_SEED = 7;
 
 /**
  * The harness's own metrics, computed on the parent's GPU device by the placement evaluator
@@ -65,6 +73,53 @@ export class GpuScorer {
     });
   }
 
+  /**
+   * Modelled MoE time (ms, all layers; src/sim route simulator with vLLM's round-robin replica
+   * choice) of `tokens` tokens per layer routed by window w through placement p, for each [p, w]
+   * pair, and the same for the load-unaware `none` placement (cached per window).
+   */
+  moeTimes(
+    trace: Trace,
+    windows: readonly Float32Array[],
+    shape: Shape,
+    placements: readonly Placement[],
+    pairs: ReadonlyArray<readonly [number, number]>,
+    tokens: number,
+    topK: number,
+    topKGroups: number,
+  ): Promise<Array<{ ms: number; noneMs: number }>> {
+    return this.exclusive(async () => {
+      if (this.closed) throw new Error('the GPU scorer is closed');
+      const entry = await this.entry(trace, shape, placements.length, pairs.length);
+      entry.simulator ??= RouteSimulator.create(this.gpu, shape, { maxTokens: 1 << 24 });
+      const sim = await entry.simulator;
+      const none = await noneBalancer.prepare(shape, {});
+      const run = async (placement: Placement, w: number) => {
+        const r = await sim.run({
+          loads: windows[w]!,
+          placement,
+          tokens,
+          topK,
+          topKGroups,
+          policy: 'round-robin',
+          seed: MOE_SEED + w,
+        });
+        return r.totalTimeUs / 1000;
+      };
+      const out: Array<{ ms: number; noneMs: number }> = [];
+      for (const [p, w] of pairs) {
+        const key = `${w}/${tokens}`;
+        let noneMs = entry.noneMs.get(key);
+        if (noneMs === undefined) {
+          noneMs = await run(await none.rebalance(windows[w]!), w);
+          entry.noneMs.set(key, noneMs);
+        }
+        out.push({ ms: await run(placements[p]!, w), noneMs });
+      }
+      return out;
+    });
+  }
+
   /** Destroys the evaluators and the device (the process can then exit). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -108,9 +163,9 @@ export class GpuScorer {
       windows: 1,
       pairs: Math.max(1, pairs),
     });
-    const entry: Entry = { trace, key, evaluator, windows: 0 };
+    const entry: Entry = { trace, key, evaluator, windows: 0, noneMs: new Map() };
     this.entries.push(entry);
-    while (this.entries.length > MAX_CACHED) this.entries.shift()!.evaluator.destroy();
+    while (this.entries.length > MAX_CACHED) destroyEntry(this.entries.shift()!);
     return entry;
   }
 
@@ -138,7 +193,15 @@ export class GpuScorer {
   }
 
   private dropEntries(): void {
-    for (const e of this.entries) e.evaluator.destroy();
+    for (const e of this.entries) destroyEntry(e);
     this.entries = [];
   }
+}
+
+function destroyEntry(e: Entry): void {
+  e.evaluator.destroy();
+  void e.simulator?.then(
+    (s) => s.destroy(),
+    () => undefined,
+  );
 }

@@ -22,9 +22,11 @@ export interface Identity {
  *   the worker's files, or it cannot open the GPU the harness uses): isolation is turned off for this
  *   process, once, with a warning;
  * - `transient`: the machine is busy (start timeout, out of processes or files): retried isolated;
+ * - `sandbox`: bubblewrap could not set the OS sandbox up (no user namespaces, say): the OS layer is
+ *   turned off for this process, once, with a warning (unless ADRS_EVAL_SANDBOX=bubblewrap);
  * - `other`: anything else, reported as it is.
  */
-export type StartFailureKind = 'identity' | 'transient' | 'other';
+export type StartFailureKind = 'identity' | 'transient' | 'sandbox' | 'other';
 
 export class WorkerStartError extends Error {
   override name = 'WorkerStartError';
@@ -109,7 +111,7 @@ export function isolationFailed(reason: string): void {
   if (warned) return;
   warned = true;
   process.stderr.write(
-    `adrs: evaluation workers run as root without OS isolation: ${reason}; the JavaScript sandbox still applies ` +
+    `adrs: evaluation workers run as root, without a uid of their own: ${reason}; the other sandbox layers still apply ` +
       '(set ADRS_EVAL_SAME_UID=1 to silence this)\n',
   );
 }

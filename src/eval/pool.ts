@@ -1,12 +1,13 @@
 import { rmSync } from 'node:fs';
 import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../eplb/shape.js';
 import { check, UserError } from '../util/errors.js';
-import { runCascade, SETUP_TIMEOUT_MS } from './cascade.js';
+import { DEFAULT_REPEATS, runCascade, SETUP_TIMEOUT_MS } from './cascade.js';
 import { GpuScorer } from './gpu-scorer.js';
+import { OBJECTIVES } from './scores.js';
 import { type CandidateInput, openCandidate } from './sources.js';
 import { TranspileError, transpileCandidate } from './transpile.js';
 import type { EvalMetrics, EvalResult, EvaluateOptions, PoolOptions } from './types.js';
-import { evalWindows } from './windows.js';
+import { evalWindows, secretSeed } from './windows.js';
 import { buildWorkerBundle, type WorkerBundle } from './worker-bundle.js';
 import { WorkerDeath, WorkerProcess } from './worker-process.js';
 
@@ -22,9 +23,10 @@ export const DEFAULT_MEMORY_MB = 2048;
  * await pool.close();
  * ```
  *
- * Each evaluation runs on a FRESH sandboxed worker process (nothing a candidate leaves behind can
- * touch the next one); every slot keeps its next worker started and its device open in advance, so
- * the spawn costs no wall time between evaluations. `evaluate` resolves with a result for anything
+ * Each evaluation runs on FRESH sandboxed worker processes, one per timed pass (nothing a candidate
+ * leaves behind can touch the next pass or the next candidate); every slot keeps the next
+ * evaluation's workers started and their devices open in advance, so the spawns cost little wall
+ * time between evaluations. `evaluate` resolves with a result for anything
  * the candidate does (invalid results carry artifacts); it rejects only when the evaluation cannot
  * run: a missing folder, an unusable trace or deployment (UserError), or no GPU device.
  */
@@ -65,7 +67,12 @@ export class EvaluatorPool {
           lifetimeS: options.timeoutS + SETUP_TIMEOUT_MS / 1000,
           signal,
         });
-      slots = Array.from({ length: options.workers }, () => new Slot(spawn));
+      const depth = options.prestart ?? DEFAULT_REPEATS;
+      check(
+        Number.isInteger(depth) && depth >= 1,
+        `prestart must be a positive integer, got ${options.prestart}`,
+      );
+      slots = Array.from({ length: options.workers }, () => new Slot(spawn, depth));
       await Promise.all(slots.map((s) => s.ready()));
       return new EvaluatorPool({ ...options, memoryMb }, bundle, slots, await scorerStart);
     } catch (error) {
@@ -93,28 +100,30 @@ export class EvaluatorPool {
       options.trace,
       options.windows !== undefined ? options.windows + 1 : undefined,
     );
+    const repeats = options.repeats ?? DEFAULT_REPEATS;
+    const seeded: EvaluateOptions = { ...options, seed: options.seed ?? secretSeed() };
     const folder = openCandidate(candidate);
     try {
       let compiled: Awaited<ReturnType<typeof transpileCandidate>>;
       try {
-        compiled = await transpileCandidate(folder.dir);
+        compiled = await transpileCandidate(folder.dir, this.options);
       } catch (error) {
         if (!(error instanceof TranspileError)) throw error;
         return invalidAtStart(
-          options,
-          { transpile: error.diagnostics.join('\n') },
+          seeded,
+          { [error.key]: error.diagnostics.join('\n') },
           performance.now() - started,
         );
       }
       const slot = await this.acquire();
       try {
-        const { worker, successor } = await slot.take();
+        const { workers, successor } = await slot.take(repeats);
         try {
           const result = await runCascade({
-            worker,
+            workers,
             compiled,
             kernels: folder.kernels,
-            options,
+            options: seeded,
             windows,
             trace: options.trace,
             shape,
@@ -124,12 +133,13 @@ export class EvaluatorPool {
           });
           // A worker killed by close() is no verdict on the candidate.
           check(!this.closed, 'the evaluator pool was closed during the evaluation');
-          return result;
+          // Every pass's worker starts the same way; the first's layers stand for all.
+          return { ...result, sandbox: { ...workers[0]!.sandbox, transpile: compiled.sandbox } };
         } catch (error) {
           check(!this.closed, 'the evaluator pool was closed during the evaluation');
           throw error;
         } finally {
-          worker.kill();
+          for (const w of workers) w.kill();
         }
       } finally {
         this.release(slot);
@@ -168,15 +178,21 @@ export class EvaluatorPool {
   }
 }
 
-/** One worker at a time, with the next one already starting. */
+/**
+ * One evaluation at a time, with the next evaluation's workers (`depth` of them: one per pass)
+ * already starting, so a fresh process per pass costs little wall time.
+ */
 class Slot {
-  private next: Promise<WorkerProcess>;
-  /** The worker of the evaluation in progress, if any. */
-  private current: WorkerProcess | undefined;
+  private queue: Array<Promise<WorkerProcess>> = [];
+  /** The workers of the evaluation in progress, if any. */
+  private current: WorkerProcess[] = [];
   private readonly stop = new AbortController();
 
-  constructor(private readonly spawn: (signal: AbortSignal) => Promise<WorkerProcess>) {
-    this.next = this.start();
+  constructor(
+    private readonly spawn: (signal: AbortSignal) => Promise<WorkerProcess>,
+    private readonly depth: number,
+  ) {
+    for (let i = 0; i < depth; i++) this.queue.push(this.start());
   }
 
   private start(): Promise<WorkerProcess> {
@@ -189,48 +205,89 @@ class Slot {
   }
 
   async ready(): Promise<void> {
-    await this.next;
+    await Promise.all(this.queue);
   }
 
   /**
-   * A fresh worker for one evaluation. The slot starts its successor at once; `successor` settles
-   * when that start is over, so the evaluation can keep device start-up out of its timed stage.
+   * n fresh workers for one evaluation. The slot starts their successors at once; `successor`
+   * settles when those starts are over, so the evaluation can keep device start-up out of its timed
+   * stage.
    */
-  async take(): Promise<{ worker: WorkerProcess; successor: Promise<unknown> }> {
-    let worker: WorkerProcess;
+  async take(n: number): Promise<{ workers: WorkerProcess[]; successor: Promise<unknown> }> {
+    const taken = this.queue.splice(0, n);
+    while (taken.length < n) taken.push(this.start());
+    const workers: WorkerProcess[] = [];
     try {
-      worker = await this.next;
+      for (const p of taken) {
+        try {
+          workers.push(await p);
+        } catch (error) {
+          if (this.stop.signal.aborted) throw error;
+          workers.push(await this.spawn(this.stop.signal)); // one retry: a transient start failure must not cost a candidate
+        }
+      }
     } catch (error) {
-      if (this.stop.signal.aborted) throw error;
-      worker = await this.spawn(this.stop.signal); // one retry: a transient start failure must not cost a candidate
+      for (const w of workers) w.kill();
+      for (const p of taken)
+        void p.then(
+          (w) => w.kill(),
+          () => undefined,
+        );
+      throw error;
     }
     if (this.stop.signal.aborted) {
-      worker.kill();
+      for (const w of workers) w.kill();
       throw new UserError('the evaluator pool was closed');
     }
-    this.current = worker;
-    this.next = this.start();
-    return { worker, successor: this.next.catch(() => undefined) };
+    this.current = workers;
+    const fresh: Array<Promise<WorkerProcess>> = [];
+    while (this.queue.length + fresh.length < this.depth) fresh.push(this.start());
+    this.queue.push(...fresh);
+    return { workers, successor: Promise.allSettled(fresh) };
   }
 
-  /** Kills the running worker and the next one, cancelling its start if it is still starting. */
+  /** Kills the running workers and the started ones, cancelling starts in progress. */
   async close(): Promise<void> {
     this.stop.abort();
-    this.current?.kill(new WorkerDeath('killed', 'the evaluator pool was closed'));
-    try {
-      (await this.next).kill();
-    } catch {}
+    for (const w of this.current) w.kill(new WorkerDeath('killed', 'the evaluator pool was closed'));
+    await Promise.allSettled(
+      this.queue.map(async (p) => {
+        (await p).kill();
+      }),
+    );
   }
 }
 
 /** One-line UserErrors for evaluation options out of range (the CLI checks before starting workers). */
 export function checkEvaluateOptions(
-  options: Pick<EvaluateOptions, 'objective' | 'windows' | 'repeats'>,
+  options: Pick<EvaluateOptions, 'objective' | 'windows' | 'repeats' | 'history' | 'seed' | 'moeTokens'>,
 ): void {
   check(
-    options.objective === 'adrs' || options.objective === 'default',
-    `objective must be 'adrs' or 'default', got '${options.objective}'`,
+    OBJECTIVES.includes(options.objective),
+    `objective must be one of ${OBJECTIVES.join(', ')}, got '${options.objective}'`,
   );
+  if (options.history !== undefined) {
+    check(
+      Number.isInteger(options.history) && options.history >= 1,
+      `history must be a positive integer (windows per call, the latest included), got ${options.history}`,
+    );
+  }
+  if (options.seed !== undefined) {
+    check(
+      /^[0-9a-f]{1,12}$/.test(options.seed),
+      `seed must be up to 12 hex digits (as reported in a result's seed), got '${options.seed}'`,
+    );
+  }
+  check(
+    options.objective !== 'moe-time' || options.moeTokens !== 0,
+    'the moe-time objective needs the MoE-time simulation: moe tokens must be positive',
+  );
+  if (options.moeTokens !== undefined) {
+    check(
+      Number.isInteger(options.moeTokens) && options.moeTokens >= 0 && options.moeTokens <= 1 << 24,
+      `moe tokens must be an integer in [0, 2^24], got ${options.moeTokens}`,
+    );
+  }
   if (options.windows !== undefined) {
     check(
       Number.isInteger(options.windows) && options.windows >= 1,
@@ -240,22 +297,25 @@ export function checkEvaluateOptions(
   if (options.repeats !== undefined) {
     check(
       Number.isInteger(options.repeats) && options.repeats >= 2,
-      `repeats must be an integer of at least 2 (pass 1 scores, later passes check that answers follow relabelled input), got ${options.repeats}`,
+      `repeats must be an integer of at least 2 (each pass is a fresh worker under its own relabelling; passes must agree), got ${options.repeats}`,
     );
   }
 }
 
-/** The evaluated deployment: layers, experts and groups from the trace; slots, nodes and GPUs from the options (default DeepSeek-V3). */
+/**
+ * The evaluated deployment: layers and experts from the trace; slots, nodes and GPUs from the
+ * options (default DeepSeek-V3's 288/4/32), groups from the options (default the trace's).
+ */
 export function deploymentShape(options: Pick<EvaluateOptions, 'trace' | 'deployment'>): Shape {
   const m = options.trace.manifest;
-  const d = options.deployment ?? DEEPSEEK_V3_SHAPE;
+  const d = options.deployment ?? {};
   const shape: Shape = {
     layers: m.layers,
     experts: m.experts,
-    groups: m.groups,
-    replicas: d.replicas,
-    nodes: d.nodes,
-    gpus: d.gpus,
+    groups: d.groups ?? m.groups,
+    replicas: d.replicas ?? DEEPSEEK_V3_SHAPE.replicas,
+    nodes: d.nodes ?? DEEPSEEK_V3_SHAPE.nodes,
+    gpus: d.gpus ?? DEEPSEEK_V3_SHAPE.gpus,
   };
   validateShape(shape);
   return shape;
@@ -269,16 +329,30 @@ function invalidAtStart(
   const metrics: EvalMetrics = {
     balancedness_next: null,
     balancedness_same: null,
-    balancedness_next_varied: null,
     slot_balancedness_next: null,
     inter_node_share_next: null,
+    moe_time_ms: null,
+    moe_time_none_ms: null,
+    moe_tokens: 0,
+    moe_windows: 0,
+    mean_ms: null,
     median_ms: null,
     p95_ms: null,
-    mean_ms: null,
+    mean_ms_noise: null,
+    host_ms: null,
+    gpu_wait_ms: null,
+    gpu_ms: null,
     adrs_score: null,
     default_score: null,
+    moe_score: null,
+    adrs_score_noise: null,
+    default_score_noise: null,
+    moe_score_noise: null,
+    score_noise: null,
+    passes: 0,
     windows: 0,
     calls: 0,
+    history: 0,
     ipc_ms: null,
     setup_ms: null,
     clock_gap_ms: null,
@@ -287,5 +361,13 @@ function invalidAtStart(
     overhead_ms: evalMs,
     peak_rss_mb: null,
   };
-  return { valid: false, stage: 1, score: null, objective: options.objective, metrics, artifacts };
+  return {
+    valid: false,
+    stage: 1,
+    score: null,
+    objective: options.objective,
+    seed: options.seed ?? '',
+    metrics,
+    artifacts,
+  };
 }

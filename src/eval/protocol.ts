@@ -1,23 +1,29 @@
-import type { CandidateShape } from './candidate-api.js';
+import type { CallSplit, CandidateShape } from './candidate-api.js';
+
+export type { CallSplit } from './candidate-api.js';
 
 /**
- * Messages between the harness (parent) and a sandboxed worker process, sent over Node's IPC
- * channel with 'advanced' serialization (typed arrays travel as typed arrays). The worker only ever
- * receives what the parent chooses to send: candidate code, kernel sources and one history window
- * per call.
+ * Messages between the harness (parent) and a sandboxed worker process, over the private harness
+ * channel (a socket pair on the worker's fd 3, framed by framing.ts: typed arrays travel as binary
+ * sections). The worker only ever receives what the parent chooses to send: candidate code once,
+ * then one history per call; nothing else in the worker can read or write the channel.
  */
-export type ToWorker = (
+export type ToWorker =
+  /** The candidate's code and kernels; accepted once per worker (a second `load` is refused). */
   | { type: 'load'; id: number; js: string; kernels: Record<string, string> }
-  | { type: 'call'; id: number; loads: Float32Array; shape: CandidateShape }
-  /** Echo of a call's payload sizes with no candidate code: calibrates the IPC round trip. */
-  | { type: 'probe'; id: number; loads: Float32Array; shape: CandidateShape }
-) & {
-  /**
-   * The parent's secret, the same on every message; the worker learns it from the first one (before
-   * candidate code loads) and ignores messages without it (a candidate emitting fake requests).
-   */
-  token: string;
-};
+  | {
+      type: 'call';
+      id: number;
+      loads: Float32Array;
+      /**
+       * The windows up to and including the latest, oldest first (the last has `loads`' values);
+       * when absent the worker gives the candidate `[loads]`.
+       */
+      history?: Float32Array[];
+      shape: CandidateShape;
+    }
+  /** Echo of a call's payload sizes with no candidate code: calibrates the channel's round trip. */
+  | { type: 'probe'; id: number; loads: Float32Array; history?: Float32Array[]; shape: CandidateShape };
 
 /** Why a worker-side step failed; the parent turns it into an artifact. */
 export type FailureKind = 'wgsl' | 'import' | 'exception' | 'sandbox' | 'gpu' | 'output';
@@ -32,7 +38,8 @@ export interface Failure {
 }
 
 export type FromWorker =
-  | { type: 'ready'; adapter: string }
+  /** The worker holds its device; `uid` is its user id as it sees it (inside its user namespace). */
+  | { type: 'ready'; adapter: string; uid?: number }
   | { type: 'fatal'; message: string }
   | { type: 'loaded'; id: number; failure?: Failure }
   | {
@@ -47,10 +54,16 @@ export type FromWorker =
       logcnt?: unknown;
       /** Worker-side ms from the call to the end of the GPU work it submitted. */
       ms: number;
+      /** Where that time went (contract 3; measured by candidate-context.ts): diagnostics, not charged. */
+      split?: CallSplit;
     };
 
 /** The file name candidate frames carry in stack traces (set with //# sourceURL). */
 export const CANDIDATE_SOURCE_URL = 'candidate.js';
 
-/** Largest message the parent accepts from a worker (a result is ~150 KB for DeepSeek-V3). */
+/** Largest frame the parent accepts from a worker (a result is ~150 KB for DeepSeek-V3). */
 export const MAX_MESSAGE_BYTES = 16 << 20;
+/** Largest frame a worker accepts from the parent (candidate code, or a call with its history). */
+export const MAX_REQUEST_BYTES = 256 << 20;
+/** The worker's end of the harness channel. */
+export const CHANNEL_FD = 3;

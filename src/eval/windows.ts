@@ -1,9 +1,10 @@
+import { createHash, randomInt } from 'node:crypto';
 import { deriveLog2phy, type Placement } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
 import { traceWindows, windowLoads } from '../trace/windows.js';
 import { UserError } from '../util/errors.js';
-import type { Rng } from '../util/rng.js';
+import { Rng } from '../util/rng.js';
 
 /**
  * The trace's first `limit` windows (all by default) as separate [layers × experts] views, cut by
@@ -89,4 +90,68 @@ export function untransformPlacement(t: LoadTransform, p: Placement): Placement 
     for (let e = 0; e < E; e++) logcnt[src * E + t.expertOf[l * E + e]!] = p.logcnt[l * E + e]!;
   }
   return deriveLog2phy(shape, phy2log, logcnt);
+}
+
+/** Load scale factors of the relabellings: any pass's values look alike. */
+const randomScale = (rng: Rng): number => 0.5 + 1.5 * rng.next();
+
+/**
+ * A fresh secret seed for one evaluation: 48 bits from the OS's cryptographic generator, so no
+ * candidate can predict a relabelling, a call order or a load scale (the old fixed seed 1 made
+ * every plan a public function of the shape). Reported in the result to reproduce a run.
+ */
+export function secretSeed(): string {
+  return randomInt(2 ** 48 - 1)
+    .toString(16)
+    .padStart(12, '0');
+}
+
+/**
+ * A generator for one purpose of one evaluation: its state is a hash of (seed, purpose), so the
+ * streams of different passes are unrelated and the 48-bit seed cannot be recovered by trying the
+ * 2^32 states of one stream.
+ */
+export function seededRng(seed: string, purpose: string): Rng {
+  return new Rng(createHash('sha256').update(`${seed}/${purpose}`).digest().readUInt32LE(0));
+}
+
+/**
+ * One timed pass of stage 2: one relabelling (layer order + expert permutation within groups) for
+ * every call of the pass, so a balancer that keeps state between calls sees consistent expert ids,
+ * and a load scale per call (loads and history of a call share it).
+ */
+export interface PassPlan {
+  transform: LoadTransform;
+  /** scales[k]: the scale of the pass's k-th call. */
+  scales: Float64Array;
+}
+
+/** Every pass's plan, drawn from the evaluation's secret seed. */
+export function passPlans(shape: Shape, calls: number, passes: number, seed: string): PassPlan[] {
+  return Array.from({ length: passes }, (_, p) => {
+    const rng = seededRng(seed, `pass-${p}`);
+    const transform = randomTransform(shape, rng);
+    const scales = Float64Array.from({ length: calls }, () => randomScale(rng));
+    return { transform, scales };
+  });
+}
+
+/**
+ * What call k of a pass receives: windows max(0, k−H+1) … k, oldest first, relabelled with the pass's
+ * transform and scaled by the call's factor (the last one is the call's `loads`). Only windows up
+ * to k: the process has never seen anything after the window it is asked about.
+ */
+export function callInput(
+  windows: readonly Float32Array[],
+  k: number,
+  historyLength: number,
+  plan: PassPlan,
+  shape: Shape,
+): { loads: Float32Array; history: Float32Array[] } {
+  const t: LoadTransform = { ...plan.transform, scale: plan.scales[k]! };
+  const history: Float32Array[] = [];
+  for (let j = Math.max(0, k - historyLength + 1); j <= k; j++)
+    history.push(applyTransform(t, windows[j]!, shape));
+  // A copy: the call's loads and the latest history window are separate arrays with equal values.
+  return { loads: history[history.length - 1]!.slice(), history };
 }

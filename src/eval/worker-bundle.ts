@@ -65,17 +65,27 @@ export async function buildWorkerBundle(): Promise<WorkerBundle> {
       },
     ],
   });
-  const dir = mkdtempSync(join(tmpdir(), BUNDLE_PREFIX));
+  const dir = ownedTempDir();
   const entry = join(dir, 'worker.mjs');
   writeFileSync(entry, result.outputFiles[0]!.contents, { mode: 0o644 });
-  const owner = processIdentity(process.pid);
-  if (owner) writeFileSync(join(dir, OWNER_FILE), JSON.stringify(owner), { mode: 0o644 });
   // Readable (not writable) by the unprivileged uid workers run under when the harness is root.
   chmodSync(dir, 0o755);
   return { entry, dir, webgpuDir };
 }
 
 const BUNDLE_PREFIX = 'adrs-eval-';
+
+/**
+ * A private temporary folder of this harness process (0700), with the owner record that lets the
+ * next run remove it if this process is killed before it does (sweepStaleBundles). Used for the
+ * worker bundle and for each transpile's output folder.
+ */
+export function ownedTempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), BUNDLE_PREFIX));
+  const owner = processIdentity(process.pid);
+  if (owner) writeFileSync(join(dir, OWNER_FILE), JSON.stringify(owner), { mode: 0o644 });
+  return dir;
+}
 /** Who made a bundle folder: the harness process, named so that a reused pid is not mistaken for it. */
 const OWNER_FILE = 'owner.json';
 

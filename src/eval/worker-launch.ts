@@ -62,7 +62,7 @@ export function launchTools(): LaunchTools {
 }
 
 /** An executable file named `name` on PATH or in the system folders. */
-function findExecutable(name: string): string | undefined {
+export function findExecutable(name: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/bin', '/usr/sbin', '/sbin'];
   for (const dir of dirs) {
     if (!dir.startsWith('/')) continue; // a relative PATH entry depends on the folder we run in

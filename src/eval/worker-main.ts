@@ -1,22 +1,36 @@
 /**
  * The sandboxed worker process: holds one Dawn device and runs one candidate's code under Node's
- * permission model (see worker-process.ts for the flags). This file is bundled by esbuild into a
- * single ESM file (worker-bundle.ts) so it runs the same from src/ (tests) and dist/ (CLI).
+ * permission model, inside bubblewrap where available (see worker-process.ts and sandbox.ts). This
+ * file is bundled by esbuild into a single ESM file (worker-bundle.ts) so it runs the same from src/
+ * (tests) and dist/ (CLI).
  *
- * Everything the harness relies on is captured before candidate code loads: the clock, the IPC
- * send function, the queue's onSubmittedWorkDone, the intrinsics the timing path calls; the JS
- * intrinsics are deep-frozen (harden.ts), the WebGPU prototypes frozen (after wrapping the methods
- * that start GPU work, see trackGpuWork), and once Dawn is loaded process.dlopen, kill, _kill,
- * binding, getBuiltinModule, fetch and WebSocket are locked (lockDown); the IPC channel is taken
- * out of reach at module start (before Dawn, before any candidate code). The parent
- * still bounds every time from its own clock, so a candidate that subverts this side gains nothing.
+ * Everything the harness relies on is captured before candidate code loads: the standard streams
+ * are replaced first (worker-stdio.ts, imported first), the channel's read and write functions and
+ * the framing's intrinsics when their modules load (worker-channel.ts, framing.ts), the clock, the
+ * queue's onSubmittedWorkDone and the intrinsics the timing path calls here; the JS intrinsics are
+ * deep-frozen (harden.ts), the WebGPU prototypes frozen (after wrapping the methods that start GPU
+ * work, see trackGpuWork), and once Dawn is loaded process.dlopen, kill, _kill, binding,
+ * getBuiltinModule, fetch and WebSocket are locked (lockDown). Code arrives once (`load`); a second
+ * `load` is refused. The parent still bounds every time from its own clock, so a candidate that
+ * subverts this side gains nothing.
  */
+import './worker-stdio.js';
 import { acquireGpu, type GpuContext } from '../gpu/device.js';
 import { compileModule, ShaderCompileError } from '../gpu/kernels.js';
-import type { CandidateContext, Rebalance } from './candidate-api.js';
+import type { CandidateContext, Rebalance, RebalanceInput } from './candidate-api.js';
+import {
+  type CandidateRuntime,
+  candidateInput,
+  createCandidateRuntime,
+  type GpuWaitClock,
+  installGpuWaitTiming,
+} from './candidate-context.js';
 import { hardenIntrinsics } from './harden.js';
 import { CANDIDATE_SOURCE_URL, type Failure, type FromWorker, type ToWorker } from './protocol.js';
+import { receive, send as sendFrame } from './worker-channel.js';
 
+const proc = process;
+const exit = process.exit.bind(process);
 const clock = process.hrtime.bigint;
 const toNumber = Number;
 const apply = Reflect.apply;
@@ -28,68 +42,25 @@ const Int32 = Int32Array;
 const int32Set = Int32Array.prototype.set;
 const stringOf = String;
 const slice = String.prototype.slice;
+const freeze = Object.freeze;
 
-/**
- * The IPC channel, taken out of the candidate's reach before any candidate code exists: Node's
- * process.send looks up `this._send` and `this.channel` at call time, so the harness keeps the
- * internal _send and calls it with a private receiver; process.emit is wrapped so that messages
- * from the parent reach only the harness (not process.on('message') listeners, not _events). Then
- * send, _send, channel, _channel and the handle listings that would expose the pipe are locked.
- */
-const proc = process as unknown as Record<string, unknown>;
-const internalSend = proc._send as ((...a: unknown[]) => unknown) | undefined;
-if (typeof internalSend !== 'function' || typeof process.send !== 'function')
-  throw new Error('the evaluation worker must be started with an IPC channel');
-const sendReceiver = { connected: true, channel: true, emit: () => false };
-const noop = (): void => {};
 const send = (message: FromWorker): void => {
-  apply(internalSend, sendReceiver, [message, undefined, {}, noop]);
+  sendFrame(message as unknown as Record<string, unknown>);
 };
-let onParentMessage: (m: ToWorker) => void = noop;
-/** The parent's token, learnt from its first message (before candidate code loads); later messages must carry it. */
-let parentToken: string | null = null;
-const originalEmit = process.emit;
-const emit = function (this: unknown, event: string | symbol, ...args: unknown[]): boolean {
-  if (event === 'message') {
-    const m = args[0] as ToWorker & { token?: unknown };
-    if (parentToken === null && typeof m?.token === 'string') parentToken = m.token;
-    if (m?.token === parentToken) onParentMessage(m);
-    return true;
-  }
-  return apply(originalEmit, this, [event, ...args]) as boolean;
-};
-// Node only reads the channel while a 'message' listener exists; this one never sees a message.
-process.on('message', noop);
-// A worker never outlives its harness: the channel closes when the harness dies (even by SIGKILL).
-// While candidate code spins no JavaScript runs; the launcher's kernel-side guard covers that.
-process.on('disconnect', () => process.exit(72));
 const locked = (name: PropertyKey, value: unknown): void => {
   Object.defineProperty(process, name, { value, writable: false, enumerable: false, configurable: false });
 };
 const refuse = (what: string) => () => {
   throw new Error(`candidates may not ${what}`);
 };
-locked('emit', emit);
-locked('send', undefined);
-locked('_send', undefined);
-// Node's reader checks `process.channel` is truthy before it delivers a message, and looks at its
-// queue of messages that arrived while nobody listened (always empty: the harness listens): a stand-in.
-const realChannel = process.channel as unknown as object;
-const pendingKey = Object.getOwnPropertySymbols(realChannel).find(
-  (k) => k.description === 'kPendingMessages',
-);
-const channelStandIn = Object.freeze(pendingKey ? { [pendingKey]: [] } : {});
-locked('channel', channelStandIn);
-locked('_channel', channelStandIn);
-for (const key of Object.getOwnPropertySymbols(process)) {
-  if (key.description === 'kChannelHandle') locked(key, null); // the raw pipe
-}
-locked('disconnect', refuse('close the harness channel'));
+// Nothing of the harness's flows through these any more, but they stay the harness's.
+locked('nextTick', process.nextTick);
+locked('emit', process.emit);
 locked('_getActiveHandles', refuse('list the process handles'));
 locked('_getActiveRequests', refuse('list the process requests'));
-/** process.on/addListener/prependListener('message', …) are refused: the channel is the harness's. */
+/** process.on/addListener/prependListener('message', …) are refused: there is no channel for candidates. */
 for (const name of ['on', 'addListener', 'prependListener', 'once', 'prependOnceListener']) {
-  const original = proc[name] as (...a: unknown[]) => unknown;
+  const original = (process as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!;
   locked(name, function (this: unknown, event: unknown, ...rest: unknown[]): unknown {
     if (event === 'message' || event === 'internalMessage' || event === 'disconnect')
       throw new Error('candidates may not listen on the harness channel');
@@ -103,27 +74,54 @@ let onDone: () => Promise<undefined>;
 let gpuBusy = false;
 let rebalance: Rebalance | null = null;
 let ctx: CandidateContext | null = null;
+/** The context's harness side (candidate-context.ts) and the GPU wait clock of the time split. */
+let runtime: CandidateRuntime | null = null;
+let waits: GpuWaitClock;
 
 async function start(): Promise<void> {
   const adapter = process.argv[2] || undefined;
   gpu = await acquireGpu(adapter ? { adapter } : {});
+  // Before onSubmittedWorkDone is captured below and before the prototypes are frozen.
+  waits = installGpuWaitTiming();
   const queueDone = GPUQueue.prototype.onSubmittedWorkDone;
   const queue = gpu.device.queue;
   onDone = () => apply(queueDone, queue, []) as Promise<undefined>;
   trackGpuWork();
   hardenIntrinsics();
   lockDown();
-  onParentMessage = (m: ToWorker) => {
-    chain = chain
-      .then(() => handle(m))
-      .catch((error: unknown) => {
-        send({ type: 'fatal', message: `harness error: ${describe(error)}` });
-      });
-  };
-  send({ type: 'ready', adapter: gpu.info.name });
+  send({ type: 'ready', adapter: gpu.info.name, uid: proc.getuid?.() ?? -1 });
+  await serve();
 }
 
-let chain: Promise<void> = Promise.resolve();
+/**
+ * Requests, one at a time, until the harness closes the channel. The read blocks: between calls no
+ * candidate code (timers, promises) runs, so the only time a candidate gets is inside its calls.
+ */
+async function serve(): Promise<void> {
+  for (;;) {
+    let m: Record<string, unknown> | null;
+    try {
+      m = receive();
+    } catch (error) {
+      send({ type: 'fatal', message: `harness channel: ${describe(error)}` });
+      exit(73);
+      return;
+    }
+    // The harness is gone: so is the worker (bubblewrap also kills it with its parent).
+    if (m === null) {
+      exit(72);
+      return;
+    }
+    try {
+      await handle(m as unknown as ToWorker);
+    } catch (error) {
+      send({ type: 'fatal', message: `harness error: ${describe(error)}` });
+    }
+  }
+}
+
+/** Whether the candidate's code has arrived (it arrives once). */
+let loaded = false;
 
 /**
  * Wraps every WebGPU method that starts work on the device's queue so the harness knows whether a
@@ -173,6 +171,9 @@ function lockDown(): void {
   locked('report', undefined);
   for (const name of ['setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups', 'chdir', 'umask'])
     if (name in process) locked(name, refuse('change the process identity or folder'));
+  // The harness's own references were captured above; the global binding is locked too.
+  // (An accessor in Node: replaced by a locked data property holding the same object.)
+  Object.defineProperty(globalThis, 'process', { value: proc, writable: false, configurable: false });
   for (const name of ['fetch', 'WebSocket', 'EventSource']) {
     if (name in globalThis)
       Object.defineProperty(globalThis, name, { value: undefined, writable: false, configurable: false });
@@ -180,8 +181,22 @@ function lockDown(): void {
 }
 
 async function handle(m: ToWorker): Promise<void> {
-  if (m.type === 'load') send({ type: 'loaded', id: m.id, ...(await load(m.js, m.kernels)) });
-  else if (m.type === 'probe') {
+  if (m.type === 'load') {
+    if (loaded) {
+      send({
+        type: 'loaded',
+        id: m.id,
+        failure: { kind: 'import', message: 'the worker accepts candidate code once' },
+      });
+      return;
+    }
+    loaded = true;
+    if (typeof m.js !== 'string' || m.kernels === null || typeof m.kernels !== 'object') {
+      send({ type: 'loaded', id: m.id, failure: { kind: 'import', message: 'malformed load request' } });
+      return;
+    }
+    send({ type: 'loaded', id: m.id, ...(await load(m.js, m.kernels)) });
+  } else if (m.type === 'probe') {
     const { layers, experts, replicas } = m.shape;
     send({
       type: 'result',
@@ -219,46 +234,30 @@ async function load(js: string, kernels: Record<string, string>): Promise<{ fail
   } catch (error) {
     return { failure: failureOf(error) };
   }
-  ctx = makeContext(kernels);
+  runtime = createCandidateRuntime(gpu, kernels, { waits });
+  ctx = runtime.ctx;
   return {};
 }
 
-function makeContext(kernels: Record<string, string>): CandidateContext {
-  const files = Object.keys(kernels).sort();
-  const source = (file: string): string => {
-    const code = kernels[file];
-    if (code === undefined)
-      throw new Error(`no kernel '${file}' (the candidate has: ${files.join(', ') || 'none'})`);
-    return code;
-  };
-  return {
-    device: gpu.device,
-    kernels: files,
-    kernelSource: source,
-    pipeline: (file, entry, constants) =>
-      gpu.kernels.pipeline({
-        file: `kernels/${file}`,
-        entry,
-        code: source(file),
-        ...(constants ? { constants } : {}),
-      }),
-    hasTimestamps: gpu.hasTimestamps,
-    cache: new Map(),
-  };
-}
-
 async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
-  if (!rebalance || !ctx) {
+  if (!rebalance || !ctx || !runtime) {
     send({ type: 'result', id: m.id, ms: 0, failure: { kind: 'import', message: 'no candidate loaded' } });
     return;
   }
   const t0 = clock();
+  runtime.beginCall();
   let out: unknown;
   let failure: Failure | undefined;
   let phy2log: unknown;
   let logcnt: unknown;
   try {
-    out = await rebalance({ loads: m.loads, shape: m.shape }, ctx);
+    const given = candidateInput(m);
+    const input: RebalanceInput = {
+      loads: given.loads,
+      history: freeze(given.history) as Float32Array[],
+      shape: freeze(given.shape),
+    };
+    out = await rebalance(input, ctx);
     // Read inside the timed region: a getter is candidate code too.
     if (out !== null && typeof out === 'object') {
       phy2log = (out as { phy2log?: unknown }).phy2log;
@@ -269,6 +268,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   }
   // The call is not over until the GPU work it started is.
   try {
+    runtime.flush(); // passes ctx.dispatch recorded and nothing submitted yet
     if (gpuBusy) {
       await onDone();
       gpuBusy = false;
@@ -278,8 +278,9 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
     failure ??= { kind: 'gpu', message: describe(error) };
   }
   const ms = toNumber(clock() - t0) / 1e6;
+  const split = runtime.endCall(ms);
   if (failure) {
-    send({ type: 'result', id: m.id, ms, failure });
+    send({ type: 'result', id: m.id, ms, split, failure });
     return;
   }
   try {
@@ -291,11 +292,12 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
       type: 'result',
       id: m.id,
       ms,
+      split,
       phy2log: ownInt32(phy2log, layers * replicas),
       logcnt: ownInt32(logcnt, layers * experts),
     });
   } catch (error) {
-    send({ type: 'result', id: m.id, ms, failure: { kind: 'output', message: describe(error) } });
+    send({ type: 'result', id: m.id, ms, split, failure: { kind: 'output', message: describe(error) } });
   }
 }
 
@@ -362,15 +364,18 @@ function clip(text: string, n: number): string {
   return text.length > n ? (apply(slice, text, [0, n]) as string) : text;
 }
 
-process.on('uncaughtException', (error) => {
+proc.on('uncaughtException', (error) => {
   try {
     send({ type: 'fatal', message: `uncaught exception outside the call: ${describe(error)}` });
   } finally {
-    process.exit(70);
+    exit(70);
   }
 });
 
 start().catch((error: unknown) => {
-  send({ type: 'fatal', message: describe(error) });
-  process.exit(71);
+  try {
+    send({ type: 'fatal', message: describe(error) });
+  } finally {
+    exit(71);
+  }
 });

@@ -1,7 +1,7 @@
-import { type ChildProcess, fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import { encodeFrame, FrameReader } from './framing.js';
 import {
   adapterMismatch,
   type Identity,
@@ -12,7 +12,21 @@ import {
   startOutputKind,
   WorkerStartError,
 } from './isolation.js';
-import { type FromWorker, MAX_MESSAGE_BYTES, type ToWorker } from './protocol.js';
+import { CHANNEL_FD, type Failure, type FromWorker, MAX_MESSAGE_BYTES, type ToWorker } from './protocol.js';
+import {
+  bubblewrap,
+  bwrapArgs,
+  bwrapPathDenied,
+  bwrapSetupFailed,
+  nodeDirs,
+  osSandboxOff,
+  processTree,
+  rssMb,
+  type SandboxReport,
+  sandboxMode,
+  sealedStdio,
+  withRealPath,
+} from './sandbox.js';
 import type { WorkerBundle } from './worker-bundle.js';
 import { launchTools, type WorkerLauncher, workerLauncher } from './worker-launch.js';
 
@@ -58,11 +72,7 @@ export class WorkerDeath extends Error {
 }
 
 type Reply = Extract<FromWorker, { id: number }>;
-type Request = ToWorker extends infer T
-  ? T extends { id: number }
-    ? Omit<T, 'id' | 'token'>
-    : never
-  : never;
+type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
 
 /**
  * Environment variables the worker (Dawn, Vulkan loader, Mesa) may see; nothing else leaks in, not
@@ -70,16 +80,24 @@ type Request = ToWorker extends infer T
  */
 const ENV_KEEP = /^(LANG|LC_ALL|LD_LIBRARY_PATH|XDG_RUNTIME_DIR|VK_.*|MESA_.*|LP_.*|GALLIUM_.*|DISPLAY)$/;
 
+/** How one worker is started: the OS sandbox (or not), the launcher without it, the identity. */
+interface StartPlan {
+  bwrap: string | undefined;
+  launcher: WorkerLauncher;
+  identity: Identity;
+}
+
 /**
- * One sandboxed worker process (worker-main.ts) and its IPC. Node permission model: reads only
- * the worker bundle and the webgpu package; no writes, child processes or worker threads (none
- * granted); --allow-addons because Dawn is a native addon (worker-main disables process.dlopen
- * once Dawn is loaded); --disallow-code-generation-from-strings (no eval); signals, the network
- * and the IPC channel are locked by worker-main, and a root harness runs each worker under its own
- * uid (isolation.ts); the worker dies with the harness (worker-launch.ts); incoming messages are capped (capIncomingMessages); the intrinsics are deep-frozen in the worker (harden.ts, not
- * --frozen-intrinsics, which slows every typed-array store tenfold) so candidates cannot patch what
- * the harness uses;
- * --max-old-space-size plus a resident-memory watch that kills the process over the cap.
+ * One sandboxed worker process (worker-main.ts) and its private channel. Layers, outside in:
+ * bubblewrap (sandbox.ts: own network, pid, ipc, uts, user and mount namespaces; read-only file
+ * system holding only Node, the bundle, webgpu and the system libraries; private /tmp; GPU device
+ * nodes only; dies with the harness), a root harness's own unprivileged uid per worker
+ * (isolation.ts), no inherited descriptors but the channel (sealedStdio), Node's permission model
+ * (reads only the bundle and webgpu; no writes, child processes or worker threads; --allow-addons
+ * for Dawn, whose process.dlopen worker-main then disables; no code from strings), and the
+ * JavaScript lockdown in the worker (harden.ts, worker-main.ts). The channel is a socket pair on the
+ * worker's fd 3 with length-prefixed, bounded frames (framing.ts); stdout and stderr are plain pipes
+ * read with a cap. --max-old-space-size plus a resident-memory watch kill a worker over its cap.
  */
 export class WorkerProcess {
   private pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
@@ -88,47 +106,64 @@ export class WorkerProcess {
   private stderrTail = '';
   private stdoutTail = '';
   private rssTimer: NodeJS.Timeout | undefined;
-  private readonly token = randomBytes(16).toString('hex');
-  /** Replies the harness never asked for: a candidate forging messages. */
+  /** The worker's process tree (bubblewrap's processes, then Node), as found when it was ready. */
+  private tree: number[] = [];
+  /** Replies the harness never asked for. */
   unexpectedReplies = 0;
   peakRssMb = 0;
 
   private constructor(
     private readonly child: ChildProcess,
+    private readonly channel: Writable,
     readonly adapter: string,
     private readonly memoryMb: number,
+    /** The sandbox layers this worker runs under (reported with every result). */
+    readonly sandbox: SandboxReport,
   ) {}
 
   /**
-   * Starts a worker. Under a root harness it runs as an unprivileged uid when that uid can reach
-   * Node, the bundle and webgpu (isolation.ts). An isolated start that fails because of the identity
-   * (the kernel refuses the uid, the uid cannot read the worker's files or open the GPU the harness
-   * asked for) turns isolation off for this process, with one line on stderr, and the worker runs as
-   * the harness user (the JavaScript lockdown still applies); a start that only timed out is retried
-   * isolated once. The worker is launched so that it dies with the harness (worker-launch.ts).
+   * Starts a worker. In bubblewrap where it works (sandbox.ts); where bubblewrap cannot set the
+   * sandbox up, the OS layer is turned off for this process with one loud line on stderr (an error
+   * under ADRS_EVAL_SANDBOX=bubblewrap). Under a root harness it runs as an unprivileged uid when
+   * that uid can reach Node, the bundle and webgpu (isolation.ts); a start that fails because of the
+   * identity (the uid cannot read the worker's files or open the GPU the harness asked for) turns
+   * isolation off for this process, with one line on stderr; a start that only timed out is
+   * retried once.
    */
   static async spawn(options: WorkerSpawnOptions): Promise<WorkerProcess> {
     const node = options.nodePath ?? process.execPath;
     const launcher = workerLauncher(node, launchTools(), cpuLimitS(options));
-    const programs = launcher.execPath === node ? [node] : [launcher.execPath, node];
-    let identity = isolatedIdentity(options.bundle, programs);
-    if (identity.uid === undefined) return WorkerProcess.start(options, launcher, {});
+    let bwrap: string | undefined;
+    try {
+      bwrap = bubblewrap();
+    } catch (error) {
+      throw new WorkerStartError('other', (error as Error).message);
+    }
+    const programs = (): string[] =>
+      bwrap ? [bwrap, node] : launcher.execPath === node ? [node] : [launcher.execPath, node];
+    let identity = isolatedIdentity(options.bundle, programs());
     for (let attempt = 1; ; attempt++) {
       try {
-        return await WorkerProcess.start(options, launcher, identity);
+        return await WorkerProcess.start(options, { bwrap, launcher, identity });
       } catch (error) {
         const kind = error instanceof WorkerStartError ? error.kind : 'other';
         const why = String((error as Error).message).split('\n')[0];
-        if (kind === 'identity') {
-          isolationFailed(`a worker under an unprivileged uid could not start (${why})`);
-          return WorkerProcess.start(options, launcher, {});
-        }
-        if (kind === 'transient' && attempt < 2 && !options.signal?.aborted) {
-          identity = isolatedIdentity(options.bundle, programs);
-          if (identity.uid === undefined) return WorkerProcess.start(options, launcher, {});
+        if (kind === 'sandbox' && bwrap && sandboxMode() !== 'bubblewrap' && attempt < 4) {
+          osSandboxOff(`bubblewrap could not set up a sandbox (${why})`);
+          bwrap = undefined;
+          identity = isolatedIdentity(options.bundle, programs());
           continue;
         }
-        if (kind === 'other' && !options.signal?.aborted)
+        if (kind === 'identity' && identity.uid !== undefined && attempt < 4) {
+          isolationFailed(`a worker under an unprivileged uid could not start (${why})`);
+          identity = {};
+          continue;
+        }
+        if (kind === 'transient' && attempt < 2 && !options.signal?.aborted) {
+          identity = isolatedIdentity(options.bundle, programs());
+          continue;
+        }
+        if (kind === 'other' && identity.uid !== undefined && !options.signal?.aborted)
           (error as Error).message +=
             ' (the worker ran under an unprivileged uid; ADRS_EVAL_SAME_UID=1 runs workers as this user)';
         throw error;
@@ -136,17 +171,44 @@ export class WorkerProcess {
     }
   }
 
+  /** The command line of one start: bubblewrap around Node, or the launcher (setpriv/prlimit) in front of it. */
+  private static command(options: WorkerSpawnOptions, plan: StartPlan): { file: string; args: string[] } {
+    const { bundle, memoryMb } = options;
+    const node = options.nodePath ?? process.execPath;
+    const nodeArgs = [
+      '--experimental-permission',
+      `--allow-fs-read=${bundle.entry}`,
+      `--allow-fs-read=${bundle.webgpuDir}/`,
+      '--allow-addons',
+      // No eval/new Function: code built from strings could import() modules the bundler refused.
+      '--disallow-code-generation-from-strings',
+      `--max-old-space-size=${memoryMb}`,
+      '--no-warnings',
+      bundle.entry,
+      options.adapter ?? process.env.ADRS_ADAPTER ?? '',
+    ];
+    if (plan.bwrap) {
+      const sandbox = bwrapArgs({
+        system: true,
+        readOnly: [
+          ...new Set([bundle.dir, bundle.webgpuDir, ...withRealPath(bundle.webgpuDir), ...nodeDirs(node)]),
+        ],
+        chdir: bundle.dir,
+        ...(plan.identity.uid !== undefined ? { uid: plan.identity.uid } : {}),
+      });
+      return { file: plan.bwrap, args: [...sandbox, '--', node, ...nodeArgs] };
+    }
+    return { file: plan.launcher.execPath, args: [...plan.launcher.prefix, ...nodeArgs] };
+  }
+
   /** One start attempt; rejects with a WorkerStartError that says what kind of failure it was. */
-  private static start(
-    options: WorkerSpawnOptions,
-    launcher: WorkerLauncher,
-    identity: Identity,
-  ): Promise<WorkerProcess> {
+  private static start(options: WorkerSpawnOptions, plan: StartPlan): Promise<WorkerProcess> {
     const { bundle, memoryMb, signal } = options;
     const startTimeoutMs = options.startTimeoutMs ?? 60_000;
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (ENV_KEEP.test(k)) env[k] = v;
     env.XDG_RUNTIME_DIR ??= '/tmp';
+    const { file, args } = WorkerProcess.command(options, plan);
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         reject(new WorkerStartError('other', 'the worker start was cancelled'));
@@ -154,25 +216,13 @@ export class WorkerProcess {
       }
       let child: ChildProcess;
       try {
-        child = fork(bundle.entry, [options.adapter ?? process.env.ADRS_ADAPTER ?? ''], {
+        child = spawn(file, args, {
           cwd: bundle.dir,
           env,
-          // setpriv/prlimit exec Node in the same process: the worker's pid is the one forked here.
-          execPath: launcher.execPath,
-          execArgv: [
-            ...launcher.prefix,
-            '--experimental-permission',
-            `--allow-fs-read=${bundle.entry}`,
-            `--allow-fs-read=${bundle.webgpuDir}/`,
-            '--allow-addons',
-            // No eval/new Function: code built from strings could import() modules the bundler refused.
-            '--disallow-code-generation-from-strings',
-            `--max-old-space-size=${memoryMb}`,
-            '--no-warnings',
-          ],
-          serialization: 'advanced',
-          stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-          ...identity,
+          // stdin /dev/null, stdout and stderr pipes, the channel on fd 3; every other descriptor
+          // this process could pass on is replaced by /dev/null (sealedStdio).
+          stdio: sealedStdio(['ignore', 'pipe', 'pipe', 'pipe']),
+          ...plan.identity,
         });
       } catch (error) {
         // Node throws some spawn errors at once (EPERM for a uid the kernel refuses, EINVAL).
@@ -182,10 +232,11 @@ export class WorkerProcess {
         );
         return;
       }
+      const channel = child.stdio[CHANNEL_FD] as (Readable & Writable) | null | undefined;
       let tail = '';
       let settled = false;
-      const cap: { over: () => void } = { over: () => child.kill('SIGKILL') };
-      capIncomingMessages(child, () => cap.over());
+      let worker: WorkerProcess | undefined;
+      const reader = new FrameReader(MAX_MESSAGE_BYTES);
       const fail = (kind: StartFailureKind, message: string): void => {
         if (settled) return;
         settled = true;
@@ -206,23 +257,26 @@ export class WorkerProcess {
       const onStderr = (d: Buffer) => {
         tail = (tail + d.toString()).slice(-2000);
       };
-      // Others (ENOENT, EACCES, EAGAIN, EMFILE) arrive as an 'error' event after fork returns.
+      // Others (ENOENT, EACCES, EAGAIN, EMFILE) arrive as an 'error' event after spawn returns.
       const onError = (error: NodeJS.ErrnoException) =>
         fail(spawnErrorKind(error.code), `could not start the evaluation worker: ${error.message}`);
       const onExit = (code: number | null, sig: string | null) => {
         const why = lastLines(tail);
-        fail(
-          startOutputKind(why),
-          `the evaluation worker exited during start (${sig ?? `code ${code}`}): ${why}`,
-        );
+        const kind: StartFailureKind =
+          plan.bwrap && bwrapSetupFailed(tail)
+            ? plan.identity.uid !== undefined && bwrapPathDenied(tail)
+              ? 'identity'
+              : 'sandbox'
+            : startOutputKind(why);
+        fail(kind, `the evaluation worker exited during start (${sig ?? `code ${code}`}): ${why}`);
       };
-      const onMessage = (m: FromWorker) => {
-        if (m === null || typeof m !== 'object' || m.type !== 'ready') {
-          const why = m?.type === 'fatal' ? String(m.message) : String(m?.type);
+      const onStartMessage = (m: FromWorker) => {
+        if (m.type !== 'ready') {
+          const why = m.type === 'fatal' ? m.message : m.type;
           fail(startOutputKind(why), `the evaluation worker could not start: ${why}`);
           return;
         }
-        const adapter = String(m.adapter).slice(0, 200);
+        const adapter = m.adapter.slice(0, 200);
         const mismatch = adapterMismatch(options.adapter, adapter);
         if (mismatch) {
           fail('identity', mismatch);
@@ -230,17 +284,40 @@ export class WorkerProcess {
         }
         settled = true;
         cleanup();
-        const worker = new WorkerProcess(child, adapter, memoryMb);
-        cap.over = () =>
-          worker.kill(
-            new WorkerDeath(
-              'resource',
-              `the worker sent a message over ${MAX_MESSAGE_BYTES >> 20} MiB to the harness and was killed`,
-            ),
-          );
+        const hostUid = plan.identity.uid ?? (typeof process.getuid === 'function' ? process.getuid() : null);
+        worker = new WorkerProcess(child, channel!, adapter, memoryMb, {
+          os: plan.bwrap ? 'bubblewrap' : 'none',
+          network: plan.bwrap ? 'none' : 'host',
+          filesystem: plan.bwrap ? 'read-only' : 'host',
+          uid: hostUid,
+          own_uid: plan.identity.uid !== undefined,
+          node_permissions: true,
+          hardened: true,
+          channel: 'private',
+        });
         worker.stderrTail = tail;
         worker.attach();
         resolve(worker);
+      };
+      // Every frame goes through here, before and after the start; nothing a worker sends can throw
+      // out of it (the reader and the message check are total).
+      const onData = (d: Buffer) => {
+        const r = reader.push(d);
+        if ('error' in r) {
+          if (worker) worker.broken(r.error);
+          else fail('other', `the evaluation worker broke the harness protocol during start: ${r.error}`);
+          return;
+        }
+        for (const raw of r.messages) {
+          const m = checkFromWorker(raw);
+          if (typeof m === 'string') {
+            if (worker) worker.broken(m);
+            else fail('other', `the evaluation worker broke the harness protocol during start: ${m}`);
+            return;
+          }
+          if (worker) worker.onMessage(m);
+          else onStartMessage(m);
+        }
       };
       const cleanup = () => {
         clearTimeout(timer);
@@ -248,41 +325,29 @@ export class WorkerProcess {
         child.stderr?.off('data', onStderr);
         child.off('error', onError);
         child.off('exit', onExit);
-        child.off('message', onMessage);
       };
-      child.on('error', () => {}); // after the start: a failed kill or send is handled where it happens
+      child.on('error', () => {}); // after the start: a failed kill is handled where it happens
       child.on('error', onError);
+      // Pipes can report errors (EPIPE once the worker is gone): never an uncaught 'error' event.
+      for (const stream of [child.stdout, child.stderr, channel]) stream?.on('error', () => {});
       child.stderr?.on('data', onStderr);
       child.once('exit', onExit);
-      child.once('message', onMessage);
+      if (!channel) {
+        fail('other', 'could not open the harness channel to the evaluation worker');
+        return;
+      }
+      channel.on('data', onData);
     });
   }
 
   private attach(): void {
     const child = this.child;
+    this.tree = child.pid !== undefined ? processTree(child.pid) : [];
     child.stdout?.on('data', (d: Buffer) => {
       this.stdoutTail = (this.stdoutTail + d.toString()).slice(-4000);
     });
     child.stderr?.on('data', (d: Buffer) => {
       this.stderrTail = (this.stderrTail + d.toString()).slice(-4000);
-    });
-    child.on('message', (m: FromWorker) => {
-      if (m === null || typeof m !== 'object') {
-        this.unexpectedReplies++;
-        return;
-      }
-      if (m.type === 'fatal') {
-        this.die(new WorkerDeath('crash', String(m.message).slice(0, 2000)));
-        return;
-      }
-      if (!('id' in m)) return;
-      const waiter = this.pending.get(m.id);
-      if (!waiter) {
-        this.unexpectedReplies++;
-        return;
-      }
-      this.pending.delete(m.id);
-      waiter.resolve(m);
     });
     child.on('exit', (code, signal) => {
       clearInterval(this.rssTimer);
@@ -305,24 +370,49 @@ export class WorkerProcess {
     this.rssTimer.unref();
   }
 
-  private watchMemory(): void {
-    const pid = this.child.pid;
-    if (pid === undefined || this.death) return;
-    let rssMb: number;
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const m = /VmRSS:\s+(\d+) kB/.exec(status);
-      if (!m) return;
-      rssMb = Number(m[1]) / 1024;
-    } catch {
-      return; // not Linux, or the process is gone
+  /** A checked message from the worker. */
+  private onMessage(m: FromWorker): void {
+    if (m.type === 'fatal') {
+      this.die(new WorkerDeath('crash', m.message.slice(0, 2000)));
+      return;
     }
-    this.peakRssMb = Math.max(this.peakRssMb, rssMb);
-    if (rssMb > this.memoryMb) {
+    if (m.type === 'ready') {
+      this.unexpectedReplies++;
+      return;
+    }
+    const waiter = this.pending.get(m.id);
+    if (!waiter) {
+      this.unexpectedReplies++;
+      return;
+    }
+    this.pending.delete(m.id);
+    waiter.resolve(m);
+  }
+
+  /** The worker sent something that is not a frame of the protocol: it is killed, the candidate invalid. */
+  private broken(why: string): void {
+    this.kill(
+      new WorkerDeath('crash', `the worker broke the harness protocol and was killed: ${why.slice(0, 300)}`),
+    );
+  }
+
+  private watchMemory(): void {
+    if (this.death) return;
+    let total = 0;
+    let seen = false;
+    for (const pid of this.tree) {
+      const mb = rssMb(pid);
+      if (mb === undefined) continue;
+      seen = true;
+      total += mb;
+    }
+    if (!seen) return; // not Linux, or the process is gone
+    this.peakRssMb = Math.max(this.peakRssMb, total);
+    if (total > this.memoryMb) {
       this.kill(
         new WorkerDeath(
           'resource',
-          `memory use reached ${Math.round(rssMb)} MiB, over the cap of ${this.memoryMb} MiB`,
+          `memory use reached ${Math.round(total)} MiB, over the cap of ${this.memoryMb} MiB`,
         ),
       );
     }
@@ -335,7 +425,7 @@ export class WorkerProcess {
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       try {
-        this.child.send({ ...message, id, token: this.token } as ToWorker);
+        this.channel.write(encodeFrame({ ...message, id } as ToWorker as unknown as Record<string, unknown>));
       } catch (error) {
         this.pending.delete(id);
         reject(error as Error);
@@ -348,11 +438,17 @@ export class WorkerProcess {
     this.die(reason);
     clearInterval(this.rssTimer);
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    // bubblewrap kills its sandbox when it dies; the worker itself is killed too, without waiting.
+    for (const pid of this.tree.slice(1)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
   }
 
-  /** The worker's process id (for tests and diagnostics). */
+  /** The worker's Node process id (for tests and diagnostics; bubblewrap's own processes are its parents). */
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.tree.length > 0 ? this.tree[this.tree.length - 1] : this.child.pid;
   }
 
   get dead(): WorkerDeath | null {
@@ -375,40 +471,70 @@ export class WorkerProcess {
   }
 }
 
+const FAILURE_KINDS = new Set(['wgsl', 'import', 'exception', 'sandbox', 'gpu', 'output']);
+
 /**
- * Bounds what the parent buffers for one incoming IPC message: Node's 'advanced' channel reads a
- * 4-byte length, then accumulates that many bytes before deserializing, so a worker that gained
- * the channel could make the harness buffer gigabytes. The wrapper looks at the declared length
- * and the bytes buffered (Node's own counters on the channel) after every read and calls `over`
- * past MAX_MESSAGE_BYTES. The worker's harness only ever sends bounded messages (worker-main.ts);
- * this is the parent's own check in case a candidate reaches the channel anyway.
+ * A frame's message as a FromWorker, or why it is not one. Everything the harness reads later is
+ * checked here (types, ranges, lengths), so no field of a worker's message can throw in the
+ * harness: strings are clipped, arrays are typed arrays or short descriptions, numbers are numbers.
  */
-export function capIncomingMessages(child: ChildProcess, over: () => void): void {
-  // The pipe handle (Node keeps it under a symbol next to the public `channel` control object).
-  const handleKey = Object.getOwnPropertySymbols(child).find((k) => k.description === 'kChannelHandle');
-  const channel = handleKey
-    ? ((child as unknown as Record<symbol, Record<string | symbol, unknown> | undefined>)[handleKey] ??
-      undefined)
-    : undefined;
-  if (!channel || typeof channel.onread !== 'function') return;
-  const find = (name: string) => Object.getOwnPropertySymbols(channel).find((s) => s.description === name);
-  const onread = channel.onread as (...a: unknown[]) => unknown;
-  let tripped = false;
-  channel.onread = function (this: unknown, ...args: unknown[]): unknown {
-    if (tripped) return undefined;
-    const result = onread.apply(this, args);
-    const sizeKey = find('kMessageBufferSize');
-    const bufferKey = find('kMessageBuffer');
-    const buffered = sizeKey ? Number(channel[sizeKey]) : 0;
-    const head = bufferKey ? (channel[bufferKey] as Uint8Array[] | undefined)?.[0] : undefined;
-    const declared =
-      head && head.length >= 4 ? ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0 : 0;
-    if (buffered > MAX_MESSAGE_BYTES || declared > MAX_MESSAGE_BYTES) {
-      tripped = true;
-      over();
-    }
-    return result;
-  };
+export function checkFromWorker(raw: Record<string, unknown>): FromWorker | string {
+  const str = (v: unknown, n: number): string | undefined =>
+    typeof v === 'string' ? v.slice(0, n) : undefined;
+  const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+  const type = raw.type;
+  if (type === 'ready') {
+    const adapter = str(raw.adapter, 200);
+    if (adapter === undefined) return 'a ready message without an adapter name';
+    const uid = num(raw.uid);
+    return { type, adapter, ...(uid !== undefined ? { uid } : {}) };
+  }
+  if (type === 'fatal') return { type, message: str(raw.message, 2000) ?? 'no message' };
+  const id = raw.id;
+  if (typeof id !== 'number' || !Number.isInteger(id))
+    return `a ${String(type).slice(0, 20)} message without an id`;
+  let failure: Failure | undefined;
+  if (raw.failure !== undefined) {
+    const f = raw.failure as Record<string, unknown> | null;
+    if (f === null || typeof f !== 'object' || Array.isArray(f)) return 'a malformed failure';
+    const kind = f.kind;
+    const message = str(f.message, 8000);
+    if (typeof kind !== 'string' || !FAILURE_KINDS.has(kind) || message === undefined)
+      return 'a malformed failure';
+    failure = { kind: kind as Failure['kind'], message };
+    const stack = str(f.stack, 16_000);
+    if (stack !== undefined) failure.stack = stack;
+    if (Array.isArray(f.diagnostics))
+      failure.diagnostics = f.diagnostics
+        .slice(0, 20)
+        .map((d) => (typeof d === 'string' ? d.slice(0, 2000) : '?'));
+  }
+  if (type === 'loaded') return { type, id, ...(failure ? { failure } : {}) };
+  if (type !== 'result') return `an unknown message type '${String(type).slice(0, 20)}'`;
+  const ms = num(raw.ms);
+  if (ms === undefined) return 'a result without a time';
+  const answer = (v: unknown): unknown =>
+    v instanceof Int32Array
+      ? v
+      : v === undefined
+        ? undefined
+        : (str(v, 200) ?? 'a value the harness cannot read');
+  const out: Extract<FromWorker, { type: 'result' }> = { type, id, ms };
+  if (failure) out.failure = failure;
+  const phy2log = answer(raw.phy2log);
+  const logcnt = answer(raw.logcnt);
+  if (phy2log !== undefined) out.phy2log = phy2log;
+  if (logcnt !== undefined) out.logcnt = logcnt;
+  const split = raw.split as Record<string, unknown> | undefined;
+  if (split !== undefined) {
+    if (split === null || typeof split !== 'object') return 'a malformed time split';
+    const host = num(split.host_ms);
+    const wait = num(split.gpu_wait_ms);
+    const gpu = split.gpu_ms === null ? null : num(split.gpu_ms);
+    if (host === undefined || wait === undefined || gpu === undefined) return 'a malformed time split';
+    out.split = { host_ms: host, gpu_wait_ms: wait, gpu_ms: gpu };
+  }
+  return out;
 }
 
 /** The last meaningful stderr lines, without Dawn's limit warnings. */

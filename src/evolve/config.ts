@@ -60,6 +60,8 @@ export interface EvolveConfig {
     parallel: number;
   };
   prompt: { top_programs: number; diverse_programs: number; last_attempts: number; artifact_chars: number };
+  /** Noise-aware promotion of a new best (src/evolve/selection.ts): re-measurement rounds per side (0 = off) and the z threshold. */
+  selection: { rounds: number; z: number };
   evaluator: {
     /** A JS module exporting `createEvaluator(options)`; default: the sandboxed GPU evaluator pool. */
     module: string | null;
@@ -67,13 +69,28 @@ export interface EvolveConfig {
     timeout_s: number;
     memory_mb: number | null;
     adapter: string | null;
-    objective: 'adrs' | 'default';
+    objective: 'adrs' | 'default' | 'moe-time';
+    /** Training series: scored as is when secret_series is false, else the shape the drawn series takes. */
     trace: string | null;
     heldout_trace: string | null;
     windows: number | null;
     repeats: number | null;
     /** Evaluate through a job queue on `adrs worker` machines (issue 12); null = the local pool. */
     broker: BrokerConfig | null;
+    /** Windows of history per call (default 8). */
+    history: number | null;
+    /** Deployment (default 288 slots, 4 nodes, 32 GPUs, the trace's groups). */
+    replicas: number | null;
+    gpus: number | null;
+    nodes: number | null;
+    groups: number | null;
+    /**
+     * Train on a series drawn from the calibrated generator, shaped like `trace`, with a secret
+     * seed (default true): a candidate holding a copy of the public series gains nothing.
+     */
+    secret_series: boolean;
+    /** The drawn series' seed: null in a config file; drawn at the start of a run and kept in its config.json. */
+    series_seed: number | null;
   };
 }
 
@@ -106,8 +123,9 @@ export function defaultConfig(): EvolveConfig {
       models: [],
       temperature: 0.7,
       max_tokens: 8192,
+      // Per attempt; a timed-out attempt is retried once at most (openai-client.ts), so ≤ ~10 min a call.
       timeout_s: 300,
-      retries: 4,
+      retries: 3,
       retry_base_s: 2,
       concurrency: 4,
       budget_usd: null,
@@ -126,6 +144,7 @@ export function defaultConfig(): EvolveConfig {
       parallel: 4,
     },
     prompt: { top_programs: 3, diverse_programs: 2, last_attempts: 5, artifact_chars: 4000 },
+    selection: { rounds: 3, z: 2 },
     evaluator: {
       module: null,
       workers: 2,
@@ -138,6 +157,13 @@ export function defaultConfig(): EvolveConfig {
       windows: null,
       repeats: null,
       broker: null,
+      history: null,
+      replicas: null,
+      gpus: null,
+      nodes: null,
+      groups: null,
+      secret_series: true,
+      series_seed: null,
     },
   };
 }
@@ -208,6 +234,7 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     'llm',
     'search',
     'prompt',
+    'selection',
     'evaluator',
   ]);
   if (obj.problem !== undefined) out.problem = v.str(obj.problem, 'problem');
@@ -367,6 +394,13 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       if (p[k] !== undefined) out.prompt[k] = v.int(p[k], `prompt.${k}`, 0);
     }
   }
+  if (obj.selection !== undefined) {
+    const sel = v.obj(obj.selection, 'selection', ['rounds', 'z']);
+    if (sel.rounds !== undefined) out.selection.rounds = v.int(sel.rounds, 'selection.rounds', 0);
+    if (out.selection.rounds === 1)
+      throw new UserError(`${where}: selection.rounds must be 0 (off) or ≥ 2 (one round has no spread)`);
+    if (sel.z !== undefined) out.selection.z = v.num(sel.z, 'selection.z', 0);
+  }
   if (obj.evaluator !== undefined) {
     const e = v.obj(obj.evaluator, 'evaluator', [
       'module',
@@ -380,6 +414,13 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
       'windows',
       'repeats',
       'broker',
+      'history',
+      'replicas',
+      'gpus',
+      'nodes',
+      'groups',
+      'secret_series',
+      'series_seed',
     ]);
     const o = out.evaluator;
     if (e.module !== undefined) o.module = e.module === null ? null : v.str(e.module, 'evaluator.module');
@@ -390,7 +431,7 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
     if (e.adapter !== undefined)
       o.adapter = e.adapter === null ? null : v.str(e.adapter, 'evaluator.adapter');
     if (e.objective !== undefined)
-      o.objective = v.oneOf(e.objective, 'evaluator.objective', ['adrs', 'default']);
+      o.objective = v.oneOf(e.objective, 'evaluator.objective', ['adrs', 'default', 'moe-time']);
     if (e.trace !== undefined) o.trace = e.trace === null ? null : v.str(e.trace, 'evaluator.trace');
     if (e.heldout_trace !== undefined)
       o.heldout_trace = e.heldout_trace === null ? null : v.str(e.heldout_trace, 'evaluator.heldout_trace');
@@ -412,6 +453,18 @@ export function validateConfig(raw: unknown, where = 'config'): EvolveConfig {
             : v.oneOf(b.adapters, 'evaluator.broker.adapters', ['same', 'any']),
       };
     }
+    for (const key of ['history', 'replicas', 'gpus', 'nodes', 'groups'] as const) {
+      if (e[key] !== undefined) o[key] = e[key] === null ? null : v.int(e[key], `evaluator.${key}`, 1);
+    }
+    if (e.secret_series !== undefined) {
+      if (typeof e.secret_series !== 'boolean')
+        throw new UserError(
+          `evaluator.secret_series must be true or false, got ${JSON.stringify(e.secret_series)}`,
+        );
+      o.secret_series = e.secret_series;
+    }
+    if (e.series_seed !== undefined)
+      o.series_seed = e.series_seed === null ? null : v.int(e.series_seed, 'evaluator.series_seed', 0);
   }
   return out;
 }
@@ -509,6 +562,12 @@ function editDistance(a: string, b: string): number {
 /** Command-line flags that override the file (contract: flags win). */
 export interface ConfigOverrides {
   iterations?: number;
+  /** Evaluator deployment and history (a resume refuses them: they change every score). */
+  replicas?: number;
+  gpus?: number;
+  nodes?: number;
+  groups?: number;
+  history?: number;
   seed?: number;
   baseUrl?: string;
   model?: string;
@@ -530,11 +589,19 @@ export function applyOverrides(config: EvolveConfig, o: ConfigOverrides): Evolve
     c.llm.budget_usd = o.budgetUsd;
   }
   if (o.timeLimit !== undefined) c.time_limit_s = parseDuration(o.timeLimit);
+  for (const key of ['replicas', 'gpus', 'nodes', 'groups', 'history'] as const) {
+    if (o[key] !== undefined) c.evaluator[key] = checkedInt(o[key], `--${key}`);
+  }
   return c;
 }
 
 const FLAGS: Record<keyof ConfigOverrides, string> = {
   iterations: '--iterations',
+  replicas: '--replicas',
+  gpus: '--gpus',
+  nodes: '--nodes',
+  groups: '--groups',
+  history: '--history',
   seed: '--seed',
   baseUrl: '--base-url',
   model: '--model',

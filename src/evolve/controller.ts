@@ -4,7 +4,13 @@ import { type CandidateFiles, loadSeed, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
 import { applyModelEdit } from './edit.js';
-import { type EvalOutcome, type Evaluator, EvaluatorFailure, evaluateWithRetry } from './evaluator.js';
+import {
+  type EvalOutcome,
+  type Evaluator,
+  EvaluatorFailure,
+  evaluateWithRetry,
+  scoreNoise,
+} from './evaluator.js';
 import { LlmCallError } from './llm/openai-client.js';
 import { Semaphore } from './llm/semaphore.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
@@ -12,6 +18,7 @@ import type { PatchResult } from './patch.js';
 import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
 import { type CommitRecord, type Plan, Recorded } from './recorded.js';
 import type { Checkpoint, RunEvent, RunFolder } from './run-folder.js';
+import { type Comparison, decide, interleavedOrder } from './selection.js';
 
 export type StopReason =
   | 'iterations'
@@ -34,6 +41,16 @@ export interface Progress {
   costUsd: number;
   elapsedS: number;
   lastOutcome: string;
+  /** Why the last iteration was refused, failed or invalid (its first line), when it was. */
+  lastReason?: string;
+}
+
+/** What one in-flight iteration is waiting for, and since when (the controller's clock), for a live status line. */
+export interface Activity {
+  iteration: number;
+  stage: 'model' | 'evaluation-queued' | 'evaluation';
+  model: string | null;
+  since: number;
 }
 
 export interface RunStats {
@@ -50,6 +67,9 @@ export interface RunStats {
   evaluationsThisSession: number;
   iterationsPerMinute: number;
   counters: Checkpoint['counters'];
+  /** This session: re-measurements made by the noise-aware selection, and its decisions (measured or reused). */
+  remeasurementsThisSession: number;
+  comparisons: { promoted: number; kept: number };
   /** Replay only: iterations whose program differs from the recording. */
   replayMismatches?: { iteration: number; recorded: string | null; replayed: string | null }[];
   /** Replay only: iterations where fresh parent selection (from re-measured scores) differed from the recording. */
@@ -66,6 +86,8 @@ export interface ControllerOptions {
   source?: Recorded;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /** Called whenever an in-flight iteration starts waiting for something else (progress display only). */
+  onActivity?: (inflight: Activity[], now: number) => void;
   /** The seed's files when already read: exactly as recorded for a replay (the seed folder may have changed since), checked by loadSeed for a new run. */
   seedFiles?: CandidateFiles;
   /** Injectable clock for tests of time limits. */
@@ -80,6 +102,12 @@ interface IterationResult {
   result: EvalOutcome | null;
   reason?: string;
   fatal?: boolean;
+}
+
+/** What the noise-aware selection decided for a new program that beat the best's score (none: the plain rule). */
+interface Selection {
+  decision?: 'promote' | 'keep';
+  comparison?: Pick<Comparison, 'reason' | 'ss' | 'dof' | 'noise' | 'incumbent' | 'decision'>;
 }
 
 /**
@@ -109,10 +137,13 @@ export class Controller {
   private modelCalls = 0;
   private sessionIterations = 0;
   private sessionEvaluations = 0;
+  private sessionRemeasurements = 0;
+  private decisions = { promoted: 0, kept: 0 };
   private consecutiveModelFailures = 0;
   private inflightCalls = 0;
   private replayMismatches: NonNullable<RunStats['replayMismatches']> = [];
   private replayPlanDivergences = 0;
+  private readonly activity = new Map<number, Activity>();
 
   constructor(private readonly o: ControllerOptions) {
     this.config = o.config;
@@ -126,6 +157,14 @@ export class Controller {
     o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
       once: true,
     });
+  }
+
+  /** Progress display only: never affects what the run does. */
+  private waitingFor(iteration: number, stage: Activity['stage'] | null, model: string | null = null): void {
+    if (!this.o.onActivity) return;
+    if (stage) this.activity.set(iteration, { iteration, stage, model, since: this.now() });
+    else this.activity.delete(iteration);
+    this.o.onActivity([...this.activity.values()], this.now());
   }
 
   get database(): ProgramDatabase {
@@ -164,6 +203,7 @@ export class Controller {
     this.log({ type: 'run', mode: this.o.mode, config_seed: this.config.seed });
     const hash = programHash(seedFiles);
     const result = await this.evaluate(0, hash, seedFiles);
+    this.waitingFor(0, null);
     if (!result) {
       this.log({ type: 'stop', reason: this.stop!.reason, detail: this.stop!.detail, committed: 0 });
       throw resumable(this.stop!.detail);
@@ -231,7 +271,11 @@ export class Controller {
     for (;;) {
       while (inflight.size < parallel && !this.stop && this.mayPlan(next)) {
         const plan = this.planFor(next);
-        inflight.set(next, this.iterate(plan));
+        const it = next;
+        inflight.set(
+          next,
+          this.iterate(plan).finally(() => this.waitingFor(it, null)),
+        );
         next++;
       }
       const head = this.cp.committed + 1;
@@ -240,7 +284,9 @@ export class Controller {
       const res = await pending;
       inflight.delete(head);
       if (res.outcome === 'aborted') break;
-      this.commit(res);
+      const selection = await this.select(res);
+      if (selection === 'aborted') break;
+      this.commit(res, selection);
     }
     // Interrupted: let started work settle so its events are on disk (a resume reuses them), but commit nothing out of order.
     await Promise.allSettled(inflight.values());
@@ -356,6 +402,8 @@ export class Controller {
         top: plan.inspirations.top.map((id) => this.promptProgram(id)),
         diverse: plan.inspirations.diverse.map((id) => this.promptProgram(id)),
         attempts: this.cp.attempts.slice(-this.config.prompt.last_attempts),
+        ...(this.o.evaluator.describe ? { info: this.o.evaluator.describe() } : {}),
+        runNoise: this.db.runNoise(),
       });
     this.overheadMs += this.now() - t;
     let patched: PatchResult | null = null;
@@ -427,6 +475,7 @@ export class Controller {
       price_output_per_mtok: 0,
     };
     this.inflightCalls++;
+    this.waitingFor(it, 'model', model.name);
     try {
       const reply = await this.o.model.complete(
         { iteration: it, attempt, model, messages },
@@ -463,10 +512,12 @@ export class Controller {
     if (this.stop?.reason === 'evaluator-error') return Promise.resolve(null);
     const p = (async () => {
       let t = this.now();
+      this.waitingFor(iteration, 'evaluation-queued');
       try {
         // Our own gate (one slot per worker) so the time measured is busy time, not queueing in the pool.
         const result = await this.evalGate.run(async () => {
           t = this.now();
+          this.waitingFor(iteration, 'evaluation');
           return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
             this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
           );
@@ -494,6 +545,102 @@ export class Controller {
     return p;
   }
 
+  /**
+   * Noise-aware selection (src/evolve/selection.ts): a new valid program whose score beats the
+   * best's is re-measured against it, interleaved, and promoted only on a difference beyond the
+   * noise. A decision already recorded (resume: this run's; replay: the recording's) is reused
+   * without measuring, so both reproduce the run's decisions. 'aborted': no decision (Ctrl-C or an
+   * evaluator failure); nothing is committed and a resume compares afresh.
+   */
+  private async select(res: IterationResult): Promise<Selection | 'aborted'> {
+    const r = res.result;
+    if (res.outcome !== 'new' || !r?.valid || r.score === null || this.db.byHash(res.hash!)) return {};
+    const it = res.plan.iteration;
+    const own = this.own.comparisons.get(it);
+    if (own) return { decision: own.decision, comparison: own };
+    // Replay: the recorded decision holds even where re-measured scores now order the two differently.
+    const replayed = this.o.mode === 'replay' ? this.o.source!.comparisons.get(it) : undefined;
+    if (replayed) {
+      this.log({ ...replayed, type: 'comparison', replayed: true });
+      return { decision: replayed.decision, comparison: replayed };
+    }
+    const sel = this.config.selection ?? { rounds: 0, z: 2 };
+    if (sel.rounds === 0) return {};
+    const best = this.db.best()!;
+    const bestStored = this.folder.loadProgram(best.hash);
+    // Exact scores (the evaluator says its noise is 0 for both): one measurement decides.
+    if (scoreNoise(r) === 0 && scoreNoise(bestStored.result) === 0) return {};
+    if (!challenges(r, bestStored.result, this.db.runNoise(), sel.z)) return {};
+    if (this.o.mode === 'replay') {
+      // The recording compared nothing here (its measurement did not challenge the best);
+      // re-measured scores that differ by noise must not change what the replay keeps.
+      const event = {
+        type: 'comparison',
+        iteration: it,
+        challenger: { id: `p${it}`, hash: res.hash!, first_score: r.score },
+        incumbent: { id: best.id, hash: best.hash, score: best.score! },
+        decision: 'keep' as const,
+        reason:
+          'replay: the recorded run made no comparison here (its measurement did not challenge the best)',
+        ss: 0,
+        dof: 0,
+        noise: 0,
+        replayed: true,
+      };
+      this.log(event);
+      return { decision: 'keep', comparison: event };
+    }
+    const order = interleavedOrder(sel.rounds);
+    const files = { incumbent: bestStored.files, challenger: res.files! };
+    const results: { score: number | null; noise: number | null }[] = [];
+    for (const side of order) {
+      if (this.abort.signal.aborted) return 'aborted';
+      const out = await this.remeasure(it, side === 'incumbent' ? best.hash : res.hash!, files[side]);
+      if (!out) return 'aborted';
+      results.push({ score: out.valid ? out.score : null, noise: scoreNoise(out) });
+    }
+    const c = decide({
+      iteration: it,
+      challenger: { id: `p${it}`, hash: res.hash!, first_score: r.score },
+      incumbent: { id: best.id, hash: best.hash, score: best.score! },
+      order,
+      results,
+      run: this.db.runNoiseSums(),
+      z: sel.z,
+    });
+    this.log({ ...c, type: 'comparison' });
+    return { decision: c.decision, comparison: c };
+  }
+
+  /** One re-measurement for a comparison: like evaluate(), but neither stored nor deduplicated. */
+  private async remeasure(
+    iteration: number,
+    hash: string,
+    files: CandidateFiles,
+  ): Promise<EvalOutcome | null> {
+    let t = this.now();
+    try {
+      const result = await this.evalGate.run(async () => {
+        t = this.now();
+        return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
+          this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
+        );
+      });
+      this.evalBusyMs += this.now() - t;
+      this.sessionRemeasurements++;
+      return result;
+    } catch (error) {
+      if (!(error instanceof EvaluatorFailure)) throw error;
+      this.evalBusyMs += this.now() - t;
+      this.log({ type: 'evaluator_error', iteration, hash, error: error.message, retrying: false });
+      this.requestStop(
+        'evaluator-error',
+        `the evaluator failed twice re-measuring ${hash.slice(0, 12)} for iteration ${iteration} (not the program's fault): ${error.message}`,
+      );
+      return null;
+    }
+  }
+
   private promptProgram(id: string): PromptProgram {
     const record = this.db.get(id);
     const stored = this.folder.loadProgram(record.hash);
@@ -502,7 +649,7 @@ export class Controller {
 
   // ---------------------------------------------------------------- commit
 
-  private commit(res: IterationResult): void {
+  private commit(res: IterationResult, selection: Selection = {}): void {
     const t = this.now();
     const it = res.plan.iteration;
     const parent = this.db.get(res.plan.parent);
@@ -523,19 +670,28 @@ export class Controller {
         score = r.valid ? r.score : null;
         outcome = r.valid ? 'valid' : 'invalid';
         counters.evaluations++;
-        this.db.add({
-          id,
-          hash: res.hash!,
-          iteration: it,
-          island: res.plan.island,
-          parents: [res.plan.parent, ...(res.plan.mate ? [res.plan.mate] : [])],
-          generation: parent.generation + 1,
-          mutation: res.plan.mutation,
-          model: res.plan.model,
-          valid: r.valid,
-          score,
-          metrics: r.metrics,
-        });
+        this.db.add(
+          {
+            id,
+            hash: res.hash!,
+            iteration: it,
+            island: res.plan.island,
+            parents: [res.plan.parent, ...(res.plan.mate ? [res.plan.mate] : [])],
+            generation: parent.generation + 1,
+            mutation: res.plan.mutation,
+            model: res.plan.model,
+            valid: r.valid,
+            score,
+            metrics: r.metrics,
+            ...(scoreNoise(r) !== null ? { noise: scoreNoise(r)! } : {}),
+          },
+          selection.decision,
+        );
+        const c = selection.comparison;
+        if (c) {
+          this.db.recordComparison(c.ss, c.dof, c.noise, [id, c.incumbent.id]);
+          this.decisions[c.decision === 'promote' ? 'promoted' : 'kept']++;
+        }
         if (this.db.best()!.id === id) counters.best_iteration = it;
       }
     } else if (res.outcome === 'refused' || res.outcome === 'unchanged') counters.refused++;
@@ -552,6 +708,8 @@ export class Controller {
         : outcome === 'duplicate'
           ? `same code as ${id}`
           : undefined);
+    const shown = outcome === 'duplicate' && id ? this.db.get(id).metrics : res.result?.metrics;
+    const artifact = res.result ? firstArtifact(res.result)?.split(' | ')[0] : undefined;
     const attempt: Attempt = {
       iteration: it,
       parent: parent.id,
@@ -560,6 +718,17 @@ export class Controller {
       score,
       delta: score !== null && parent.score !== null ? score - parent.score : null,
       ...(reason ? { reason: reason.slice(0, 300) } : {}),
+      ...(shown && Object.keys(shown).length > 0 ? { metrics: shown } : {}),
+      ...(artifact ? { artifact: artifact.slice(0, 200) } : {}),
+      ...(selection.comparison
+        ? {
+            selection:
+              `${selection.comparison.decision === 'promote' ? 'became the best' : `${selection.comparison.incumbent.id} stays the best`}: ${selection.comparison.reason}`.slice(
+                0,
+                400,
+              ),
+          }
+        : {}),
     };
     this.cp.attempts = [...this.cp.attempts, attempt].slice(-Math.max(1, this.config.prompt.last_attempts));
     const interval = this.config.search.migration_interval;
@@ -583,7 +752,10 @@ export class Controller {
     if (this.o.mode === 'replay') this.compareWithRecording(record);
     this.checkpoint();
     this.overheadMs += this.now() - t;
-    this.o.onProgress?.(this.progress(outcome));
+    this.o.onProgress?.({
+      ...this.progress(outcome),
+      ...(reason ? { lastReason: reason.split('\n')[0]! } : {}),
+    });
   }
 
   private compareWithRecording(r: CommitRecord): void {
@@ -642,11 +814,28 @@ export class Controller {
       evaluationsThisSession: this.sessionEvaluations,
       iterationsPerMinute: sessionMs > 0 ? this.sessionIterations / (sessionMs / 60000) : 0,
       counters: { ...this.cp.counters },
+      remeasurementsThisSession: this.sessionRemeasurements,
+      comparisons: { ...this.decisions },
       ...(this.o.mode === 'replay'
         ? { replayMismatches: this.replayMismatches, replayPlanDivergences: this.replayPlanDivergences }
         : {}),
     };
   }
+}
+
+/**
+ * Whether one measurement makes a program a challenger of the best: its score is above the best's,
+ * or below it by less than z standard errors of the difference (σ of each: its score_noise, else
+ * the run's estimate). One measurement rules a program out no more than it makes it the best:
+ * measured under other conditions (the seed alone at the start, later programs while other
+ * evaluations run), a real gain can first look like a loss.
+ */
+function challenges(c: EvalOutcome, best: EvalOutcome, runNoise: number | null, z: number): boolean {
+  if (best.score === null || c.score! > best.score) return true;
+  const sc = scoreNoise(c) ?? runNoise;
+  const sb = scoreNoise(best) ?? runNoise;
+  if (sc === null || sb === null) return false;
+  return best.score - c.score! < z * Math.sqrt(sc * sc + sb * sb);
 }
 
 /** The item whose cumulative weight first exceeds u·(total weight), u in [0, 1). */

@@ -16,6 +16,11 @@ export interface ProgramRecord {
   valid: boolean;
   score: number | null;
   metrics: Record<string, number>;
+  /**
+   * σ of one measurement of this program's score, where known: the evaluator's score_noise, or the
+   * spread of its re-measurements in a comparison (src/evolve/selection.ts).
+   */
+  noise?: number;
 }
 
 interface Island {
@@ -31,6 +36,8 @@ export interface DatabaseState {
   archive: string[];
   best: string | null;
   migrations: number;
+  /** Pooled noise of every comparison so far: sum of squared deviations and degrees of freedom. */
+  noise?: { ss: number; dof: number };
 }
 
 /**
@@ -79,14 +86,41 @@ export class ProgramDatabase {
     return Object.values(this.state.programs).find((p) => p.hash === hash);
   }
 
-  /** Adds an evaluated program; a valid one enters its island's grid and the archive when it earns a place. */
-  add(p: ProgramRecord): void {
+  /**
+   * Adds an evaluated program; a valid one enters its island's grid and the archive when it earns a
+   * place. It becomes the best when `decision` says so (a noise-aware comparison, or a recorded
+   * decision), or, without a decision, when its score is higher.
+   */
+  add(p: ProgramRecord, decision?: 'promote' | 'keep'): void {
     this.state.programs[p.id] = p;
     if (!p.valid || p.score === null) return;
     this.place(p, p.island);
     this.updateArchive(p);
+    if (decision === 'keep') return;
+    if (decision === 'promote' || this.beatsBest(p.score)) this.state.best = p.id;
+  }
+
+  /** Whether a score is above the best's (so the program would challenge it). */
+  beatsBest(score: number): boolean {
     const best = this.best();
-    if (!best || p.score > best.score!) this.state.best = p.id;
+    return !best || score > best.score!;
+  }
+
+  /** σ of one measurement from every comparison so far, or null before the first. */
+  runNoise(): number | null {
+    const n = this.state.noise;
+    return n && n.dof > 0 ? Math.sqrt(n.ss / n.dof) : null;
+  }
+
+  runNoiseSums(): { ss: number; dof: number } {
+    return { ...(this.state.noise ?? { ss: 0, dof: 0 }) };
+  }
+
+  /** A comparison's rounds join the run's estimate, and both programs carry the σ it used. */
+  recordComparison(ss: number, dof: number, noise: number, ids: string[]): void {
+    const n = this.state.noise ?? { ss: 0, dof: 0 };
+    this.state.noise = { ss: n.ss + ss, dof: n.dof + dof };
+    if (dof > 0) for (const id of ids) if (this.has(id)) this.get(id).noise = noise;
   }
 
   /** Puts an existing program on another island too (the seed starts every island). */

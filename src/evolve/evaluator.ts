@@ -16,6 +16,26 @@ export interface EvalOutcome {
 
 export type Split = 'train' | 'heldout';
 
+/** Where and how programs are measured: what the prompt tells the model about the evaluator. */
+export interface EvaluatorInfo {
+  /** 'eplb': the sandboxed EPLB evaluator (the prompt carries the candidate API and scoring rule). */
+  problem: 'eplb' | 'custom';
+  /** The GPU adapter candidates run on; software = a CPU rasteriser such as lavapipe. */
+  adapter: { name: string; software: boolean } | null;
+  /** The objective named `score` (e.g. adrs, default). */
+  objective: string;
+}
+
+/** The evaluator's own estimate of one measurement's score noise (metric `score_noise`), if it reports one. */
+export function scoreNoise(outcome: Pick<EvalOutcome, 'metrics'>): number | null {
+  const v = outcome.metrics.score_noise;
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : null;
+}
+
+/** Adapters whose "GPU" is the CPU (lavapipe/llvmpipe, SwiftShader), as src/gpu/adapter-info.ts tells them. */
+export const isSoftwareAdapter = (name: string): boolean =>
+  /llvmpipe|lavapipe|swiftshader|software/i.test(name);
+
 /**
  * The evaluator seen from the evolution loop: the sandboxed GPU pool in production, any module
  * exporting `createEvaluator` for other problems, an in-process fake in unit tests.
@@ -33,6 +53,8 @@ export interface Evaluator {
   hasHeldOut(): boolean;
   /** Name and checksum of each trace, for the reproducer. */
   traces(): Record<string, { name: string; sha256: string }>;
+  /** Where and how programs are measured (default: a custom problem on an unknown device). */
+  describe?(): EvaluatorInfo;
   close(): Promise<void>;
 }
 
@@ -101,6 +123,7 @@ async function fromModule(path: string, config: EvolveConfig): Promise<Evaluator
     evaluate: e.evaluate.bind(e),
     hasHeldOut: e.hasHeldOut?.bind(e) ?? (() => false),
     traces: e.traces?.bind(e) ?? (() => ({})),
+    ...(e.describe ? { describe: e.describe.bind(e) } : {}),
     close: e.close?.bind(e) ?? (async () => {}),
   };
 }

@@ -1,33 +1,55 @@
-import { EvaluatorPool } from '../eval/index.js';
+import { drawSeries, EvaluatorPool } from '../eval/index.js';
 import type { EvalResult, EvaluateOptions } from '../eval/types.js';
 import { loadTrace } from '../trace/load.js';
 import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import type { EvalOutcome, Evaluator, Split } from './evaluator.js';
+import { type EvalOutcome, type Evaluator, isSoftwareAdapter, type Split } from './evaluator.js';
 import { traceChecksum } from './trace-checksum.js';
 
-/** Adapts the sandboxed GPU evaluator pool to the controller's Evaluator interface. */
-export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluator> {
-  const e = config.evaluator;
+/**
+ * The series training evaluations score on: drawn with the run's secret seed (kept in its
+ * config.json, out of the candidate's reach, so resume, replay and every broker worker draw the same
+ * one), or the named trace when `secret_series` is off. Only the scored windows are drawn (the
+ * generator costs about a second a window).
+ */
+export function trainingTrace(e: EvolveConfig['evaluator']): Trace {
   if (!e.trace)
     throw new UserError(
       'evaluator.trace is not set; name the training trace (a bundled name or a path) in the config',
     );
-  const train = loadTrace(e.trace);
+  if (!e.secret_series) return loadTrace(e.trace);
+  if (e.series_seed === null)
+    throw new UserError('evaluator.series_seed is not set; a run draws it when it starts');
+  return drawSeries(e.trace, e.series_seed, e.windows !== null ? e.windows + 1 : undefined);
+}
+
+/** Adapts the sandboxed GPU evaluator pool to the controller's Evaluator interface. */
+export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluator> {
+  const e = config.evaluator;
+  const train = trainingTrace(e);
   const heldout = e.heldout_trace ? loadTrace(e.heldout_trace) : null;
   const pool = await EvaluatorPool.create({
     workers: e.workers,
     timeoutS: e.timeout_s,
     ...(e.memory_mb !== null ? { memoryMb: e.memory_mb } : {}),
     ...(e.adapter !== null ? { adapter: e.adapter } : {}),
+    ...(e.repeats !== null ? { prestart: e.repeats } : {}),
   });
+  const deployment = {
+    ...(e.replicas !== null ? { replicas: e.replicas } : {}),
+    ...(e.gpus !== null ? { gpus: e.gpus } : {}),
+    ...(e.nodes !== null ? { nodes: e.nodes } : {}),
+    ...(e.groups !== null ? { groups: e.groups } : {}),
+  };
   const opts = (trace: Trace): EvaluateOptions => ({
     trace,
     objective: e.objective,
     ...(e.windows !== null ? { windows: e.windows } : {}),
     ...(e.repeats !== null ? { repeats: e.repeats } : {}),
+    ...(e.history !== null ? { history: e.history } : {}),
+    deployment,
   });
   return {
     workers: e.workers,
@@ -37,6 +59,11 @@ export async function createPoolEvaluator(config: EvolveConfig): Promise<Evaluat
       return toOutcome(await pool.evaluate({ files }, opts(trace)));
     },
     hasHeldOut: () => heldout !== null,
+    describe: () => ({
+      problem: 'eplb',
+      adapter: { name: pool.adapter, software: isSoftwareAdapter(pool.adapter) },
+      objective: e.objective,
+    }),
     traces: () => ({
       train: { name: train.manifest.name, sha256: traceChecksum(train) },
       ...(heldout ? { heldout: { name: heldout.manifest.name, sha256: traceChecksum(heldout) } } : {}),

@@ -1,5 +1,34 @@
-import type { Progress } from './controller.js';
+import type { Activity, Progress } from './controller.js';
+import { refusalClass } from './report-classify.js';
+import { stopText } from './report-format.js';
+import { comparisonText, heldoutComparison } from './report-noise.js';
 import type { SessionResult } from './session.js';
+
+/** "refused (no-match)", "model-failed (HTTP 503)", "invalid (compile: …)": the outcome and why, short. */
+export function outcomeText(outcome: string, reason?: string): string {
+  if (!reason) return outcome;
+  if (outcome === 'refused' || outcome === 'unchanged') return `${outcome} (${refusalClass(reason)})`;
+  const short = reason.length > 60 ? `${reason.slice(0, 57)}...` : reason;
+  return outcome === 'duplicate' ? outcome : `${outcome} (${short})`;
+}
+
+const STAGE: Record<Activity['stage'], string> = {
+  model: 'model',
+  'evaluation-queued': 'queued for evaluation',
+  evaluation: 'evaluating',
+};
+
+/** What each in-flight iteration waits for and for how long: "#13 model toy-a 42s · #14 evaluating 3s". */
+export function activityText(inflight: Activity[], now: number): string {
+  return [...inflight]
+    .sort((a, b) => a.iteration - b.iteration)
+    .map((a) => {
+      const what = a.stage === 'model' && a.model ? `model ${a.model}` : STAGE[a.stage];
+      const label = a.iteration === 0 ? 'seed' : `#${a.iteration}`;
+      return `${label} ${what} ${Math.max(0, (now - a.since) / 1000).toFixed(0)}s`;
+    })
+    .join(' · ');
+}
 
 const f4 = (x: number | null | undefined): string =>
   x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(4);
@@ -11,15 +40,21 @@ export function progressLine(p: Progress): string {
   const shown = (keys.length ? keys : Object.keys(m).slice(0, 2)).map((k) => `${k} ${f4(m[k])}`).join(', ');
   return (
     `iter ${p.iteration} | best ${f4(p.best.score)} (${p.best.id}${shown ? `; ${shown}` : ''}) vs seed ${f4(p.seed.score)} | ` +
-    `${p.evalsPerMin.toFixed(1)} evals/min | ${p.tokens} tok, $${p.costUsd.toFixed(4)} | last: ${p.lastOutcome}`
+    `${p.evalsPerMin.toFixed(1)} evals/min | ${p.tokens} tok, $${p.costUsd.toFixed(4)} | last: ${outcomeText(p.lastOutcome, p.lastReason)}`
   );
+}
+
+/** The short head of the terminal status line (the waits follow it, and the line must fit a terminal). */
+export function statusHead(p: Progress | null): string {
+  if (!p) return 'no iteration committed yet';
+  return `iter ${p.iteration} · best ${f4(p.best.score)} (${p.best.id}) · last: ${outcomeText(p.lastOutcome, p.lastReason)}`;
 }
 
 /** The closing summary: best against seed on the training trace and, re-scored, on the held-out trace. */
 export function summaryText(r: SessionResult): string {
   const s = r.stats;
   const lines = [
-    `stopped: ${s.stopReason}${s.stopDetail ? ` (${s.stopDetail})` : ''} after ${s.committed} iterations, ${s.elapsedS.toFixed(1)} s`,
+    `stopped: ${stopText(s.stopReason, s.stopDetail)} after ${s.committed} iterations, ${s.elapsedS.toFixed(1)} s`,
     `              score      ${metricHeads(r)}`,
     `train  seed  ${f4(r.seed.score).padStart(9)}  ${metricCells(r.seed.metrics, r)}`,
     `train  best  ${f4(r.best.score).padStart(9)}  ${metricCells(r.best.metrics, r)}   (${r.best.id})`,
@@ -31,6 +66,12 @@ export function summaryText(r: SessionResult): string {
     lines.push(
       `heldout best  ${f4(r.heldout.best.score).padStart(9)}  ${metricCells(r.heldout.best.metrics, r)}`,
     );
+    const c = heldoutComparison(
+      r.heldout.seed.metrics ?? {},
+      r.heldout.best.metrics ?? {},
+      r.best.hash === r.seed.hash,
+    );
+    lines.push(...comparisonText(c));
   }
   const c = s.counters;
   lines.push(
@@ -39,7 +80,7 @@ export function summaryText(r: SessionResult): string {
   );
   lines.push(
     `${s.iterationsPerMinute.toFixed(1)} iterations/min, evaluator utilisation ${(100 * s.evaluatorUtilisation).toFixed(0)}%, ` +
-      `controller overhead ${s.overheadMsPerIteration.toFixed(1)} ms/iteration (model latency ${s.meanModelLatencyMs.toFixed(0)} ms/call)`,
+      `controller overhead ${s.overheadMsPerIteration.toFixed(1)} ms/iteration (model latency ${s.meanModelLatencyMs.toFixed(0)} ms/call, queueing excluded)`,
   );
   if (s.replayMismatches) {
     lines.push(

@@ -4,6 +4,7 @@ import type { EvalOutcome } from './evaluator.js';
 import { LlmCallError } from './llm/openai-client.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
 import type { RunEvent } from './run-folder.js';
+import type { Comparison } from './selection.js';
 
 /** What an iteration was planned to do (logged before its model call; reused on resume and replay). */
 export interface Plan {
@@ -35,6 +36,8 @@ export class Recorded {
   readonly llmErrors = new Map<string, { error: string; fatal: boolean }>();
   readonly evaluations = new Map<string, EvalOutcome>();
   readonly commits = new Map<number, CommitRecord>();
+  /** Noise-aware selection decisions by iteration (src/evolve/selection.ts), reused on resume and replay. */
+  readonly comparisons = new Map<number, Comparison>();
   /** Keys of logged events, so a resumed run never writes the same event twice. */
   readonly logged = new Set<string>();
   /** Totals over every model call ever logged (the budget survives restarts). */
@@ -50,6 +53,7 @@ export class Recorded {
     switch (e.type) {
       case 'plan':
       case 'commit':
+      case 'comparison':
         return `${e.type}:${e.iteration}`;
       case 'prompt':
       case 'response':
@@ -91,6 +95,9 @@ export class Recorded {
         break;
       case 'evaluation':
         this.evaluations.set(e.hash as string, e.result as EvalOutcome);
+        break;
+      case 'comparison':
+        this.comparisons.set(it, e as unknown as Comparison);
         break;
       case 'commit':
         this.commits.set(it, {

@@ -23,7 +23,7 @@ export function refusalClass(reason: string): RefusalClass {
 }
 
 /** Artifact keys that accompany a failure without being its cause. */
-const NOT_A_CAUSE = new Set(['output', 'timings']);
+const NOT_A_CAUSE = new Set(['output', 'timings', 'placement']);
 
 /** The failure class of an invalid evaluation: its first artifact key that names a cause (wgsl, transpile, validation, timeout, …). */
 export function failureClass(result: EvalOutcome): string {

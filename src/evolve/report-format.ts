@@ -1,5 +1,20 @@
 import type { ReportProgram, RunReport } from './report.js';
 import type { RefusalClass } from './report-classify.js';
+import { comparisonText } from './report-noise.js';
+
+/** "reason (detail)", without repeating the reason when the detail already says it (older runs logged "interrupted (Ctrl-C)"). */
+export function stopText(reason: string | null, detail: string | null): string {
+  const d = (detail ?? '').trim();
+  if (!d || d === reason) return reason ?? '';
+  if (reason && d.startsWith(reason)) {
+    const rest = d
+      .slice(reason.length)
+      .trim()
+      .replace(/^\((.*)\)$/, '$1');
+    return rest ? `${reason} (${rest})` : reason;
+  }
+  return `${reason} (${d})`;
+}
 
 const f4 = (x: number | null | undefined): string =>
   x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(4);
@@ -55,9 +70,9 @@ function statusLine(r: RunReport): string {
   const age = `last event ${s.last_event_age_s < 120 ? `${s.last_event_age_s.toFixed(0)} s` : `${(s.last_event_age_s / 60).toFixed(0)} min`} ago`;
   switch (s.state) {
     case 'finished':
-      return `finished: ${s.reason}${s.detail ? ` (${s.detail})` : ''}`;
+      return `finished: ${stopText(s.reason, s.detail)}`;
     case 'stopped':
-      return `stopped: ${s.reason}${s.detail ? ` (${s.detail})` : ''}; continue with adrs evolve --resume ${r.dir}`;
+      return `stopped: ${stopText(s.reason, s.detail)}; continue with adrs evolve --resume ${r.dir}`;
     case 'seed-failed':
       return 'failed: the seed candidate failed evaluation, so no iteration ran';
     case 'not-started':
@@ -113,13 +128,27 @@ export function reportText(r: RunReport): string {
   }
   out.push(...table(rows));
   const g = r.gain;
-  let gain = `  gain ${signed(g.train)} on the training trace`;
+  const same = g.train_comparison?.same_program === true;
+  const tc = g.train_comparison;
+  const noiseOnly = tc !== null && tc.quality.verdict === 'noise' && tc.time.verdict === 'noise';
+  let gain = same
+    ? '  no gain: the best is the seed'
+    : `  gain ${signed(g.train)} on the training trace${noiseOnly ? ' (within the measured noise of both quality and time: not a result)' : ''}`;
   if (r.heldout && !r.heldout.stale) {
-    gain += `, ${signed(g.heldout)} held-out`;
-    if (g.heldout_retained !== null) gain += ` (${(100 * g.heldout_retained).toFixed(0)} % retained)`;
+    if (same)
+      gain += `; its held-out score differs by ${signed(g.heldout)}, a re-measurement of one program (noise)`;
+    else {
+      gain += `, ${signed(g.heldout)} held-out`;
+      if (g.heldout_retained !== null) gain += ` (${(100 * g.heldout_retained).toFixed(0)} % retained)`;
+    }
   } else if (!r.heldout)
     gain += '; no held-out scores recorded (taken when a run stops with a held-out trace)';
   out.push(gain);
+  // The score mixes quality and time: say which moved, and whether beyond the measured noise.
+  if (g.train_comparison && !same)
+    for (const line of comparisonText(g.train_comparison, 'training')) out.push(`  ${line}`);
+  if (r.heldout && !r.heldout.stale)
+    for (const line of comparisonText(r.heldout.comparison)) out.push(`  ${line}`);
   if (g.overfitting) out.push('  OVERFITTING: the training gain vanishes on the held-out trace');
 
   out.push('', `lineage of ${r.best?.id ?? '—'}`);
@@ -189,13 +218,27 @@ export function reportText(r: RunReport): string {
     String(m.http_retries),
     String(m.failed_calls),
     m.mean_latency_ms === null ? '—' : m.mean_latency_ms.toFixed(0),
+    m.mean_queued_ms === null ? '—' : m.mean_queued_ms.toFixed(0),
   ];
   out.push(
     ...table([
-      ['model', 'calls', 'tokens in', 'tokens out', 'cost', 'retries', 'failed', 'ms/call'],
+      [
+        'model',
+        'calls',
+        'tokens in',
+        'tokens out',
+        'cost',
+        'retries',
+        'failed',
+        'model ms/call',
+        'queued ms/call',
+      ],
       ...a.models.map((m) => money(m, m.model)),
       money(a.total, 'total'),
     ]),
+  );
+  out.push(
+    '  model ms/call: from the request to the answer (retries included); queued: waiting for a free slot of llm.concurrency first',
   );
   if (a.total.estimated_usage > 0)
     out.push(

@@ -3,6 +3,7 @@ import type { EvalOutcome } from './evaluator.js';
 import { costOf, type LlmReply } from './llm/types.js';
 import type { Plan } from './recorded.js';
 import { failureClass, type RefusalClass, refusalClass } from './report-classify.js';
+import { type HeldOutComparison, heldoutComparison } from './report-noise.js';
 import type { RunFiles } from './report-read.js';
 import type { RunEvent } from './run-folder.js';
 
@@ -61,7 +62,10 @@ export interface ModelAccount {
   http_retries: number;
   /** Calls that failed after their retries (logged as llm_error). */
   failed_calls: number;
+  /** The model's own time per answered call (from the request to the answer, retries included). */
   mean_latency_ms: number | null;
+  /** Time per answered call spent queued behind llm.concurrency before the request went out (null: not recorded). */
+  mean_queued_ms: number | null;
 }
 
 export interface RunReport {
@@ -112,8 +116,17 @@ export interface RunReport {
     /** Held-out gain / training gain. */
     heldout_retained: number | null;
     overfitting: boolean | null;
+    /** Training quality and time of best against seed, each against its measured noise. */
+    train_comparison: HeldOutComparison | null;
   };
-  heldout: { for_best: string | null; stale: boolean; seed: HeldOutSide; best: HeldOutSide } | null;
+  heldout: {
+    for_best: string | null;
+    stale: boolean;
+    seed: HeldOutSide;
+    best: HeldOutSide;
+    /** Quality and time separately, each against its measured noise. */
+    comparison: HeldOutComparison;
+  } | null;
   lineage: LineageStep[];
   top: ReportProgram[];
   islands: { island: number; members: number; cells: number; cells_total: number; best_id: string | null }[];
@@ -211,6 +224,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     null;
   let migrations = 0;
   let badBestField: number | null = null;
+  const decisions = new Map<number, string>();
 
   for (const [index, e] of events.entries()) {
     if (typeof e.t === 'number') wallMs = Math.max(wallMs, e.t);
@@ -253,6 +267,9 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       case 'migration':
         migrations++;
         break;
+      case 'comparison':
+        decisions.set(it, e.decision as string);
+        break;
       case 'commit': {
         const outcome = e.outcome as string;
         const id = (e.id as string | null) ?? null;
@@ -261,7 +278,10 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
           const p = programFromCommit(e, plans.get(it), evaluations.get(e.hash as string)?.result, disagree);
           programs.set(p.id, p);
           byHash.set(p.hash, p);
-          if (p.valid && p.score !== null && (!best || p.score > best.score!)) best = p;
+          // A noise-aware comparison (src/evolve/selection.ts) decides; otherwise the higher score wins.
+          const decided = decisions.get(it);
+          const higher = !best || (p.score !== null && p.score > best.score!);
+          if (p.valid && p.score !== null && (decided ? decided === 'promote' : higher)) best = p;
         }
         const current = (best as ReportProgram | null)?.id ?? null;
         bestAfter.set(it, current);
@@ -335,12 +355,15 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
         http_retries: 0,
         failed_calls: 0,
         mean_latency_ms: 0,
+        mean_queued_ms: null,
       };
       accounts.set(model, a);
     }
     return a;
   };
   let costMismatch: string | null = null;
+  const queued = new Map<string, number>();
+  const queuedCalls = new Map<string, number>();
   for (const { reply } of responses) {
     const a = account(reply.model);
     a.calls++;
@@ -350,6 +373,11 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     if (reply.usage.estimated) a.estimated_usage++;
     a.http_retries += reply.retried?.length ?? 0;
     a.mean_latency_ms! += reply.latency_ms;
+    const q = queuedOf(reply);
+    if (q !== null) {
+      queued.set(a.model, (queued.get(a.model) ?? 0) + q);
+      queuedCalls.set(a.model, (queuedCalls.get(a.model) ?? 0) + 1);
+    }
     const priced = config.llm.models.find((m) => m.name === reply.model);
     if (priced && !close(reply.cost_usd, costOf(priced, reply.usage)) && !costMismatch) {
       costMismatch = `events.jsonl: a ${reply.model} call is recorded at $${Number(reply.cost_usd.toPrecision(8))} but its tokens at the config's prices cost $${Number(costOf(priced, reply.usage).toPrecision(8))}`;
@@ -358,7 +386,11 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   if (costMismatch) disagree(costMismatch);
   for (const f of llmErrors) account(promptModel.get(f.key) ?? 'unknown').failed_calls++;
   const models = [...accounts.values()].sort((a, b) => a.model.localeCompare(b.model));
-  for (const a of models) a.mean_latency_ms = a.calls > 0 ? a.mean_latency_ms! / a.calls : null;
+  for (const a of models) {
+    a.mean_latency_ms = a.calls > 0 ? a.mean_latency_ms! / a.calls : null;
+    const n = queuedCalls.get(a.model) ?? 0;
+    a.mean_queued_ms = n > 0 ? queued.get(a.model)! / n : null;
+  }
   const total: Omit<ModelAccount, 'model'> = {
     calls: 0,
     prompt_tokens: 0,
@@ -368,6 +400,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     http_retries: 0,
     failed_calls: 0,
     mean_latency_ms: null,
+    mean_queued_ms: null,
   };
   let latency = 0;
   for (const a of models) {
@@ -381,6 +414,8 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     latency += (a.mean_latency_ms ?? 0) * a.calls;
   }
   total.mean_latency_ms = total.calls > 0 ? latency / total.calls : null;
+  const queuedN = [...queuedCalls.values()].reduce((x, y) => x + y, 0);
+  total.mean_queued_ms = queuedN > 0 ? [...queued.values()].reduce((x, y) => x + y, 0) / queuedN : null;
 
   const refusedAnswers = refusalZero();
   const refusedIterations = refusalZero();
@@ -467,7 +502,19 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       metrics: pick(r.metrics ?? {}, metricKeys),
     });
     const stale = h.forBest !== (finalBest?.id ?? null);
-    heldout = { for_best: h.forBest, stale, seed: side(h.seed), best: side(h.best) };
+    const seedHash = seed?.hash ?? null;
+    const forBestHash = h.forBest ? (programs.get(h.forBest)?.hash ?? null) : null;
+    heldout = {
+      for_best: h.forBest,
+      stale,
+      seed: side(h.seed),
+      best: side(h.best),
+      comparison: heldoutComparison(
+        h.seed.metrics ?? {},
+        h.best.metrics ?? {},
+        seedHash !== null && seedHash === forBestHash,
+      ),
+    };
     if (stale) {
       notes.push(
         `the held-out scores are those of ${h.forBest}, the best when they were taken; the run has since found ${finalBest?.id}, not yet re-scored (it is when the run finishes)`,
@@ -520,6 +567,10 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       heldout: heldGain,
       heldout_retained: trainGain && heldGain !== null ? heldGain / trainGain : null,
       overfitting,
+      train_comparison:
+        finalBest && seed
+          ? heldoutComparison(seed.metrics, finalBest.metrics, finalBest.hash === seed.hash)
+          : null,
     },
     heldout,
     lineage,
@@ -559,6 +610,12 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     disagreements,
     notes,
   };
+}
+
+/** Queueing before the request (recorded since replies carry queued_ms; null for older runs). */
+function queuedOf(reply: LlmReply): number | null {
+  const q = reply.queued_ms;
+  return typeof q === 'number' && Number.isFinite(q) ? q : null;
 }
 
 function programFromCommit(

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRunEvaluator } from '../distributed/run-evaluator.js';
+import { secretSeriesSeed } from '../eval/series.js';
 import { UserError } from '../util/errors.js';
 import { loadSeed } from './candidate.js';
 import {
@@ -12,7 +13,7 @@ import {
   overrideFlags,
   resumeConfig,
 } from './config.js';
-import { Controller, type Progress, type RunStats } from './controller.js';
+import { type Activity, Controller, type Progress, type RunStats } from './controller.js';
 import type { ProgramDatabase, ProgramRecord } from './database.js';
 import { type EvalOutcome, type Evaluator, EvaluatorFailure, evaluateWithRetry } from './evaluator.js';
 import { OpenAiModel } from './llm/openai-client.js';
@@ -29,6 +30,9 @@ export interface SessionOptions {
   overrides?: ConfigOverrides;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  onActivity?: (inflight: Activity[], now: number) => void;
+  /** Called once the run folder exists (a live dashboard can then serve it). */
+  onFolder?: (dir: string) => void | Promise<void>;
   /** Tests: an evaluator built in-process instead of from the config. */
   evaluator?: Evaluator;
   /** Tests: a model other than the configured endpoint. */
@@ -92,8 +96,15 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       nextFree(resolve('runs', `evolve-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`));
     if (!o.model) checkEndpoint(config);
     seedFiles = loadSeed(config.candidate);
+    // The secret training series' seed, drawn once per run and kept in its config.json.
+    if (config.evaluator.secret_series && config.evaluator.series_seed === null && !config.evaluator.module)
+      config.evaluator.series_seed = secretSeriesSeed();
     mode = 'start';
   }
+  // A run recorded before drawn training series existed has no series seed: it scored, and goes on
+  // scoring, on its named trace.
+  if (mode !== 'start' && config.evaluator.secret_series && config.evaluator.series_seed === null)
+    config.evaluator.secret_series = false;
   if (!existing) RunFolder.checkFree(out);
   const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
   // Distributed evaluation (issue 12): the broker's evaluator, or the local one; the config to record has no password.
@@ -119,6 +130,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     throw error;
   }
   try {
+    await o.onFolder?.(folder.dir);
     const controller = new Controller({
       config,
       folder,
@@ -129,6 +141,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       ...(seedFiles ? { seedFiles } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      ...(o.onActivity ? { onActivity: o.onActivity } : {}),
     });
     const stats = await controller.run();
     const db = controller.database;

@@ -103,7 +103,7 @@ export function validateGeneratorParams(p: GeneratorParams): void {
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Centered log-share profiles [layers × experts] of each anchor (all its steps summed). */
-function anchorProfiles(anchors: readonly Trace[]): Float64Array[] {
+export function anchorProfiles(anchors: readonly Trace[]): Float64Array[] {
   const { layers, experts } = anchors[0]!.manifest;
   return anchors.map((t) => {
     const m = t.manifest;
@@ -136,7 +136,7 @@ function anchorProfiles(anchors: readonly Trace[]): Float64Array[] {
 }
 
 /** Standard deviation and between-group variance share of one centered log profile row. */
-function rowShape(row: Float64Array, groups: number): { sd: number; groupShare: number } {
+export function rowShape(row: Float64Array, groups: number): { sd: number; groupShare: number } {
   const n = row.length;
   const size = n / groups;
   let total = 0;
@@ -294,7 +294,7 @@ export function generateLoads(anchors: readonly Trace[], params: GeneratorParams
 }
 
 /** 0..n-1, shuffled by `rng` (Fisher–Yates) or in order without one. */
-function shuffled(n: number, rng: Rng | undefined): Int32Array {
+export function shuffled(n: number, rng: Rng | undefined): Int32Array {
   const a = Int32Array.from({ length: n }, (_, i) => i);
   if (rng) {
     for (let i = n - 1; i > 0; i--) {

@@ -1,4 +1,5 @@
 import { check } from '../util/errors.js';
+import { GENERATOR_V2_VERSION, generateCalibratedSeries } from './calibrated.js';
 import {
   DEFAULT_GENERATOR_PARAMS,
   GENERATOR_NAME,
@@ -8,6 +9,7 @@ import {
   generateLoads,
 } from './generate.js';
 import { listBundledTraces, loadTrace } from './load.js';
+import type { TemporalParams } from './temporal-model.js';
 import type { Trace, TraceManifest } from './trace.js';
 
 /** The real snapshots the generator is calibrated on by default: every bundled SGLang DeepSeek-R1 trace. */
@@ -42,6 +44,27 @@ export function regenerateTrace(manifest: TraceManifest): Trace {
     g !== undefined && g.name === GENERATOR_NAME,
     `trace '${manifest.name}' was not made by ${GENERATOR_NAME}; only generated traces can be regenerated`,
   );
+  if (g.version === GENERATOR_V2_VERSION) {
+    const { seed, windows, stepsPerWindow, ...params } = g.params as Partial<TemporalParams> & {
+      seed: number;
+      windows: number;
+      stepsPerWindow: number;
+    };
+    return generateCalibratedSeries({
+      layers: manifest.layers,
+      experts: manifest.experts,
+      groups: manifest.groups,
+      topK: manifest.topK,
+      topKGroups: manifest.topKGroups,
+      model: manifest.model,
+      windows,
+      seed,
+      stepsPerWindow,
+      params,
+      anchors: g.anchors as string[],
+      name: manifest.name,
+    });
+  }
   check(
     g.version === GENERATOR_VERSION,
     `trace '${manifest.name}' was made by ${GENERATOR_NAME} v${g.version}; this is v${GENERATOR_VERSION}, which generates differently`,

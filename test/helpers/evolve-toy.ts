@@ -28,7 +28,7 @@ const WIDTH: u32 = 1u;
 
 const EVALUATOR_JS = `
 export let calls = 0;
-export function score(files) {
+export function score(files, split = 'train') {
   const ts = files['balancer.ts'] ?? '';
   const wgsl = files['kernels/toy.wgsl'] ?? '';
   if (ts.includes('BROKEN')) {
@@ -40,12 +40,26 @@ export function score(files) {
     return { valid: false, stage: 1, score: null, metrics: {}, artifacts: { validation: 'SPREAD or WIDTH missing' } };
   }
   const s = 100 - (spread - 5) ** 2 - (width - 3) ** 2;
-  return {
-    valid: true, stage: 2, score: s,
-    metrics: { balancedness_next: s / 100, balancedness_same: s / 100, median_ms: 0.1 * (1 + Math.abs(spread)), adrs_score: s },
-    artifacts: { timings: 'median 0.1 ms' },
-  };
+  // Injected measurement noise (TOY_NOISE): for the program with these constants, the offsets of its
+  // 1st, 2nd, … training measurement, cycled: deterministic, whatever the order of evaluations.
+  const noise = process.env.TOY_NOISE ? JSON.parse(process.env.TOY_NOISE) : null;
+  let offset = 0;
+  if (noise && split !== 'heldout') {
+    const key = spread + ',' + width;
+    const k = (measured.get(key) ?? 0);
+    measured.set(key, k + 1);
+    const seq = noise[key] ?? noise['*'] ?? [0];
+    offset = seq[k % seq.length];
+  }
+  const score = s + offset;
+  const metrics = { balancedness_next: s / 100, balancedness_same: s / 100, median_ms: 0.1 * (1 + Math.abs(spread)), adrs_score: score };
+  // Without injected noise every score is exact, and the toy says so (score_noise 0); with it, the
+  // controller estimates the noise from re-measurements unless TOY_SCORE_NOISE reports one.
+  if (!noise) metrics.score_noise = 0;
+  else if (process.env.TOY_SCORE_NOISE) metrics.score_noise = Number(process.env.TOY_SCORE_NOISE);
+  return { valid: true, stage: 2, score, metrics, artifacts: { timings: 'median 0.1 ms' } };
 }
+const measured = new Map();
 export async function createEvaluator(options) {
   const delay = Number(process.env.TOY_EVAL_DELAY_MS ?? 0);
   return {
@@ -53,11 +67,17 @@ export async function createEvaluator(options) {
     async evaluate(files, split) {
       calls++;
       if (delay) await new Promise((r) => setTimeout(r, delay));
-      const r = score(files);
+      const r = score(files, split);
       if (split === 'heldout' && r.valid) { r.score -= 1; r.metrics.adrs_score = r.score; }
       return r;
     },
     hasHeldOut: () => true,
+    // TOY_PROBLEM=eplb: the toy stands in for the EPLB evaluator, so prompts carry its API and scoring rule.
+    describe: () => ({
+      problem: process.env.TOY_PROBLEM === 'eplb' ? 'eplb' : 'custom',
+      adapter: process.env.TOY_ADAPTER ? { name: process.env.TOY_ADAPTER, software: /llvmpipe|lavapipe/i.test(process.env.TOY_ADAPTER) } : null,
+      objective: process.env.TOY_PROBLEM === 'eplb' ? 'adrs' : 'toy',
+    }),
     traces: () => ({ train: { name: 'toy-train', sha256: '0'.repeat(64) }, heldout: { name: 'toy-heldout', sha256: '1'.repeat(64) } }),
     async close() {},
   };

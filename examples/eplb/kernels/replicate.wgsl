@@ -1,11 +1,18 @@
 // Replica counts per expert, one workgroup per layer: start with one replica each, then give every
 // redundant slot to the expert with the largest load per replica (ties: lowest expert index).
+// Dispatched by balancer.ts through ctx.dispatch, which binds by these variable names and packs
+// `params` from a record with the same field names: the whole file may change with balancer.ts.
 
+// EVOLVE-BLOCK-START
+// The whole deployment: layers L, experts E, replicas R (slots per layer), gpus P (GPU g owns slots
+// g*R/P ... (g+1)*R/P-1), nodes N (P/N consecutive GPUs each), groups G (E/G consecutive experts each).
 struct Params {
   layers: u32,
   experts: u32,
   replicas: u32,
-  pad: u32,
+  gpus: u32,
+  nodes: u32,
+  groups: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -19,7 +26,6 @@ var<workgroup> cnt: array<u32, MAX_EXPERTS>;
 var<workgroup> best_val: array<f32, WG>;
 var<workgroup> best_idx: array<u32, WG>;
 
-// EVOLVE-BLOCK-START
 @compute @workgroup_size(64)
 fn replicate(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let l = wg.x;

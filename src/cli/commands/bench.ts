@@ -1,15 +1,17 @@
 import type { CommandModule } from 'yargs';
 import { formatBenchTable } from '../../benchmark/bench-table.js';
 import { runBench } from '../../benchmark/run-bench.js';
+import { DEFAULT_HISTORY } from '../../eplb/balancer.js';
 import { getBalancer, listBalancers } from '../../eplb/registry.js';
 import { DEEPSEEK_V3_SHAPE } from '../../eplb/shape.js';
 import { withGpu } from '../../gpu/device.js';
+import { benchHtml } from '../../report/bench-html.js';
 import { ROUTE_POLICIES, type RoutePolicy } from '../../sim/route-types.js';
 import { listBundledTraces, loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import { printJson, withAdapter, withJson } from '../options.js';
-import { progressLine } from '../progress.js';
+import { tickingLine } from '../progress.js';
 
 interface BenchArgs {
   trace?: string[];
@@ -21,9 +23,13 @@ interface BenchArgs {
   replicas: number;
   nodes: number;
   gpus: number;
+  history: number;
+  windowSteps?: number;
+  headroom: boolean;
   seed: number;
   json: boolean;
   out?: string;
+  html?: string;
   adapter?: string;
 }
 
@@ -44,7 +50,24 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             type: 'string',
             describe: `Comma-separated balancers (${listBalancers()
               .map((b) => b.name)
-              .join(', ')}); default: all`,
+              .join(', ')}); default: all (bldm-swap only as the last-window row)`,
+          })
+          .option('history', {
+            type: 'number',
+            default: DEFAULT_HISTORY,
+            describe:
+              'History windows each balancer call gets: window k and the ones before it, at most this many',
+          })
+          .option('window-steps', {
+            type: 'number',
+            describe:
+              "Stored steps summed into one window (a per-step trace's default: its manifest's stepsPerWindow, else 100)",
+          })
+          .option('headroom', {
+            type: 'boolean',
+            default: true,
+            describe:
+              'Add the oracle row (bldm-swap placed on the scored window: the ceiling) and the last-window row (bldm-swap on window k); --no-headroom leaves them out',
           })
           .option('repeat', { type: 'number', default: 20, describe: 'Timed calls per balancer and trace' })
           .option('tokens', {
@@ -74,7 +97,12 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             default: 1,
             describe: 'Seed of the simulation and of random balancers',
           })
-          .option('out', { type: 'string', describe: 'Also write the JSON report to this file' }),
+          .option('out', { type: 'string', describe: 'Also write the JSON report to this file' })
+          .option('html', {
+            type: 'string',
+            describe:
+              'Also write a self-contained HTML page (plots and the table; no network needed) to this file',
+          }),
       ),
     ) as never,
   handler: async (argv) => {
@@ -87,6 +115,14 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       `--tokens must be a positive integer, got ${argv.tokens}`,
     );
     check(argv.interval > 0, `--interval must be positive, got ${argv.interval}`);
+    check(
+      Number.isInteger(argv.history) && argv.history >= 1,
+      `--history must be a positive integer, got ${argv.history}`,
+    );
+    check(
+      argv.windowSteps === undefined || (Number.isInteger(argv.windowSteps) && argv.windowSteps >= 1),
+      `--window-steps must be a positive integer, got ${argv.windowSteps}`,
+    );
     const traceNames = argv.trace?.length ? argv.trace : listBundledTraces();
     check(traceNames.length > 0, 'no trace to benchmark: pass --trace FILE (no bundled traces found)');
     const traces = traceNames.map((name) => loadTrace(name));
@@ -96,9 +132,19 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
           .map((s) => s.trim())
           .filter(Boolean)
           .map(getBalancer)
-      : listBalancers();
+      : // bldm-swap is the last-window row already when the reference rows are on.
+        listBalancers().filter((b) => !(argv.headroom && b.name === 'bldm-swap'));
     check(balancers.length > 0, '--balancers names no balancer');
-    const progress = progressLine(!argv.json);
+    // On a terminal: which trace and balancer run now, of how many, and for how long (ticking).
+    const steps = traces.length * balancers.length;
+    let step = 0;
+    let current = 'starting the GPU device';
+    const progress = tickingLine(() => `bench ${Math.min(step, steps)}/${steps}: ${current}`, !argv.json);
+    const update = (message: string): void => {
+      step++;
+      current = message;
+      progress.redraw();
+    };
     const report = await withGpu(argv.adapter ? { adapter: argv.adapter } : {}, (gpu) =>
       runBench(gpu, {
         traces,
@@ -108,13 +154,16 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         policy: argv.policy,
         rebalanceInterval: argv.interval,
         deployment: { replicas: argv.replicas, nodes: argv.nodes, gpus: argv.gpus },
+        history: argv.history,
+        ...(argv.windowSteps !== undefined ? { windowSteps: argv.windowSteps } : {}),
+        headroom: argv.headroom,
         seed: argv.seed,
         command: `adrs ${process.argv.slice(2).join(' ')}`,
-        progress: progress.update,
+        progress: update,
       }),
-    );
-    progress.done();
+    ).finally(() => progress.stop());
     if (argv.out) writeFileAtomic(argv.out, `${JSON.stringify(report, null, 2)}\n`);
+    if (argv.html) writeFileAtomic(argv.html, benchHtml(report));
     if (argv.json) printJson(report);
     else console.log(formatBenchTable(report));
   },

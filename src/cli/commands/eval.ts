@@ -1,57 +1,114 @@
 import type { CommandModule } from 'yargs';
+import { DEFAULT_HISTORY, DEFAULT_MOE_TOKENS } from '../../eval/cascade.js';
 import { DEFAULT_REPEATS, EvaluatorPool } from '../../eval/index.js';
-import { checkEvaluateOptions } from '../../eval/pool.js';
+import { checkEvaluateOptions, deploymentShape } from '../../eval/pool.js';
+import { OBJECTIVES } from '../../eval/scores.js';
+import { DEFAULT_SERIES_LIKE, drawSeries, secretSeriesSeed } from '../../eval/series.js';
 import { openCandidate } from '../../eval/sources.js';
-import type { EvalResult, Objective } from '../../eval/types.js';
+import type { EvalResult, EvaluateOptions, Objective } from '../../eval/types.js';
 import { loadTrace } from '../../trace/load.js';
+import type { Trace } from '../../trace/trace.js';
+import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
-export const DEFAULT_EVAL_TRACE = 'synthetic-v3-windows';
+/** The bundled training series: what the default drawn series is shaped like. */
+export const DEFAULT_EVAL_TRACE = DEFAULT_SERIES_LIKE;
 
 interface EvalArgs {
-  dir: string;
-  more?: string[];
-  broker?: string;
-  queue?: string;
-  trace: string;
+  dirs: string[];
+  trace?: string;
+  like: string;
+  'series-seed'?: number;
+  seed?: string;
   objective: Objective;
   timeout: number;
   windows?: number;
   repeats: number;
+  history: number;
+  replicas?: number;
+  groups?: number;
+  nodes?: number;
+  gpus?: number;
+  'moe-tokens': number;
+  workers: number;
   memory: number;
   adapter?: string;
+  broker?: string;
+  queue?: string;
   json: boolean;
 }
 
+/** One candidate's row of `adrs eval --json`: the result plus where it was scored. */
+export type EvalRow = EvalResult & { dir: string; trace: string; series_seed: number | null };
+
 export const evalCommand: CommandModule<object, EvalArgs> = {
-  command: 'eval <dir> [more..]',
-  describe: 'Evaluate a candidate balancer folder (balancer.ts + kernels/*.wgsl) in the sandbox',
+  command: 'eval <dirs..>',
+  describe: 'Evaluate candidate balancer folders (balancer.ts + kernels/*.wgsl) in the sandbox, side by side',
   builder: (y) =>
     withJson(
       withAdapter(
         y
-          .positional('dir', { type: 'string', demandOption: true, describe: 'Candidate folder' })
+          .positional('dirs', {
+            type: 'string',
+            array: true,
+            demandOption: true,
+            describe: 'Candidate folders',
+          })
           .option('trace', {
             type: 'string',
-            default: DEFAULT_EVAL_TRACE,
-            describe: 'Trace to evaluate on (bundled name or file); placement from window k is scored on k+1',
+            describe:
+              'Score on this trace (bundled name or file) instead of a drawn secret series: a private trace, or a public one for benchmarking',
+          })
+          .option('like', {
+            type: 'string',
+            default: DEFAULT_SERIES_LIKE,
+            describe:
+              'Without --trace: the drawn series is shaped like this trace (its generator parameters, or the trace as the only anchor)',
+          })
+          .option('series-seed', {
+            type: 'number',
+            describe: 'Seed of the drawn series (reported in every result), to reproduce one; default secret',
+          })
+          .option('seed', {
+            type: 'string',
+            describe:
+              "Seed of the relabellings (a result's `seed`), to reproduce one evaluation; default secret",
           })
           .option('objective', {
-            choices: ['adrs', 'default'] as const,
+            choices: OBJECTIVES,
             default: 'default' as const,
-            describe: 'Which score is `score`: ADRS leaderboard or our default (both are always reported)',
+            describe: 'Which score is `score` (all are always reported)',
           })
           .option('timeout', {
             type: 'number',
             default: 120,
-            describe: "Hard limit on the candidate's run, seconds (the worker's preparation is not counted)",
+            describe: "Hard limit on each candidate's run, seconds (the workers' preparation is not counted)",
           })
-          .option('windows', { type: 'number', describe: 'Scored windows (default: all the trace has)' })
+          .option('windows', { type: 'number', describe: 'Scored windows (default: all the series has)' })
           .option('repeats', {
             type: 'number',
             default: DEFAULT_REPEATS,
             describe:
-              'Timed passes over the windows, at least 2: the first is scored, the others feed the same windows relabelled and must agree',
+              'Timed passes, at least 2, each a fresh worker fed the windows in time order under its own relabelling',
+          })
+          .option('history', {
+            type: 'number',
+            default: DEFAULT_HISTORY,
+            describe: 'Windows each call receives as input.history (the latest included)',
+          })
+          .option('replicas', { type: 'number', describe: 'Physical slots R (default 288)' })
+          .option('groups', { type: 'number', describe: "Expert groups G (default: the trace's)" })
+          .option('nodes', { type: 'number', describe: 'Nodes N (default 4)' })
+          .option('gpus', { type: 'number', describe: 'GPUs P (default 32)' })
+          .option('moe-tokens', {
+            type: 'number',
+            default: DEFAULT_MOE_TOKENS,
+            describe: 'Tokens per layer in the MoE-time simulation (0 skips it)',
+          })
+          .option('workers', {
+            type: 'number',
+            default: 2,
+            describe: 'Candidates evaluated at once (at most the number of folders)',
           })
           .option('memory', { type: 'number', default: 2048, describe: 'Worker memory cap, MiB' })
           .option('broker', {
@@ -66,34 +123,64 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       ),
     ),
   handler: async (argv) => {
-    // Several folders, or --broker: the batch goes to the queue (issue 12, src/distributed).
-    if (argv.broker !== undefined || (argv.more ?? []).length > 0) return evalOnBroker(argv);
     // A bad folder or option is a one-line error before any worker or GPU device starts.
-    openCandidate(argv.dir).dispose();
-    checkEvaluateOptions({
+    for (const dir of argv.dirs) openCandidate(dir).dispose();
+    check(
+      Number.isInteger(argv.workers) && argv.workers >= 1,
+      `--workers must be a positive integer, got ${argv.workers}`,
+    );
+    const deployment: EvaluateOptions['deployment'] = {
+      ...(argv.replicas !== undefined ? { replicas: argv.replicas } : {}),
+      ...(argv.groups !== undefined ? { groups: argv.groups } : {}),
+      ...(argv.nodes !== undefined ? { nodes: argv.nodes } : {}),
+      ...(argv.gpus !== undefined ? { gpus: argv.gpus } : {}),
+    };
+    const common = {
       objective: argv.objective,
       repeats: argv.repeats,
+      history: argv.history,
+      moeTokens: argv['moe-tokens'],
+      ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
       ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
-    });
-    const trace = loadTrace(argv.trace);
+    };
+    checkEvaluateOptions(common);
+    // --broker: the batch goes to the queue (src/distributed); the workers draw the same series.
+    if (argv.broker !== undefined) return evalOnBroker(argv);
+    // One series for every candidate, so their scores compare.
+    let trace: Trace;
+    let seriesSeed: number | null = null;
+    if (argv.trace !== undefined) trace = loadTrace(argv.trace);
+    else {
+      seriesSeed = argv['series-seed'] ?? secretSeriesSeed();
+      // Only the windows scored are drawn (the generator costs about a second a window).
+      trace = drawSeries(argv.like, seriesSeed, argv.windows !== undefined ? argv.windows + 1 : undefined);
+    }
+    deploymentShape({ trace, deployment });
     const pool = await EvaluatorPool.create({
-      workers: 1,
+      workers: Math.min(argv.workers, argv.dirs.length),
       timeoutS: argv.timeout,
       memoryMb: argv.memory,
+      prestart: argv.repeats,
       ...(argv.adapter !== undefined ? { adapter: argv.adapter } : {}),
     });
-    const progress = process.stderr.isTTY && !argv.json;
+    const progress = process.stderr.isTTY && !argv.json && argv.dirs.length === 1;
     try {
-      const result = await pool.evaluate(argv.dir, {
-        trace,
-        objective: argv.objective,
-        repeats: argv.repeats,
-        ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
-        ...(progress ? { onProgress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
-      });
+      // Every candidate in its own fresh workers: one's behaviour cannot touch another's verdict.
+      const results = await Promise.all(
+        argv.dirs.map(async (dir): Promise<EvalRow> => {
+          const r = await pool.evaluate(dir, {
+            ...common,
+            trace,
+            deployment,
+            ...(progress ? { onProgress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
+          });
+          return { dir, trace: trace.manifest.name, series_seed: seriesSeed, ...r };
+        }),
+      );
       if (progress) process.stderr.write('\r\x1b[K');
-      if (argv.json) printJson(result);
-      else printResult(result, argv.dir, trace.manifest.name, pool.adapter);
+      if (argv.json) printJson(argv.dirs.length === 1 ? results[0] : results);
+      else if (results.length === 1) printResult(results[0]!, pool.adapter);
+      else printTable(results, pool.adapter);
     } finally {
       await pool.close();
     }
@@ -102,27 +189,80 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
 
 async function evalOnBroker(argv: EvalArgs): Promise<void> {
   const { evalBatchCommand } = await import('../../distributed/eval-command.js');
-  await evalBatchCommand({ ...argv, dirs: [argv.dir, ...(argv.more ?? [])] });
+  await evalBatchCommand({
+    ...argv,
+    trace: argv.trace ?? argv.like,
+    seriesSeed: argv.trace !== undefined ? null : (argv['series-seed'] ?? secretSeriesSeed()),
+  });
 }
 
-function printResult(r: EvalResult, dir: string, traceName: string, adapter: string): void {
+const f = (x: number | null, d = 4) => (x === null ? '—' : x.toFixed(d));
+const pm = (x: number | null, noise: number | null, d = 3) =>
+  x === null ? '—' : `${x.toFixed(d)}${noise !== null ? ` ± ${noise.toFixed(d)}` : ''}`;
+const where = (r: EvalRow) =>
+  r.series_seed !== null ? `${r.trace} (drawn, series seed ${r.series_seed})` : r.trace;
+
+function printResult(r: EvalRow, adapter: string): void {
   const m = r.metrics;
-  const f = (x: number | null, d = 4) => (x === null ? '—' : x.toFixed(d));
-  console.log(`${dir}: ${r.valid ? 'valid' : 'INVALID'} (stage ${r.stage}) on ${traceName}, ${adapter}`);
+  console.log(`${r.dir}: ${r.valid ? 'valid' : 'INVALID'} (stage ${r.stage}) on ${where(r)}, ${adapter}`);
   console.log(
-    `  score (${r.objective}): ${f(r.score, 3)}   adrs ${f(m.adrs_score, 3)}, default ${f(m.default_score, 3)}`,
+    `  score (${r.objective}): ${pm(r.score, m.score_noise)}   adrs ${pm(m.adrs_score, m.adrs_score_noise)}, default ${pm(m.default_score, m.default_score_noise)}, moe-time ${pm(m.moe_score, m.moe_score_noise)}`,
   );
   console.log(
-    `  GPU balancedness: next window ${f(m.balancedness_next)}, same window ${f(m.balancedness_same)}, relabelled ${f(m.balancedness_next_varied)}`,
+    `  GPU balancedness: next window ${f(m.balancedness_next)}, same window ${f(m.balancedness_same)}`,
   );
   console.log(
-    `  time per call: median ${f(m.median_ms, 3)} ms, p95 ${f(m.p95_ms, 3)} ms, mean ${f(m.mean_ms, 3)} ms`,
+    `  modelled MoE time (next window, ${m.moe_tokens} tokens/layer, ${m.moe_windows} windows): ${f(m.moe_time_ms, 3)} ms, load-unaware ${f(m.moe_time_none_ms, 3)} ms`,
   );
   console.log(
-    `  ${m.windows} windows, ${m.calls} timed calls; evaluation ${(m.eval_ms / 1000).toFixed(2)} s, of which the candidate ${(m.candidate_ms / 1000).toFixed(2)} s`,
+    `  time per call: mean ${pm(m.mean_ms, m.mean_ms_noise)} ms (charged), median ${f(m.median_ms, 3)} ms, p95 ${f(m.p95_ms, 3)} ms` +
+      (m.host_ms !== null
+        ? `; host ${f(m.host_ms, 3)}, GPU wait ${f(m.gpu_wait_ms, 3)}, GPU ${f(m.gpu_ms, 3)} ms`
+        : ''),
+  );
+  console.log(
+    `  ${m.passes} passes × ${m.windows} windows (history ${m.history}), ${m.calls} timed calls; evaluation ${(m.eval_ms / 1000).toFixed(2)} s, of which the candidate ${(m.candidate_ms / 1000).toFixed(2)} s; seed ${r.seed}`,
   );
   for (const [key, text] of Object.entries(r.artifacts)) {
     console.log(`  ${key}:`);
     for (const line of text.split('\n')) console.log(`    ${line}`);
+  }
+}
+
+function printTable(rows: EvalRow[], adapter: string): void {
+  console.log(`${rows.length} candidates on ${where(rows[0]!)}, ${adapter}; score = ${rows[0]!.objective}`);
+  const header = [
+    'candidate',
+    'verdict',
+    'score',
+    'bal. next',
+    'MoE ms',
+    'mean ms',
+    'p95 ms',
+    'adrs',
+    'default',
+  ];
+  const body = rows.map((r) => {
+    const m = r.metrics;
+    return [
+      r.dir,
+      r.valid ? 'valid' : `INVALID (${Object.keys(r.artifacts)[0] ?? '?'})`,
+      pm(r.score, m.score_noise),
+      f(m.balancedness_next),
+      f(m.moe_time_ms, 3),
+      f(m.mean_ms, 3),
+      f(m.p95_ms, 3),
+      f(m.adrs_score, 3),
+      f(m.default_score, 3),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    `  ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
+  console.log(line(header));
+  for (const row of body) console.log(line(row));
+  for (const r of rows) {
+    for (const [key, text] of Object.entries(r.artifacts))
+      console.log(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
   }
 }

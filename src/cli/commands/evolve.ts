@@ -1,7 +1,11 @@
 import type { CommandModule } from 'yargs';
-import { progressLine, summaryText } from '../../evolve/progress.js';
+import type { Activity, Progress } from '../../evolve/controller.js';
+import { activityText, progressLine, statusHead, summaryText } from '../../evolve/progress.js';
 import { runSession } from '../../evolve/session.js';
+import { type Dashboard, serveRun } from '../../report/serve.js';
 import { printJson, withJson } from '../options.js';
+import { tickingLine } from '../progress.js';
+import { servePort } from './report.js';
 
 interface EvolveArgs {
   config?: string;
@@ -17,6 +21,12 @@ interface EvolveArgs {
   json: boolean;
   quiet?: boolean;
   broker?: string;
+  replicas?: number;
+  gpus?: number;
+  nodes?: number;
+  groups?: number;
+  history?: number;
+  serve?: number | boolean;
 }
 
 export const evolveCommand: CommandModule<object, EvolveArgs> = {
@@ -60,11 +70,27 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
         describe:
           'Evaluate on `adrs worker` machines through this Redis broker, redis://[:PASSWORD@]HOST:PORT or rediss:// ("" or the config\'s evaluator.broker without url: $ADRS_BROKER_URL); a replay evaluates locally unless given',
       })
+      .option('replicas', {
+        type: 'number',
+        describe: 'Evaluator deployment: physical slots R (evaluator.replicas)',
+      })
+      .option('gpus', { type: 'number', describe: 'Evaluator deployment: GPUs P (evaluator.gpus)' })
+      .option('nodes', { type: 'number', describe: 'Evaluator deployment: nodes N (evaluator.nodes)' })
+      .option('groups', {
+        type: 'number',
+        describe: 'Evaluator deployment: expert groups G (evaluator.groups)',
+      })
+      .option('history', { type: 'number', describe: 'Windows of history per call (evaluator.history)' })
+      .option('serve', {
+        describe:
+          'Also serve a live dashboard of the run on 127.0.0.1:PORT (no value: a free port), read-only, for as long as the run lasts',
+      })
       .example(
         '$0 evolve --config examples/eplb/evolve.yaml --base-url http://localhost:8000/v1 --model qwen',
         '',
       )
-      .example('$0 evolve --resume runs/evolve-2025-01-01-12-00-00', ''),
+      .example('$0 evolve --resume runs/evolve-2025-01-01-12-00-00', '')
+      .example('$0 evolve --config examples/eplb/evolve.yaml --serve 8080', '') as never,
   handler: async (argv) => {
     const stopper = new AbortController();
     let interrupts = 0;
@@ -78,6 +104,22 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
     };
     process.on('SIGINT', onSigint);
     const tty = process.stderr.isTTY;
+    const port = servePort(argv.serve as number | boolean | undefined);
+    let dashboard: Dashboard | null = null;
+    // The status line: the last committed iteration, then what each in-flight one waits for, and
+    // for how long (redrawn every second on a terminal, so a slow model does not look like a hang).
+    let last: Progress | null = null;
+    let inflight: { list: Activity[]; at: number; seen: number } = { list: [], at: 0, seen: 0 };
+    const show = !argv.quiet && !argv.json;
+    const line = tickingLine(
+      () => {
+        const head = statusHead(last);
+        const now = inflight.at + (performance.now() - inflight.seen);
+        const waits = activityText(inflight.list, now);
+        return waits ? `${head} | waiting: ${waits}` : head;
+      },
+      show && tty === true,
+    );
     try {
       const result = await runSession({
         ...(argv.config !== undefined ? { configPath: argv.config } : {}),
@@ -91,22 +133,44 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
           ...(argv.model !== undefined ? { model: argv.model } : {}),
           ...(argv['budget-usd'] !== undefined ? { budgetUsd: argv['budget-usd'] } : {}),
           ...(argv['time-limit'] !== undefined ? { timeLimit: argv['time-limit'] } : {}),
+          ...(argv.replicas !== undefined ? { replicas: argv.replicas } : {}),
+          ...(argv.gpus !== undefined ? { gpus: argv.gpus } : {}),
+          ...(argv.nodes !== undefined ? { nodes: argv.nodes } : {}),
+          ...(argv.groups !== undefined ? { groups: argv.groups } : {}),
+          ...(argv.history !== undefined ? { history: argv.history } : {}),
         },
         signal: stopper.signal,
         ...(argv.broker !== undefined ? { broker: argv.broker } : {}),
-        ...(argv.quiet || argv.json
-          ? {}
-          : {
-              onProgress: (p) =>
-                process.stderr.write(tty ? `\r\x1b[K${progressLine(p)}` : `${progressLine(p)}\n`),
-            }),
+        ...(port !== null
+          ? {
+              onFolder: async (dir: string) => {
+                dashboard = await serveRun(dir, { port });
+                process.stderr.write(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
+              },
+            }
+          : {}),
+        ...(show
+          ? {
+              onProgress: (p: Progress) => {
+                last = p;
+                if (line.live) line.redraw();
+                else process.stderr.write(`${progressLine(p)}\n`);
+              },
+              onActivity: (list: Activity[], now: number) => {
+                inflight = { list, at: now, seen: performance.now() };
+                if (line.live) line.redraw();
+              },
+            }
+          : {}),
       });
-      if (tty && !argv.quiet && !argv.json) process.stderr.write('\n');
+      line.stop();
       if (argv.json) printJson(result);
       else console.log(summaryText(result));
       if (result.stats.replayMismatches && result.stats.replayMismatches.length > 0) process.exitCode = 1;
     } finally {
+      line.stop();
       process.off('SIGINT', onSigint);
+      await (dashboard as Dashboard | null)?.close();
     }
   },
 };

@@ -1,6 +1,8 @@
 import type { CommandModule } from 'yargs';
+import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../../eplb/shape.js';
+import { openCandidate } from '../../eval/sources.js';
 import { adapterLabel } from '../../gpu/adapter-info.js';
-import { withGpu } from '../../gpu/device.js';
+import { type GpuContext, withGpu } from '../../gpu/device.js';
 import {
   findProfilableKernels,
   type KernelProfile,
@@ -9,9 +11,25 @@ import {
   type ProfileSize,
   profileKernel,
 } from '../../sim/profile.js';
+import { type CandidateProfile, profileCandidate, type TimeStats } from '../../sim/profile-candidate.js';
+import { loadTrace } from '../../trace/load.js';
+import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
+/** The trace `adrs profile DIR` runs a candidate on by default (the evaluator's). */
+const DEFAULT_CANDIDATE_TRACE = 'synthetic-v4-windows';
+
 interface ProfileArgs {
+  dir?: string;
+  trace: string;
+  windows?: number;
+  history: number;
+  passes: number;
+  timestamps: boolean;
+  replicas: number;
+  gpus: number;
+  nodes: number;
+  groups?: number;
   kernel: string;
   size: ProfileSize;
   repeat: number;
@@ -23,11 +41,49 @@ interface ProfileArgs {
 }
 
 export const profileCommand: CommandModule<object, ProfileArgs> = {
-  command: 'profile',
+  command: 'profile [dir]',
   describe:
-    'Profile the GPU kernels: GPU time, dispatches, bytes moved, wall time, speed-up over the TS reference',
+    "Profile the project's GPU kernels (GPU time, dispatches, bytes moved, wall time, speed-up over the TS reference), or with DIR a candidate folder: per-call host, GPU-wait and GPU time and each ctx.dispatch kernel's GPU time",
   builder: (y) =>
     withAdapter(withJson(y))
+      .positional('dir', {
+        type: 'string',
+        describe:
+          'A candidate folder (balancer.ts + kernels/*.wgsl) to profile; it runs in this process, outside the sandbox',
+      })
+      .option('trace', {
+        type: 'string',
+        default: DEFAULT_CANDIDATE_TRACE,
+        describe: 'With DIR: the trace whose windows the candidate is called on, in time order',
+      })
+      .option('windows', {
+        type: 'number',
+        describe: 'With DIR: calls per pass (default: all windows but the last)',
+      })
+      .option('history', {
+        type: 'number',
+        default: 8,
+        describe: 'With DIR: windows of history per call, the latest included',
+      })
+      .option('passes', {
+        type: 'number',
+        default: 3,
+        describe: 'With DIR: passes over the windows, each with a fresh module instance and context',
+      })
+      .option('timestamps', {
+        type: 'boolean',
+        default: true,
+        describe:
+          'With DIR: time kernels with timestamp queries when the adapter has them (--no-timestamps: wall time around onSubmittedWorkDone)',
+      })
+      .option('replicas', {
+        type: 'number',
+        default: DEEPSEEK_V3_SHAPE.replicas,
+        describe: 'With DIR: slots R',
+      })
+      .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'With DIR: GPUs P' })
+      .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'With DIR: nodes N' })
+      .option('groups', { type: 'number', describe: "With DIR: expert groups G (default: the trace's)" })
       .option('kernel', {
         type: 'string',
         default: 'all',
@@ -55,6 +111,7 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
       })
       .option('seed', { type: 'number', default: 1, describe: 'Seed of the generated workload' }),
   handler: async (argv) => {
+    if (argv.dir !== undefined) return profileCandidateCommand(argv);
     const kernels = findProfilableKernels(argv.kernel);
     await withGpu({ adapter: argv.adapter }, async (gpu) => {
       const device = `${adapterLabel(gpu.info)}${gpu.hasTimestamps ? '' : ' (no timestamp queries: wall time only)'}`;
@@ -77,6 +134,87 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
     });
   },
 };
+
+async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
+  const dir = argv.dir!;
+  check(
+    argv.kernel === 'all',
+    "--kernel selects one of the project's own kernels; with a candidate folder every kernel it dispatches through ctx.dispatch is profiled",
+  );
+  openCandidate(dir).dispose();
+  const trace = loadTrace(argv.trace);
+  const m = trace.manifest;
+  const shape: Shape = {
+    layers: m.layers,
+    experts: m.experts,
+    replicas: argv.replicas,
+    groups: argv.groups ?? m.groups,
+    nodes: argv.nodes,
+    gpus: argv.gpus,
+  };
+  validateShape(shape);
+  await withGpu({ adapter: argv.adapter }, async (gpu: GpuContext) => {
+    process.stderr.write(
+      `profiling ${dir} in this process, outside the sandbox (profile only code you trust): ${argv.passes} pass(es) over ${trace.manifest.name}…\n`,
+    );
+    const profile = await profileCandidate(gpu, dir, {
+      trace,
+      shape,
+      history: argv.history,
+      passes: argv.passes,
+      timestamps: argv.timestamps,
+      ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
+    });
+    if (argv.json) printJson({ device: gpu.info, timestampQuery: gpu.hasTimestamps, ...profile });
+    else printCandidate(profile, adapterLabel(gpu.info));
+  });
+}
+
+function printCandidate(p: CandidateProfile, device: string): void {
+  const s = p.shape;
+  console.log(
+    `${p.candidate} on ${p.trace} (${s.layers}×${s.experts}, R=${s.replicas}, ${s.gpus} GPUs, ${s.nodes} nodes, ${s.groups} groups), ${device}`,
+  );
+  console.log('  ran in this process, outside the sandbox');
+  console.log(
+    `  ${p.calls} calls (${p.passes} pass(es), history ≤ ${p.history} windows), after a first call per pass of ${p.first_call_ms.map((t) => ms(t)).join(', ')} (warm-up: JIT, pipeline compilation)`,
+  );
+  console.log(`  kernel GPU time: ${p.timing}`);
+  const row = (name: string, t: TimeStats | null) => [
+    name,
+    ...(t ? [t.mean_ms, t.median_ms, t.p95_ms].map(ms) : ['—', '—', '—']),
+  ];
+  const rows = [
+    ['per call', 'mean', 'median', 'p95'],
+    row('total', p.per_call.total),
+    row('host (JavaScript)', p.per_call.host),
+    row('waiting for the GPU', p.per_call.gpu_wait),
+    row('GPU (ctx.dispatch)', p.per_call.gpu),
+  ];
+  printRows(rows);
+  if (p.kernels.length > 0) {
+    printRows([
+      ['kernel', 'disp/call', 'GPU mean', 'median', 'p95', 'of call'],
+      ...p.kernels.map((k) => [
+        k.kernel,
+        k.dispatches_per_call.toFixed(1),
+        ms(k.per_call.mean_ms),
+        ms(k.per_call.median_ms),
+        ms(k.per_call.p95_ms),
+        `${(100 * k.share_of_call).toFixed(1)} %`,
+      ]),
+    ]);
+  } else console.log('  no kernel ran through ctx.dispatch (GPU work done otherwise is not attributed)');
+  console.log(
+    `  GPU balancedness on the next window (first pass, no relabelling): ${p.balancedness_next.toFixed(4)}`,
+  );
+}
+
+function printRows(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows)
+    console.log(`  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+}
 
 function printTable(profiles: KernelProfile[]): void {
   const header = [

@@ -1,5 +1,11 @@
 import type { CommandModule } from 'yargs';
-import type { Balancer, BalancerContext, PreparedBalancer } from '../../eplb/balancer.js';
+import {
+  type Balancer,
+  type BalancerContext,
+  DEFAULT_HISTORY,
+  type PreparedBalancer,
+} from '../../eplb/balancer.js';
+import { historyUpTo } from '../../eplb/history.js';
 import { balanceMetrics } from '../../eplb/metrics.js';
 import { type Placement, placementToJson } from '../../eplb/placement.js';
 import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
@@ -7,6 +13,7 @@ import { DEEPSEEK_V3_SHAPE, describeShape, type Shape, validateShape } from '../
 import { placeAll, timeCalls } from '../../eplb/timed-run.js';
 import { acquireGpu, type GpuContext } from '../../gpu/device.js';
 import { loadLoads, type WindowSelection } from '../../trace/load.js';
+import { windowLoads } from '../../trace/windows.js';
 import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
@@ -14,6 +21,7 @@ interface RebalanceArgs {
   balancer?: string;
   weights: string;
   window?: number;
+  history: number;
   replicas: number;
   groups: number;
   nodes: number;
@@ -44,7 +52,13 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
           .option('window', {
             type: 'number',
             describe:
-              'Which load window of a trace (a per-step trace is cut into windows of 100 steps ending at its last step; default: the last window)',
+              'Which load window of a trace (a per-step trace is cut into windows of 100 steps ending at its last step; default: the last window); the balancer gets the windows up to it as its history',
+          })
+          .option('history', {
+            type: 'number',
+            default: DEFAULT_HISTORY,
+            describe:
+              'History windows the balancer gets: window K and the ones before it, at most this many (a plain [layers][experts] file is a history of one)',
           })
           .option('replicas', {
             type: 'number',
@@ -66,8 +80,18 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       Number.isInteger(argv.repeat) && argv.repeat >= 1,
       `--repeat must be a positive integer, got ${argv.repeat}`,
     );
+    check(
+      Number.isInteger(argv.history) && argv.history >= 1,
+      `--history must be a positive integer, got ${argv.history}`,
+    );
     const balancer: Balancer = argv.balancer ? getBalancer(argv.balancer) : defaultBalancer();
     const step = loadLoads(argv.weights, argv.window);
+    const tw = step.windows;
+    const history = historyUpTo(
+      { count: tw.count, window: (k) => windowLoads(tw, k) },
+      step.window,
+      argv.history,
+    );
     const shape: Shape = {
       layers: step.layers,
       experts: step.experts,
@@ -81,19 +105,23 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
     let gpu: GpuContext | undefined;
     let prepared: PreparedBalancer | undefined;
     try {
-      const ctx: BalancerContext = {};
+      const ctx: BalancerContext = { history: argv.history };
       if (balancer.runsOn === 'gpu') {
         gpu = await acquireGpu({ ...(argv.adapter ? { adapter: argv.adapter } : {}) });
         ctx.gpu = gpu;
       }
       prepared = await balancer.prepare(shape, ctx);
       // One warm-up call (validated), then --repeat timed calls.
-      const [placement] = (await placeAll(prepared, [step.loads])) as [Placement];
-      const { timing, gpuTiming } = await timeCalls(prepared, [step.loads], { repeat: argv.repeat });
+      const [placement] = (await placeAll(prepared, [step.loads], [history])) as [Placement];
+      const { timing, gpuTiming } = await timeCalls(prepared, [step.loads], { repeat: argv.repeat }, [
+        history,
+      ]);
       if (argv.json) {
         printJson(
           {
             balancer: balancer.name,
+            window: step.window,
+            history_windows: history.length,
             ...placementToJson(placement),
             timing,
             ...(gpuTiming ? { gpu_timing: gpuTiming } : {}),
@@ -104,7 +132,7 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       }
       const m = balanceMetrics(placement, step.loads);
       console.log(
-        `${balancer.name} on ${step.trace.manifest.name} (${windowLabel(step)}): ${describeShape(shape)}`,
+        `${balancer.name} on ${step.trace.manifest.name} (${windowLabel(step)}; history of ${history.length} window${history.length === 1 ? '' : 's'}): ${describeShape(shape)}`,
       );
       console.log(
         `GPU balancedness ${m.gpuBalancedness.toFixed(4)}, slot balancedness ${m.slotBalancedness.toFixed(4)}, ` +

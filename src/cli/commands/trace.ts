@@ -1,10 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { CALIBRATED_TEMPORAL_PARAMS, generateCalibratedSeries } from '../../trace/calibrated.js';
 import { calibrationTable, type TraceStatistics, traceStatistics } from '../../trace/calibration.js';
 import { writeTrace } from '../../trace/io.js';
 import { listBundledTraces, loadTrace, nameFromFile } from '../../trace/load.js';
 import { distribution, type LayerSkew, matrixSkew, SKEW_KEYS } from '../../trace/skew.js';
 import { defaultAnchorNames, generateTrace } from '../../trace/synthetic.js';
+import { fitTemporalParams } from '../../trace/temporal-fit.js';
+import { temporalCalibration, temporalCalibrationTable } from '../../trace/temporal-report.js';
 import { stepLoads, TRACE_NAME_PATTERN, type Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
@@ -16,6 +20,11 @@ interface InfoArgs {
 }
 interface GenArgs {
   out?: string;
+  generator: 'v1' | 'v2';
+  layers: number;
+  experts: number;
+  groups: number;
+  'top-k': number;
   seed: number;
   windows: number;
   'steps-per-window': number;
@@ -99,6 +108,16 @@ const gen: CommandModule<object, GenArgs> = {
   builder: (y) =>
     withJson(y)
       .option('out', { type: 'string', describe: 'folder, or <name>.json path, to write the trace to' })
+      .option('generator', {
+        choices: ['v1', 'v2'] as const,
+        default: 'v2' as const,
+        describe:
+          'v2: requests with temporal dynamics fitted on a real per-step series (src/trace/calibrated.ts); v1: the older snapshot-calibrated windows',
+      })
+      .option('layers', { type: 'number', default: 58, describe: 'v2: MoE layers' })
+      .option('experts', { type: 'number', default: 256, describe: 'v2: routed experts per layer' })
+      .option('groups', { type: 'number', default: 8, describe: 'v2: expert groups' })
+      .option('top-k', { type: 'number', default: 8, describe: 'v2: experts per token' })
       .option('seed', { type: 'number', default: 1, describe: 'random seed (same seed → identical bytes)' })
       .option('windows', { type: 'number', default: 16, describe: 'number of windows' })
       .option('steps-per-window', {
@@ -106,7 +125,11 @@ const gen: CommandModule<object, GenArgs> = {
         default: 100,
         describe: 'serving steps summed per window',
       })
-      .option('tokens-per-step', { type: 'number', default: 4096, describe: 'tokens per serving step' })
+      .option('tokens-per-step', {
+        type: 'number',
+        default: 4096,
+        describe: 'v1: tokens per serving step (v2 draws them from the fitted distribution)',
+      })
       .option('name', { type: 'string', describe: 'trace name (default: from --out, else "synthetic")' })
       .option('report', {
         describe:
@@ -117,13 +140,25 @@ const gen: CommandModule<object, GenArgs> = {
     const name =
       argv.name ?? (argv.out && extname(argv.out) === '.json' ? nameFromFile(argv.out) : 'synthetic');
     check(TRACE_NAME_PATTERN.test(name), `--name must be letters, digits, '.', '_' or '-', got '${name}'`);
-    const trace = generateTrace({
-      name,
-      seed: argv.seed,
-      windows: argv.windows,
-      stepsPerWindow: argv['steps-per-window'],
-      tokensPerStep: argv['tokens-per-step'],
-    });
+    const trace =
+      argv.generator === 'v1'
+        ? generateTrace({
+            name,
+            seed: argv.seed,
+            windows: argv.windows,
+            stepsPerWindow: argv['steps-per-window'],
+            tokensPerStep: argv['tokens-per-step'],
+          })
+        : generateCalibratedSeries({
+            name,
+            seed: argv.seed,
+            windows: argv.windows,
+            stepsPerWindow: argv['steps-per-window'],
+            layers: argv.layers,
+            experts: argv.experts,
+            groups: argv.groups,
+            topK: argv['top-k'],
+          });
     const written = argv.out ? writeTrace(trace, argv.out) : undefined;
     let report: { real: TraceStatistics; generated: TraceStatistics; table: string } | undefined;
     if (argv.report) {
@@ -139,6 +174,84 @@ const gen: CommandModule<object, GenArgs> = {
         `wrote ${written} (${trace.manifest.steps} windows, ${trace.loads.byteLength} bytes of loads)`,
       );
     if (report) console.log(report.table);
+  },
+};
+
+interface FitArgs {
+  trace: string;
+  tokens?: string;
+  compare: number;
+  'window-sizes': string;
+  replicas: number;
+  gpus: number;
+  nodes: number;
+  json: boolean;
+}
+
+const fit: CommandModule<object, FitArgs> = {
+  command: 'fit <trace>',
+  describe:
+    'Fit the generator-v2 parameters on a real per-step series; with --compare N, real vs N generated series (temporal calibration)',
+  builder: (y) =>
+    withJson(y)
+      .positional('trace', {
+        type: 'string',
+        demandOption: true,
+        describe: 'a per-step trace (one step per request)',
+      })
+      .option('tokens', { type: 'string', describe: 'JSON array of tokens per step (default: hits / topK)' })
+      .option('compare', {
+        type: 'number',
+        default: 0,
+        describe: 'seeds of generated series to compare with',
+      })
+      .option('window-sizes', {
+        type: 'string',
+        default: '50,100,200',
+        describe: 'steps per window, comma-separated',
+      })
+      .option('replicas', { type: 'number', default: 80, describe: 'deployment for the balancedness rows' })
+      .option('gpus', { type: 'number', default: 8 })
+      .option('nodes', { type: 'number', default: 1 }) as Argv<FitArgs>,
+  handler: async (argv) => {
+    const trace = loadTrace(argv.trace);
+    let tokensPerStep: number[] | undefined;
+    if (argv.tokens) {
+      try {
+        tokensPerStep = JSON.parse(readFileSync(argv.tokens, 'utf8'));
+      } catch (error) {
+        check(false, `${argv.tokens}: not readable JSON (${(error as Error).message.split('\n')[0]})`);
+      }
+      check(
+        Array.isArray(tokensPerStep) && tokensPerStep.every((n) => typeof n === 'number'),
+        `${argv.tokens}: expected a JSON array of numbers`,
+      );
+    }
+    const result = fitTemporalParams(trace, tokensPerStep ? { tokensPerStep } : {});
+    check(Number.isInteger(argv.compare) && argv.compare >= 0, '--compare must be an integer ≥ 0');
+    const windowSizes = argv['window-sizes'].split(',').map(Number);
+    check(
+      windowSizes.every((w) => Number.isInteger(w) && w >= 1),
+      '--window-sizes must be positive integers',
+    );
+    const rows = argv.compare
+      ? await temporalCalibration(
+          trace,
+          result.params,
+          { replicas: argv.replicas, gpus: argv.gpus, nodes: argv.nodes },
+          { seeds: Array.from({ length: argv.compare }, (_, i) => i + 1), windowSizes },
+        )
+      : undefined;
+    if (argv.json) return printJson({ ...result, bundled: CALIBRATED_TEMPORAL_PARAMS, calibration: rows });
+    console.log(`fit on ${trace.manifest.name}: ${result.steps} steps, ${result.tokens} tokens`);
+    for (const [k, v] of Object.entries(result.params)) {
+      const bundled = CALIBRATED_TEMPORAL_PARAMS[k as keyof typeof CALIBRATED_TEMPORAL_PARAMS];
+      console.log(`  ${k.padEnd(18)} ${String(v).padEnd(12)} (bundled: ${bundled})`);
+    }
+    console.log('  autocovariance of relative share deviations (lags in steps): value / fitted');
+    for (const b of result.autocovariance)
+      console.log(`    ${`${b.from}-${b.to}`.padEnd(9)} ${b.value.toFixed(5)} / ${b.fitted.toFixed(5)}`);
+    if (rows) console.log(`\n${temporalCalibrationTable(rows)}`);
   },
 };
 
@@ -194,8 +307,9 @@ export const traceCommand: CommandModule<object, object> = {
     y
       .command(info)
       .command(gen)
+      .command(fit)
       .command(importCmd)
       .command(list)
-      .demandCommand(1, 'name a trace command: info, gen, import or list'),
+      .demandCommand(1, 'name a trace command: info, gen, fit, import or list'),
   handler: () => {},
 };

@@ -4,8 +4,9 @@ import { deriveLog2phy, type Placement } from '../placement.js';
 import { type Shape, slotsPerGpu } from '../shape.js';
 
 /**
- * `bldm-swap`, the default balancer: apportioned replicas, balanced largest-differencing packing,
- * pairwise-swap refinement. Per layer, independently:
+ * `bldm-swap`: apportioned replicas, balanced largest-differencing packing, pairwise-swap refinement,
+ * placed on the latest window alone (history ignored: last-window placement; `forecast`, the default,
+ * feeds it a forecast of the next window). Per layer, independently:
  *
  * 1. Replication (D'Hondt apportionment): every expert starts with one replica; each of the R−E extra
  *    slots goes to the expert with the largest load/count (ties: lowest index). This minimises the
@@ -30,7 +31,8 @@ import { type Shape, slotsPerGpu } from '../shape.js';
  */
 export const bldmSwapBalancer: Balancer = {
   name: 'bldm-swap',
-  summary: 'Apportioned replicas, largest-differencing packing, pairwise-swap refinement (default)',
+  summary:
+    'Apportioned replicas, largest-differencing packing, pairwise-swap refinement, on the latest window',
   runsOn: 'cpu',
   prepare: async (shape): Promise<PreparedBalancer> => {
     const runner = await LayerParallel.create(

@@ -17,7 +17,10 @@ export interface LlmReply {
   model: string;
   usage: TokenUsage;
   cost_usd: number;
+  /** The model's own time: from sending the request to the answer, retries and their backoff included. */
   latency_ms: number;
+  /** Time queued behind llm.concurrency before the request went out (absent in older recordings). */
+  queued_ms?: number;
   /** HTTP attempts made (1 = no retry); the failures that were retried, one line each. */
   attempts: number;
   retried: string[];

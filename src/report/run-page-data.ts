@@ -1,0 +1,316 @@
+import { balanceMetrics } from '../eplb/metrics.js';
+import { deriveLog2phy } from '../eplb/placement.js';
+import type { Shape } from '../eplb/shape.js';
+import { cellKey } from '../evolve/database.js';
+import type { EvalOutcome } from '../evolve/evaluator.js';
+import type { Plan } from '../evolve/recorded.js';
+import type { RunReport } from '../evolve/report.js';
+import { failureClass, refusalClass } from '../evolve/report-classify.js';
+import { stopText } from '../evolve/report-format.js';
+import type { RunFiles } from '../evolve/report-read.js';
+import { candidateDiff } from './line-diff.js';
+
+/** One evaluated program as a point of the evaluations chart. */
+export interface EvaluationPoint {
+  iteration: number;
+  id: string | null;
+  t_s: number;
+  valid: boolean;
+  score: number | null;
+  mutation: string;
+  model: string;
+  /** Invalid: the failure class (compile, wgsl, timeout, validation, …). */
+  failure: string | null;
+}
+
+export interface IslandGrid {
+  island: number;
+  /** Feature dimensions: the first is the x axis, the second (if any) the y axis; more are folded into them. */
+  x: { metric: string; bins: number };
+  y: { metric: string; bins: number } | null;
+  cells: { x: number; y: number; id: string; score: number | null }[];
+}
+
+export interface LineageNode {
+  id: string;
+  iteration: number;
+  parent: string | null;
+  mate: string | null;
+  mutation: string;
+  model: string | null;
+  score: number | null;
+  delta: number | null;
+  /** Unified diff from the parent (the seed: empty); null when a program file is missing. */
+  diff: string | null;
+}
+
+export interface PlacementView {
+  shape: { layers: number; experts: number; replicas: number; gpus: number };
+  window: number | null;
+  layers: {
+    layer: number;
+    seed: number[];
+    best: number[];
+    seedBalancedness: number;
+    bestBalancedness: number;
+  }[];
+}
+
+export interface RunPageData {
+  kind: 'run';
+  title: string;
+  dir: string;
+  status: string;
+  state: RunReport['status']['state'];
+  summary: string[];
+  /** Best training score after every commit, and the held-out scores where recorded. */
+  curve: {
+    iteration: number[];
+    best: (number | null)[];
+    heldout: (number | null)[];
+    heldoutSeed: (number | null)[];
+  };
+  evaluations: EvaluationPoint[];
+  islands: IslandGrid[];
+  lineage: LineageNode[];
+  bestVsSeed: { metric: string; seed: number | null; best: number | null }[];
+  heldout: RunReport['heldout'];
+  /** Training quality and time of best vs seed, against their measured noise. */
+  trainComparison: RunReport['gain']['train_comparison'];
+  accounting: RunReport['accounting'];
+  refusalsByClass: Record<string, number>;
+  placement: PlacementView | null;
+  /** Why the placement chart is empty, when it is. */
+  placementNote: string;
+  disagreements: string[];
+  notes: string[];
+}
+
+/**
+ * What the HTML report and the live dashboard show, computed from the run folder's files only
+ * (the same reading as `adrs report`, plus the programs' code for the lineage diffs).
+ */
+export function buildRunPageData(files: RunFiles, report: RunReport): RunPageData {
+  const plans = new Map<number, Plan>();
+  const evals = new Map<string, { result: EvalOutcome; t: number }>();
+  const curve: RunPageData['curve'] = { iteration: [], best: [], heldout: [], heldoutSeed: [] };
+  const points: EvaluationPoint[] = [];
+  let best: number | null = null;
+  for (const e of files.events) {
+    const it = e.iteration as number;
+    if (e.type === 'plan') plans.set(it, e.plan as Plan);
+    else if (e.type === 'evaluation')
+      evals.set(e.hash as string, { result: e.result as EvalOutcome, t: (e.t as number) ?? 0 });
+    else if (e.type === 'commit') {
+      const outcome = e.outcome as string;
+      const score = (e.score as number | null) ?? null;
+      if ((outcome === 'seed' || outcome === 'valid') && score !== null && (best === null || score > best))
+        best = score;
+      curve.iteration.push(it);
+      curve.best.push(best);
+      curve.heldout.push(null);
+      curve.heldoutSeed.push(null);
+      if (outcome === 'seed' || outcome === 'valid' || outcome === 'invalid') {
+        const ev = evals.get(e.hash as string);
+        const plan = plans.get(it);
+        points.push({
+          iteration: it,
+          id: (e.id as string) ?? null,
+          t_s: (ev?.t ?? (e.t as number) ?? 0) / 1000,
+          valid: outcome !== 'invalid',
+          score,
+          mutation: it === 0 ? 'seed' : (plan?.mutation ?? 'unknown'),
+          model: plan?.model ?? 'seed',
+          failure: outcome === 'invalid' && ev ? failureClass(ev.result) : null,
+        });
+      }
+    } else if (e.type === 'heldout' && curve.iteration.length > 0) {
+      // Taken when a session stops: it belongs to the last committed iteration.
+      const at = curve.iteration.length - 1;
+      curve.heldout[at] = (e.best as EvalOutcome).score;
+      curve.heldoutSeed[at] = (e.seed as EvalOutcome).score;
+    }
+  }
+
+  const refusals: Record<string, number> = {};
+  for (const e of files.events) {
+    if (e.type === 'patch' && !e.ok) {
+      const c = refusalClass((e.reason as string) ?? '');
+      refusals[c] = (refusals[c] ?? 0) + 1;
+    }
+  }
+
+  const lineage: LineageNode[] = report.lineage.map((s) => {
+    const hashOf = (id: string | null): string | null =>
+      id === null ? null : points.find((p) => p.id === id) ? commitHash(files, id) : null;
+    const own = hashOf(s.id);
+    const parent = hashOf(s.parent);
+    let diff: string | null = '';
+    if (s.parent) {
+      const a = parent ? files.program(parent) : null;
+      const b = own ? files.program(own) : null;
+      diff = a && b ? candidateDiff(a.files, b.files) : null;
+    }
+    return { ...s, diff };
+  });
+
+  const keys = [...new Set([...report.metric_keys, ...Object.keys(report.best?.metrics ?? {})])];
+  const bestVsSeed = keys.map((metric) => ({
+    metric,
+    seed: report.seed?.metrics[metric] ?? null,
+    best: report.best?.metrics[metric] ?? null,
+  }));
+
+  const { placement, note } = placementView(files, report);
+  const status = statusText(report);
+  const ev = report.accounting.evaluations;
+  return {
+    kind: 'run',
+    title: `adrs evolve run ${report.dir}`,
+    dir: report.dir,
+    status,
+    state: report.status.state,
+    summary: [
+      `${report.iterations.committed} of ${report.iterations.limit} iterations, ${report.wall_time_s.toFixed(1)} s (run clock)`,
+      `${ev.total} evaluations (${ev.valid} valid, ${ev.invalid} invalid)`,
+      `best ${report.best ? `${report.best.id} ${fmt(report.best.score)}` : '—'} vs seed ${fmt(report.seed?.score ?? null)}`,
+      `objective ${report.run.objective}; trace ${report.run.trace ?? '—'}; held-out ${report.run.heldout_trace ?? '—'}`,
+    ],
+    curve,
+    evaluations: points,
+    islands: islandGrids(files),
+    lineage,
+    bestVsSeed,
+    heldout: report.heldout,
+    trainComparison: report.gain.train_comparison,
+    accounting: report.accounting,
+    refusalsByClass: refusals,
+    placement,
+    placementNote: note,
+    disagreements: report.disagreements,
+    notes: report.notes,
+  };
+}
+
+const fmt = (x: number | null): string => (x === null ? '—' : x.toFixed(4));
+
+function statusText(r: RunReport): string {
+  const s = r.status;
+  switch (s.state) {
+    case 'finished':
+      return `finished: ${stopText(s.reason, s.detail)}`;
+    case 'stopped':
+      return `stopped: ${stopText(s.reason, s.detail)} (adrs evolve --resume continues it)`;
+    case 'seed-failed':
+      return 'failed: the seed candidate failed evaluation';
+    case 'not-started':
+      return 'not started';
+    default:
+      return `running, or killed (last event ${s.last_event_age_s.toFixed(0)} s ago)`;
+  }
+}
+
+function commitHash(files: RunFiles, id: string): string | null {
+  const e = files.events.find((x) => x.type === 'commit' && x.id === id && typeof x.hash === 'string');
+  return e ? (e.hash as string) : null;
+}
+
+/** Each island's MAP-Elites grid from checkpoint.json, cells placed by the configured features. */
+function islandGrids(files: RunFiles): IslandGrid[] {
+  const cp = files.checkpoint;
+  if (!cp?.database?.islands) return [];
+  const features = files.config.search.features;
+  const [fx, fy] = features;
+  if (!fx) return [];
+  return cp.database.islands.map((isl, island) => {
+    const cells: IslandGrid['cells'] = [];
+    for (const [key, id] of Object.entries(isl.grid ?? {})) {
+      const p = cp.database.programs[id];
+      // The key is recomputed from the metrics when they are there (the same cellKey the search uses).
+      const bins = (p ? cellKey(features, p.metrics) : key).split(',').map(Number);
+      cells.push({ x: bins[0] ?? 0, y: bins[1] ?? 0, id, score: p?.score ?? null });
+    }
+    return {
+      island,
+      x: { metric: fx.metric, bins: fx.bins },
+      y: fy ? { metric: fy.metric, bins: fy.bins } : null,
+      cells,
+    };
+  });
+}
+
+/**
+ * The best's and the seed's GPU loads per layer on one scored window, when the evaluator recorded
+ * their placements (artifact `placement`: {shape, window, loads, phy2log, logcnt}, JSON). The EPLB
+ * evaluator does not record them today; the page then says so instead of drawing anything else.
+ */
+function placementView(
+  files: RunFiles,
+  report: RunReport,
+): { placement: PlacementView | null; note: string } {
+  const none = (note: string) => ({ placement: null, note });
+  if (!report.best || !report.seed) return none('no best program yet');
+  const read = (hash: string) => {
+    const raw = files.program(hash)?.result?.artifacts?.placement;
+    if (!raw) return null;
+    try {
+      return JSON.parse(raw) as {
+        shape: Shape;
+        window?: number;
+        loads: number[];
+        phy2log: number[];
+        logcnt: number[];
+      };
+    } catch {
+      return null;
+    }
+  };
+  const b = read(report.best.hash);
+  const s = read(report.seed.hash);
+  if (!b || !s)
+    return none(
+      'The evaluator recorded no placement for the best program or the seed (EPLB evaluations record scores, not placements), so there are no per-GPU loads to draw; the per-metric comparison above shows their balancedness.',
+    );
+  const loads = Float32Array.from(b.loads);
+  const perGpu = (p: typeof b) => {
+    const placement = deriveLog2phy(p.shape, Int32Array.from(p.phy2log), Int32Array.from(p.logcnt));
+    const m = balanceMetrics(placement, loads);
+    const { layers: L, experts: E, replicas: R, gpus: P } = p.shape;
+    const S = R / P;
+    const out: number[][] = [];
+    for (let l = 0; l < L; l++) {
+      const row: number[] = [];
+      for (let g = 0; g < P; g++) {
+        let sum = 0;
+        for (let k = 0; k < S; k++) {
+          const e = placement.phy2log[l * R + g * S + k]!;
+          sum += loads[l * E + e]! / placement.logcnt[l * E + e]!;
+        }
+        row.push(sum);
+      }
+      out.push(row);
+    }
+    return { out, per: m.perLayerGpuBalancedness };
+  };
+  const bb = perGpu(b);
+  const ss = perGpu({ ...s, loads: b.loads });
+  return {
+    placement: {
+      shape: {
+        layers: b.shape.layers,
+        experts: b.shape.experts,
+        replicas: b.shape.replicas,
+        gpus: b.shape.gpus,
+      },
+      window: b.window ?? null,
+      layers: bb.out.map((row, l) => ({
+        layer: l,
+        best: row,
+        seed: ss.out[l]!,
+        bestBalancedness: bb.per[l]!,
+        seedBalancedness: ss.per[l]!,
+      })),
+    },
+    note: `GPU loads of each placement on scored window ${b.window ?? '?'} (the best's recorded window; the seed's placement is scored on the same loads)`,
+  };
+}
