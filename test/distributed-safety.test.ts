@@ -431,8 +431,9 @@ describe('adrs worker and the broker evaluator', () => {
       [p.candidate, 80],
       [second, 96],
     ]);
-    const none = await run([p.candidate, second]);
+    // An empty --broker with no $ADRS_BROKER_URL is one line, before anything is queued.
+    const none = await run([p.candidate, second, '--broker', ''], { ADRS_BROKER_URL: '' });
     expect(none.code).toBe(1);
-    expect(none.err).toMatch(/^adrs: several candidate folders are evaluated through a broker: add --broker/);
+    expect(none.err).toMatch(/^adrs: --broker needs a URL, or ADRS_BROKER_URL set\n$/);
   });
 });

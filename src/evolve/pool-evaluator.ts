@@ -19,7 +19,8 @@ export function trainingTrace(e: EvolveConfig['evaluator']): Trace {
     throw new UserError(
       'evaluator.trace is not set; name the training trace (a bundled name or a path) in the config',
     );
-  if (!e.secret_series) return loadTrace(e.trace);
+  // A plug-in evaluator (evaluator.module) scores on its own data: no series is drawn for it.
+  if (!e.secret_series || e.module) return loadTrace(e.trace);
   if (e.series_seed === null)
     throw new UserError('evaluator.series_seed is not set; a run draws it when it starts');
   return drawSeries(e.trace, e.series_seed, e.windows !== null ? e.windows + 1 : undefined);
