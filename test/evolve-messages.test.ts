@@ -54,15 +54,25 @@ async function holdingServer() {
 /** Timers fired by the test, not by the clock. */
 function manualTimers() {
   const pending: { ms: number; fire: () => void; live: boolean }[] = [];
+  let started: (() => void) | null = null;
   const timer: Timer = (ms, fire) => {
     const t = { ms, fire, live: true };
     pending.push(t);
+    started?.();
+    started = null;
     return () => {
       t.live = false;
     };
   };
   return {
     timer,
+    /** Resolves once a timer is pending (at once if one is). */
+    next(): Promise<void> {
+      if (pending.some((x) => x.live)) return Promise.resolve();
+      return new Promise((resolve) => {
+        started = resolve;
+      });
+    },
     fireNext(): number {
       const t = pending.find((x) => x.live)!;
       t.live = false;
@@ -97,6 +107,8 @@ describe('model call time limits', () => {
       expect(timers.fireNext()).toBe(300_000);
       // The abandoned request is cancelled before the retry goes out.
       await server.arrivals[0]!.closed;
+      await timers.next();
+      expect(timers.fireNext()).toBe(0); // the backoff (retry_base_s 0)
       await server.arrived(2);
       timers.fireNext();
       await server.arrivals[1]!.closed;

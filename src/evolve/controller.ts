@@ -1,4 +1,4 @@
-import { setMaxListeners } from 'node:events';
+import { AbortFanout } from '../util/abort.js';
 import { UserError } from '../util/errors.js';
 import { type CandidateFiles, loadSeed, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
@@ -125,7 +125,8 @@ export class Controller {
   private cp!: Checkpoint;
   /** null: the evaluator failed (the run is stopping); the program has no verdict. */
   private readonly inflightEvals = new Map<string, Promise<EvalOutcome | null>>();
-  private readonly abort = new AbortController();
+  /** The run's stop: each model call gets its own child signal, so the run-wide one gathers no listeners. */
+  private readonly abort = new AbortFanout();
   private readonly evalGate: Semaphore;
   private readonly now: () => number;
   private readonly t0: number;
@@ -151,8 +152,6 @@ export class Controller {
     this.now = o.now ?? (() => performance.now());
     this.t0 = this.now();
     this.evalGate = new Semaphore(Math.max(1, o.evaluator.workers));
-    // Every in-flight model call listens on the stop signal.
-    setMaxListeners(1000, this.abort.signal);
     this.own = Recorded.from(o.mode === 'resume' ? o.folder.readEvents(true) : []);
     o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
       once: true,
@@ -476,11 +475,9 @@ export class Controller {
     };
     this.inflightCalls++;
     this.waitingFor(it, 'model', model.name);
+    const call = this.abort.child();
     try {
-      const reply = await this.o.model.complete(
-        { iteration: it, attempt, model, messages },
-        this.abort.signal,
-      );
+      const reply = await this.o.model.complete({ iteration: it, attempt, model, messages }, call.signal);
       this.consecutiveModelFailures = 0;
       this.modelMs += reply.latency_ms;
       this.modelCalls++;
@@ -494,6 +491,7 @@ export class Controller {
       this.log({ type: 'llm_error', iteration: it, attempt, error: message, fatal });
       return { error: message, fatal };
     } finally {
+      call.release();
       this.inflightCalls--;
     }
   }

@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import { linkedSignal } from '../../util/abort.js';
 import { UserError } from '../../util/errors.js';
 import type { EvolveConfig, ModelConfig } from '../config.js';
 import { Semaphore } from './semaphore.js';
@@ -18,7 +19,7 @@ export class LlmCallError extends Error {
   }
 }
 
-/** Starts a timer and returns its cancel; injectable so tests fire timeouts without waiting. */
+/** Starts a timer and returns its cancel; injectable so tests fire timeouts and backoffs without waiting. */
 export type Timer = (ms: number, fire: () => void) => () => void;
 
 const realTimer: Timer = (ms, fire) => {
@@ -73,21 +74,28 @@ export class OpenAiModel implements LanguageModel {
     signal?: AbortSignal,
   ): Promise<LlmReply> {
     const queuedAt = this.now();
-    return this.gate.run(() =>
-      this.withRetries(request.model, request.messages, this.now() - queuedAt, signal),
-    );
+    return this.gate.run(async () => {
+      // The caller's signal may be long-lived (a whole run): link one signal per call to it, and unlink it
+      // when the call settles, so the attempts' and backoffs' listeners never land on the caller's signal.
+      const call = linkedSignal(signal);
+      try {
+        return await this.withRetries(request.model, request.messages, this.now() - queuedAt, call.signal);
+      } finally {
+        call.release();
+      }
+    });
   }
 
   /** One HTTP attempt with its own abort: the caller's stop signal or this attempt's timeout. */
-  private async attempt(model: ModelConfig, messages: ChatMessage[], signal?: AbortSignal) {
+  private async attempt(model: ModelConfig, messages: ChatMessage[], signal: AbortSignal) {
     const own = new AbortController();
     let timedOut = false;
     const cancel = this.timer(this.llm.timeout_s * 1000, () => {
       timedOut = true;
       own.abort(new Error('timed out'));
     });
-    const onStop = (): void => own.abort(signal?.reason);
-    signal?.addEventListener('abort', onStop, { once: true });
+    const onStop = (): void => own.abort(signal.reason);
+    signal.addEventListener('abort', onStop, { once: true });
     try {
       return await this.client.chat.completions.create(
         {
@@ -103,7 +111,7 @@ export class OpenAiModel implements LanguageModel {
       throw error;
     } finally {
       cancel();
-      signal?.removeEventListener('abort', onStop);
+      signal.removeEventListener('abort', onStop);
     }
   }
 
@@ -111,7 +119,7 @@ export class OpenAiModel implements LanguageModel {
     model: ModelConfig,
     messages: ChatMessage[],
     queuedMs: number,
-    signal?: AbortSignal,
+    signal: AbortSignal,
   ): Promise<LlmReply> {
     const retried: string[] = [];
     const t0 = this.now();
@@ -142,7 +150,7 @@ export class OpenAiModel implements LanguageModel {
           retried,
         };
       } catch (error) {
-        if (signal?.aborted) throw error;
+        if (signal.aborted) throw error;
         const { retryable, status, line, retryAfterMs } = classify(error);
         if (error instanceof AttemptTimeout) timeouts++;
         if (!retryable || attempt > this.llm.retries || timeouts > 1) {
@@ -155,9 +163,25 @@ export class OpenAiModel implements LanguageModel {
         }
         retried.push(line);
         const backoff = this.llm.retry_base_s * 1000 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
-        await sleep(Math.max(backoff, retryAfterMs ?? 0), signal);
+        await this.sleep(Math.max(backoff, retryAfterMs ?? 0), signal);
       }
     }
+  }
+
+  /** Waits `ms` on the timer, or rejects when `signal` aborts; either way nothing is left listening. */
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason ?? new Error('aborted'));
+      const onAbort = (): void => {
+        cancel();
+        reject(signal.reason ?? new Error('aborted'));
+      };
+      const cancel = this.timer(ms, () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 }
 
@@ -198,18 +222,4 @@ export function classify(error: unknown): {
     };
   }
   return { retryable: false, line: (error as Error)?.message ?? String(error) };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason ?? new Error('aborted'));
-      },
-      { once: true },
-    );
-  });
 }
