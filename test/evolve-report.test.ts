@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import {
   appendFileSync,
   cpSync,
-  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -302,7 +301,13 @@ describe('adrs report on a run still in progress', () => {
     const gate = new Promise<void>((r) => {
       release = r;
     });
+    // Iteration 4's request (the 4th, with one iteration at a time) is sent after its prompt is logged.
+    let asked4!: () => void;
+    const asking4 = new Promise<void>((r) => {
+      asked4 = r;
+    });
     const live = await FakeOpenAiServer.start(async (q) => {
+      if (q.index === 3) asked4();
       if (q.index >= 3) await gate;
       return climbingModel(q);
     });
@@ -313,10 +318,8 @@ describe('adrs report on a run still in progress', () => {
       writeFileSync(p.evaluatorModule, mod.replace('r.score -= 1;', 'r.score = 50;'));
       const out = join(p.dir, 'run');
       const session = runSession({ configPath: p.configPath, out, overrides: { iterations: 5 } });
-      const asked4 = () =>
-        existsSync(join(out, 'events.jsonl')) &&
-        readRunFiles(out).events.some((e) => e.type === 'prompt' && e.iteration === 4);
-      while (!asked4()) await new Promise((r) => setTimeout(r, 10));
+      await asking4;
+      expect(readRunFiles(out).events.some((e) => e.type === 'prompt' && e.iteration === 4)).toBe(true);
       const r = report(out);
       expect(r.status.state).toBe('in-progress-or-killed');
       expect(r.iterations.committed).toBe(3);

@@ -42,12 +42,71 @@ yargs(process.argv.slice(2))
     outfile: CLI,
     logLevel: 'error',
   });
-  // Slow enough that a kill lands mid-run with iterations in flight.
-  server = await FakeOpenAiServer.start((q) => ({ ...climbingModel(q), delayMs: 120 }));
+  server = await FakeOpenAiServer.start(async (q) => {
+    const h = hold;
+    if (h) {
+      // The child logs an iteration's prompt before it sends the request: its messages name the iteration.
+      const asked = JSON.stringify(q.messages);
+      const prompt = events(h.out).find((e) => e.type === 'prompt' && JSON.stringify(e.messages) === asked);
+      if (!prompt) throw new Error('a request without a logged prompt');
+      if (prompt.iteration > h.upTo) {
+        h.held.add(prompt.iteration);
+        if (h.held.size === h.inFlight) h.reached();
+        await h.released;
+      }
+    }
+    return climbingModel(q);
+  });
 });
 afterAll(async () => {
+  hold?.release();
   await server?.close();
 });
+
+/** While set, the requests of the child's iterations after `upTo` are held unanswered: its run stalls there. */
+let hold: {
+  out: string;
+  upTo: number;
+  held: Set<number>;
+  inFlight: number;
+  reached: () => void;
+  released: Promise<void>;
+  release: () => void;
+} | null = null;
+
+/**
+ * Answers the requests of iterations 1 … `upTo` of the run in `out`, holds later ones, and resolves once
+ * `inFlight` iterations are held. The controller plans iteration k + parallel only after committing
+ * iteration k, so with `inFlight` = search.parallel every slot waits on the model and exactly iterations
+ * 1 … `upTo` are committed, whatever order the parallel requests arrive in.
+ */
+function stallAfter(
+  out: string,
+  upTo: number,
+  inFlight: number,
+  child: ChildProcess,
+  stderr: () => string,
+): Promise<void> {
+  let reached!: () => void;
+  let release!: () => void;
+  const stalled = new Promise<void>((r) => {
+    reached = r;
+  });
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
+  hold = { out, upTo, held: new Set(), inFlight, reached, released, release };
+  const exitedEarly = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`child exited early (${code}): ${stderr()}`))),
+  );
+  return Promise.race([stalled, exitedEarly]);
+}
+
+/** Answers the held requests (to a dead or stopped child) and every later one. */
+function unhold(): void {
+  hold?.release();
+  hold = null;
+}
 
 const events = (dir: string) =>
   existsSync(join(dir, 'events.jsonl'))
@@ -66,7 +125,6 @@ const events = (dir: string) =>
 function runCli(args: string[]): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, TOY_EVAL_DELAY_MS: '40' },
   });
 }
 
@@ -93,18 +151,14 @@ describe('resume after kill -9', () => {
       stderr += d;
     });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    // Kill once a few iterations are committed and more are in flight.
-    for (let i = 0; i < 400; i++) {
-      if (events(out).filter((e) => e.type === 'commit').length >= 5) break;
-      if (child.exitCode !== null) throw new Error(`child exited early: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    // Kill once six iterations are committed and the next three are in flight (waiting on the model).
+    await stallAfter(out, 6, 3, child, () => stderr);
     child.kill('SIGKILL');
     await exited;
+    unhold();
     const before = events(out);
     const committedBefore = Math.max(...before.filter((e) => e.type === 'commit').map((e) => e.iteration));
-    expect(committedBefore).toBeGreaterThanOrEqual(4);
-    expect(committedBefore).toBeLessThan(12);
+    expect(committedBefore).toBe(6);
     // The kill landed with later iterations already planned (in flight).
     expect(before.some((e) => e.type === 'plan' && e.iteration > committedBefore)).toBe(true);
     const callsBefore = server.requests.length;
@@ -154,15 +208,21 @@ describe('resume after kill -9', () => {
     const p = makeToyProject(server.baseUrl, { iterations: 50, search: { parallel: 2, islands: 1 } });
     const out = join(p.dir, 'interrupted');
     const child = runCli(['evolve', '--config', p.configPath, '--out', out, '--quiet']);
-    for (let i = 0; i < 400 && events(out).filter((e) => e.type === 'commit').length < 3; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    let stderr = '';
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    // Interrupt with three iterations committed and the next two waiting on the model.
+    await stallAfter(out, 3, 2, child, () => stderr);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     child.kill('SIGINT');
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const code = await exited;
+    unhold();
     expect(code).toBe(0);
     const ev = events(out);
     expect(ev.at(-1)).toMatchObject({ type: 'stop', reason: 'interrupted' });
     const cp = JSON.parse(readFileSync(join(out, 'checkpoint.json'), 'utf8'));
+    expect(cp.committed).toBe(3);
     expect(cp.committed).toBe(Math.max(...ev.filter((e) => e.type === 'commit').map((e) => e.iteration)));
     const resumed = await runSession({ resume: out, overrides: { iterations: cp.committed + 2 } });
     expect(resumed.stats.committed).toBe(cp.committed + 2);
