@@ -107,12 +107,30 @@ function workerChildren(): number[] {
   return pids;
 }
 
-async function waitFor(what: string, ok: () => boolean, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
+/**
+ * Resolves once `ok()` holds for the state of processes in /proc. Only for what raises no event here: a
+ * process that is not this one's child dying (a harness's worker, bubblewrap's sandboxed processes) and
+ * the CPU time a process has used; /proc has no change notification (inotify does not work on it), so it
+ * is re-read on every turn of a short interval. No deadline: the test's own timeout is the bound, so a
+ * slow machine cannot fail the test, and a process that never dies still does.
+ */
+function procState(ok: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    if (ok()) return resolve();
+    const poll = setInterval(() => {
+      if (!ok()) return;
+      clearInterval(poll);
+      resolve();
+    }, 20);
+  });
+}
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }
 
 describe('start failures are told apart', () => {
@@ -219,9 +237,9 @@ setInterval(() => {}, 1000);
     stray.push(pid);
     // Spinning: the candidate's loop has used a quarter second of CPU.
     const before = cpuTicks(pid);
-    await waitFor('the candidate spins', () => cpuTicks(pid) - before >= 25, 20_000);
+    await procState(() => cpuTicks(pid) - before >= 25);
     harness.kill('SIGKILL');
-    await waitFor(`worker ${pid} is gone`, () => gone(pid), 5_000);
+    await procState(() => gone(pid));
   });
 
   it.skipIf(!launchTools().prlimit)(
@@ -331,6 +349,15 @@ describe('the pool', () => {
   });
 
   it('close() during an evaluation stops every worker, rejects the evaluation and removes the bundle', async () => {
+    // The pool's worker starts, as they complete: the evaluation's two (one per pass), then the next two.
+    const spawnReal = WorkerProcess.spawn.bind(WorkerProcess);
+    const started: WorkerProcess[] = [];
+    const fourStarted = deferred();
+    vi.spyOn(WorkerProcess, 'spawn').mockImplementation(async (options) => {
+      const w = await spawnReal(options);
+      if (started.push(w) === 4) fourStarted.resolve();
+      return w;
+    });
     const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 60, memoryMb: 512, prestart: 2 });
     const evaluation = pool.evaluate('test/fixtures/candidates/ts-infinite-loop', {
       trace,
@@ -339,24 +366,20 @@ describe('the pool', () => {
       repeats: 2,
     });
     evaluation.catch(() => {});
-    let workers: number[] = [];
-    await waitFor(
-      'four workers run (the evaluation’s two, one per pass, and the next two)',
-      () => {
-        workers = workerChildren();
-        return workers.length === 4;
-      },
-      20_000,
-    );
+    await fourStarted.promise;
+    const workers = workerChildren();
+    // Four live worker children, each running one of the started workers (under its launcher/sandbox).
+    expect(workers).toHaveLength(4);
+    for (const w of started) expect(workers.some((c) => processTree(c).includes(w.pid!))).toBe(true);
     const dir = /--allow-fs-read=(\S+)\/worker\.mjs/.exec(cmdline(workers[0]!))![1]!;
     expect(existsSync(dir)).toBe(true);
     // The candidate spins before the pool is closed.
-    await waitFor('the candidate spins', () => workers.some((pid) => cpuTicks(pid) > 100), 20_000);
+    await procState(() => workers.some((pid) => cpuTicks(pid) > 100));
     // Every process of the sandboxes (bubblewrap's and Node's) must go.
     const sandboxed = workers.flatMap((pid) => processTree(pid));
     await pool.close();
     await expect(evaluation).rejects.toThrow(/the evaluator pool was closed during the evaluation/);
-    for (const pid of sandboxed) await waitFor(`worker ${pid} is gone`, () => gone(pid), 5_000);
+    for (const pid of sandboxed) await procState(() => gone(pid));
     expect(existsSync(dir)).toBe(false);
   });
 
