@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { EvaluatorError, runCascade } from '../src/eval/cascade.js';
+import { EvaluatorError, realClock, runCascade } from '../src/eval/cascade.js';
 import { GpuScorer } from '../src/eval/gpu-scorer.js';
 import { EvaluatorPool } from '../src/eval/index.js';
 import {
@@ -25,6 +25,7 @@ import {
 } from '../src/eval/isolation.js';
 import { processTree } from '../src/eval/sandbox.js';
 import { transpileCandidate } from '../src/eval/transpile.js';
+import type { HarnessClock } from '../src/eval/types.js';
 import { evalWindows } from '../src/eval/windows.js';
 import { buildWorkerBundle, sweepStaleBundles, type WorkerBundle } from '../src/eval/worker-bundle.js';
 import { launchTools, workerLauncher } from '../src/eval/worker-launch.js';
@@ -61,8 +62,6 @@ afterAll(() => {
   if (bundle) rmSync(bundle.dir, { recursive: true, force: true });
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Whether a process is gone (a zombie nobody has reaped yet counts as gone). */
 function gone(pid: number): boolean {
@@ -307,20 +306,50 @@ describe('the pool', () => {
   });
 
   it('starts the candidate’s clock after the next worker has started', async () => {
-    // The slot's next worker takes longer to start than the candidate's whole limit: the evaluation
-    // waits for it (timing must not be disturbed) but does not charge the wait to the candidate.
+    // The slot's next workers take longer to start than the candidate's whole limit: the evaluation
+    // waits for them (timing must not be disturbed) but does not charge the wait to the candidate.
+    // "Longer": when they are up, the harness's clock moves 5 s on (more than the 4 s limit).
     const spawnReal = WorkerProcess.spawn.bind(WorkerProcess);
-    let spawned = 0;
+    const requestReal = WorkerProcess.prototype.request;
+    const evaluationWorkers = new Set<WorkerProcess>();
+    let nextStarting = false;
+    let nextUp = 0;
+    let skew = 0;
     vi.spyOn(WorkerProcess, 'spawn').mockImplementation(async (options) => {
-      if (spawned++ >= 1) await sleep(5000);
-      return spawnReal(options);
+      const w = await spawnReal(options);
+      if (!nextStarting) evaluationWorkers.add(w);
+      else if (++nextUp === 2) skew += 5000; // both next workers (prestart 2) are up
+      return w;
     });
-    const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 4, memoryMb: 512 });
+    // What the harness asked of the evaluation's workers while the next ones were still starting.
+    const early: string[] = [];
+    vi.spyOn(WorkerProcess.prototype, 'request').mockImplementation(function (
+      this: WorkerProcess,
+      message: Parameters<WorkerProcess['request']>[0],
+    ) {
+      if (nextStarting && nextUp < 2 && evaluationWorkers.has(this)) early.push(message.type);
+      return requestReal.call(this, message);
+    });
+    const timers: { ms: number; nextUp: boolean }[] = [];
+    const clock: HarnessClock = {
+      now: () => performance.now() + skew,
+      timer: (ms, fire) => {
+        timers.push({ ms, nextUp: nextUp === 2 });
+        return realClock.timer(ms, fire);
+      },
+    };
+    const pool = await EvaluatorPool.create({ workers: 1, timeoutS: 4, memoryMb: 512, clock });
     try {
+      nextStarting = true;
       const r = await pool.evaluate(NAIVE, { trace, objective: 'default', windows: 1, repeats: 2 });
       expect(r.artifacts).toEqual({});
       expect(r.valid).toBe(true);
-      expect(r.metrics.setup_ms!).toBeGreaterThanOrEqual(4900);
+      expect(nextUp).toBe(2);
+      // Nothing was sent to the evaluation's workers (no calibration, no candidate code) until then,
+      expect(early).toEqual([]);
+      // the wait is the harness's setup, and the candidate's 4 s limit was started once, afterwards.
+      expect(r.metrics.setup_ms!).toBeGreaterThanOrEqual(5000);
+      expect(timers.filter((t) => t.ms === 4000)).toEqual([{ ms: 4000, nextUp: true }]);
     } finally {
       await pool.close();
     }

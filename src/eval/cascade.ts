@@ -7,7 +7,7 @@ import type { GpuScorer } from './gpu-scorer.js';
 import type { Failure, FromWorker } from './protocol.js';
 import { adrsObjective, defaultScore, moeScore } from './scores.js';
 import type { CompiledCandidate } from './transpile.js';
-import type { EvalMetrics, EvalResult, EvaluateOptions } from './types.js';
+import type { EvalMetrics, EvalResult, EvaluateOptions, HarnessClock } from './types.js';
 import { callInput, type PassPlan, passPlans, secretSeed, untransformPlacement } from './windows.js';
 import { WorkerDeath, type WorkerProcess } from './worker-process.js';
 
@@ -57,7 +57,17 @@ export interface CascadeJob {
   timeoutS: number;
   /** Bound on the harness's own preparation (`quiet`, calibration), ms (default SETUP_TIMEOUT_MS). */
   setupTimeoutMs?: number;
+  /** The harness's clock for the setup bound, the candidate's limit and setup_ms/eval_ms (tests inject one). */
+  clock?: HarnessClock;
 }
+
+export const realClock: HarnessClock = {
+  now: () => performance.now(),
+  timer: (ms, fire) => {
+    const t = setTimeout(fire, ms);
+    return () => clearTimeout(t);
+  },
+};
 
 /**
  * How long the harness may take to get a worker ready for the candidate (the next worker's start,
@@ -114,7 +124,8 @@ interface PassRecord {
  * its clock is only trusted when the parent's clock agrees.
  */
 export async function runCascade(job: CascadeJob): Promise<EvalResult> {
-  const started = performance.now();
+  const clock = job.clock ?? realClock;
+  const started = clock.now();
   const { options, workers } = job;
   const seed = options.seed ?? secretSeed();
   const historyLength = options.history ?? DEFAULT_HISTORY;
@@ -137,7 +148,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     artifacts: {} as Record<string, string>,
   };
   const finish = (valid: boolean): EvalResult => {
-    const evalMs = performance.now() - started;
+    const evalMs = clock.now() - started;
     // The worker's clock is precise but runs in the candidate's process; the parent's cannot be
     // fooled but carries IPC jitter. Each call is charged the larger of the two (the parent's less
     // the IPC round trip measured before any candidate code ran), so time hidden from the worker's
@@ -256,14 +267,14 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   const killAll = (death: WorkerDeath) => {
     for (const w of workers) w.kill(death);
   };
-  let timer = setTimeout(() => {
+  let cancelTimer = clock.timer(setupMs, () => {
     const death = new WorkerDeath(
       'evaluator',
       `the evaluator could not prepare a worker within ${setupMs / 1000} s (the machine is overloaded?); the candidate did not run`,
     );
     killAll(death);
     expire(death);
-  }, setupMs);
+  });
   try {
     const { shape, windows } = job;
     const repeats = options.repeats ?? DEFAULT_REPEATS;
@@ -286,16 +297,16 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       }
     }
     run.ipcMs = summarizeTimes(probes).median_ms;
-    run.setupMs = performance.now() - started;
-    clearTimeout(timer);
-    timer = setTimeout(() => {
+    run.setupMs = clock.now() - started;
+    cancelTimer();
+    cancelTimer = clock.timer(job.timeoutS * 1000, () => {
       killAll(
         new WorkerDeath(
           'timeout',
           `timeout: the evaluation exceeded its ${job.timeoutS} s limit and the worker was killed`,
         ),
       );
-    }, job.timeoutS * 1000);
+    });
 
     const load = async (on: WorkerProcess = worker) => {
       const loaded = await on.request({ type: 'load', js: job.compiled.js, kernels: job.kernels });
@@ -409,7 +420,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     } else throw error;
     return finish(false);
   } finally {
-    clearTimeout(timer);
+    cancelTimer();
   }
 }
 

@@ -130,6 +130,7 @@ export class EvaluatorPool {
             scorer: this.scorer,
             quiet: successor,
             timeoutS: this.options.timeoutS,
+            ...(this.options.clock ? { clock: this.options.clock } : {}),
           });
           // A worker killed by close() is no verdict on the candidate.
           check(!this.closed, 'the evaluator pool was closed during the evaluation');

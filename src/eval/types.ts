@@ -5,6 +5,13 @@ import type { Objective } from './scores.js';
 
 export type { Objective } from './scores.js';
 
+/** Wall time and timers of the harness (not of the candidate's calls, which are always timed for real). */
+export interface HarnessClock {
+  now(): number;
+  /** Starts a timer and returns its cancel. */
+  timer(ms: number, fire: () => void): () => void;
+}
+
 export interface PoolOptions {
   /** Candidates evaluated at once (one worker process and GPU device each). */
   workers: number;
@@ -22,6 +29,8 @@ export interface PoolOptions {
    * passes: one fresh process per pass); an evaluation with more passes starts the rest itself.
    */
   prestart?: number;
+  /** Tests: the harness's clock for the setup bound, the candidate's limit and setup_ms/eval_ms. */
+  clock?: HarnessClock;
 }
 
 export interface EvaluateOptions {
