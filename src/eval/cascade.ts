@@ -61,6 +61,7 @@ export interface CascadeJob {
   clock?: HarnessClock;
 }
 
+/** The harness's clock outside tests: performance.now() and setTimeout. */
 export const realClock: HarnessClock = {
   now: () => performance.now(),
   timer: (ms, fire) => {
