@@ -196,6 +196,23 @@ async function evalOnBroker(argv: EvalArgs): Promise<void> {
   });
 }
 
+/** The layers a candidate ran under, in one line (the threat model in the README says what each does). */
+function sandboxLine(b: NonNullable<EvalResult['sandbox']>): string {
+  const os =
+    b.os === 'bubblewrap'
+      ? `bubblewrap (network ${b.network}, file system ${b.filesystem})`
+      : 'NO OS sandbox (bubblewrap unavailable or ADRS_EVAL_SANDBOX=none)';
+  const parts = [
+    os,
+    b.own_uid ? `own uid ${b.uid}` : 'the harness uid',
+    b.node_permissions ? 'Node permission model' : 'NO Node permission model',
+    b.hardened ? 'hardened intrinsics' : 'NOT hardened',
+    `${b.channel} channel`,
+  ];
+  if (b.transpile) parts.push(`transpiled in ${b.transpile}`);
+  return parts.join(', ');
+}
+
 const f = (x: number | null, d = 4) => (x === null ? '—' : x.toFixed(d));
 const pm = (x: number | null, noise: number | null, d = 3) =>
   x === null ? '—' : `${x.toFixed(d)}${noise !== null ? ` ± ${noise.toFixed(d)}` : ''}`;
@@ -223,6 +240,7 @@ function printResult(r: EvalRow, adapter: string): void {
   console.log(
     `  ${m.passes} passes × ${m.windows} windows (history ${m.history}), ${m.calls} timed calls; evaluation ${(m.eval_ms / 1000).toFixed(2)} s, of which the candidate ${(m.candidate_ms / 1000).toFixed(2)} s; seed ${r.seed}`,
   );
+  if (r.sandbox) console.log(`  sandbox: ${sandboxLine(r.sandbox)}`);
   for (const [key, text] of Object.entries(r.artifacts)) {
     console.log(`  ${key}:`);
     for (const line of text.split('\n')) console.log(`    ${line}`);
