@@ -3,8 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drawSeries } from '../src/eval/series.js';
+import { buildRunReport } from '../src/evolve/report.js';
+import { readRunFiles } from '../src/evolve/report-read.js';
 import { runSession } from '../src/evolve/session.js';
 import { traceChecksum } from '../src/evolve/trace-checksum.js';
+import { buildRunPageData } from '../src/report/run-page-data.js';
 import { loadTrace } from '../src/trace/load.js';
 import { FakeOpenAiServer, type FakeRequest } from './helpers/fake-openai-server.js';
 
@@ -130,5 +133,21 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
       sha256: traceChecksum(drawSeries('synthetic-v4-windows', recorded.evaluator.series_seed, 3)),
     });
     expect(repro.traces.heldout.sha256).toBe(traceChecksum(loadTrace('synthetic-v4-windows')));
+    // Every valid evaluation records one scored placement's GPU loads for the report (not for the
+    // model: no prompt carries it), and the report draws the best's against the seed's.
+    for (const req of server.requests)
+      for (const m of req.messages) expect(m.content).not.toContain('gpu-loads/1');
+    const files = readRunFiles(r.dir);
+    const page = buildRunPageData(files, buildRunReport(files));
+    expect(page.placement).not.toBeNull();
+    expect(page.placement!.layers).toHaveLength(loadTrace('synthetic-v4-windows').manifest.layers);
+    for (const row of page.placement!.layers) {
+      expect(row.best).toHaveLength(32);
+      expect(row.best.every((x) => Number.isFinite(x) && x >= 0)).toBe(true);
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(page.placement!.layers.map((l) => l.bestBalancedness))).toBeGreaterThan(
+      mean(page.placement!.layers.map((l) => l.seedBalancedness)),
+    );
   });
 });

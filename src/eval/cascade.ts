@@ -7,7 +7,7 @@ import type { GpuScorer } from './gpu-scorer.js';
 import type { Failure, FromWorker } from './protocol.js';
 import { adrsObjective, defaultScore, moeScore } from './scores.js';
 import type { CompiledCandidate } from './transpile.js';
-import type { EvalMetrics, EvalResult, EvaluateOptions, HarnessClock } from './types.js';
+import type { EvalMetrics, EvalResult, EvaluateOptions, GpuLoads, HarnessClock } from './types.js';
 import { callInput, type PassPlan, passPlans, secretSeed, untransformPlacement } from './windows.js';
 import { WorkerDeath, type WorkerProcess } from './worker-process.js';
 
@@ -135,6 +135,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   const run = {
     stage: 1 as 1 | 2,
     where: 'loading',
+    gpuLoads: null as GpuLoads | null,
     candidateMs: 0,
     /** Per timed call: the worker's clock, and the parent's round trip minus the IPC baseline. */
     workerMs: [] as number[],
@@ -225,6 +226,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       seed,
       metrics,
       artifacts: run.artifacts,
+      ...(valid && run.gpuLoads ? { gpu_loads: run.gpuLoads } : {}),
     };
   };
 
@@ -382,6 +384,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
         record.interNode.push(n.interNodeShare);
         record.same.push(m[2 * k + 1]!.gpuBalancedness);
       }
+      if (pass === 0) run.gpuLoads = gpuLoadsOf(shape, placements[pairs - 1]!, windows[pairs]!, pairs);
       if (pass === 0 && moeTokens > 0) {
         run.where = 'stage 2, MoE-time simulation of pass 1';
         run.moe = await job.scorer.moeTimes(
@@ -461,6 +464,26 @@ function stdError(xs: ReadonlyArray<number | null>): number | null {
   const m = v.reduce((a, b) => a + b, 0) / v.length;
   const variance = v.reduce((a, x) => a + (x - m) ** 2, 0) / (v.length - 1);
   return Math.sqrt(variance / v.length);
+}
+
+/** GPU loads per layer of `placement` on `loads` (a GPU's load: Σ over its slots of load / replicas). */
+export function gpuLoadsOf(
+  shape: Shape,
+  placement: Placement,
+  loads: Float32Array,
+  window: number,
+): GpuLoads {
+  const { layers: L, experts: E, replicas: R, gpus: P } = shape;
+  const S = R / P;
+  const out = new Array<number>(L * P).fill(0);
+  for (let l = 0; l < L; l++) {
+    for (let s = 0; s < R; s++) {
+      const e = placement.phy2log[l * R + s]!;
+      out[l * P + Math.floor(s / S)]! += loads[l * E + e]! / placement.logcnt[l * E + e]!;
+    }
+  }
+  // Six significant digits: enough for a chart, small in a run folder.
+  return { window, layers: L, gpus: P, loads: out.map((x) => Number(x.toPrecision(6))) };
 }
 
 /** The candidate's answer as a full placement, or why it is not one. */

@@ -142,4 +142,18 @@ export interface EvalResult {
   artifacts: Record<string, string>;
   /** The sandbox layers the candidate ran under (absent when it never reached a worker). */
   sandbox?: SandboxReport;
+  /**
+   * Pass 1's placement for the last scored window k, as GPU loads on window k+1 (the window it is
+   * scored on, original labels): what reports draw. Absent when stage 2 did not finish.
+   */
+  gpu_loads?: GpuLoads;
+}
+
+/** GPU loads per layer of one placement on one window: `loads[l·gpus + g]`. */
+export interface GpuLoads {
+  /** The scored window (index into the evaluated series). */
+  window: number;
+  layers: number;
+  gpus: number;
+  loads: number[];
 }

@@ -9,6 +9,7 @@ import {
   type Evaluator,
   EvaluatorFailure,
   evaluateWithRetry,
+  PLACEMENT_ARTIFACT,
   scoreNoise,
 } from './evaluator.js';
 import { LlmCallError } from './llm/openai-client.js';
@@ -852,6 +853,6 @@ const resumable = (detail: string): UserError =>
   new UserError(`stopped: ${detail} (the run folder can be resumed with --resume)`);
 
 function firstArtifact(r: EvalOutcome): string | undefined {
-  const [k, v] = Object.entries(r.artifacts).find(([, v]) => v) ?? [];
+  const [k, v] = Object.entries(r.artifacts).find(([k, v]) => v && k !== PLACEMENT_ARTIFACT) ?? [];
   return k ? `${k}: ${v!.split('\n').slice(0, 3).join(' | ')}` : undefined;
 }

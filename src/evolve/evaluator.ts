@@ -16,6 +16,12 @@ export interface EvalOutcome {
 
 export type Split = 'train' | 'heldout';
 
+/**
+ * The artifact that carries data, not a message: one scored placement's GPU loads (JSON), for
+ * reports. Prompts and failure classes leave it out.
+ */
+export const PLACEMENT_ARTIFACT = 'placement';
+
 /** Where and how programs are measured: what the prompt tells the model about the evaluator. */
 export interface EvaluatorInfo {
   /** 'eplb': the sandboxed EPLB evaluator (the prompt carries the candidate API and scoring rule). */

@@ -5,7 +5,13 @@ import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import { type EvalOutcome, type Evaluator, isSoftwareAdapter, type Split } from './evaluator.js';
+import {
+  type EvalOutcome,
+  type Evaluator,
+  isSoftwareAdapter,
+  PLACEMENT_ARTIFACT,
+  type Split,
+} from './evaluator.js';
 import { traceChecksum } from './trace-checksum.js';
 
 /**
@@ -80,5 +86,10 @@ function toOutcome(r: EvalResult): EvalOutcome {
   const metrics: Record<string, number> = {};
   for (const [k, v] of Object.entries(r.metrics))
     if (typeof v === 'number' && Number.isFinite(v)) metrics[k] = v;
-  return { valid: r.valid, stage: r.stage, score: r.score, metrics, artifacts: r.artifacts };
+  // The GPU loads of one scored placement travel as the `placement` artifact (reports draw them;
+  // prompts and failure classes leave that key out).
+  const artifacts = r.gpu_loads
+    ? { ...r.artifacts, [PLACEMENT_ARTIFACT]: JSON.stringify({ format: 'gpu-loads/1', ...r.gpu_loads }) }
+    : r.artifacts;
+  return { valid: r.valid, stage: r.stage, score: r.score, metrics, artifacts };
 }

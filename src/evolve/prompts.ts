@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { allBlocks, type CandidateFiles, sortedPaths } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import type { Mutation, ProgramRecord } from './database.js';
-import type { EvaluatorInfo } from './evaluator.js';
+import { type EvaluatorInfo, PLACEMENT_ARTIFACT } from './evaluator.js';
 import type { ChatMessage } from './llm/types.js';
 import { selectionRule } from './selection.js';
 
@@ -167,7 +167,7 @@ const lang = (path: string): string => (path.endsWith('.wgsl') ? 'wgsl' : path.e
 function artifacts(a: Record<string, string>, limit: number): string {
   let out = '';
   for (const [k, v] of Object.entries(a)) {
-    if (!v) continue;
+    if (!v || k === PLACEMENT_ARTIFACT) continue;
     const text = v.length > limit ? `${v.slice(0, limit)}\n… (${v.length - limit} more characters)` : v;
     out += `### ${k}\n${text}\n`;
     if (out.length > limit * 2) break;

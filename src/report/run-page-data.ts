@@ -240,9 +240,12 @@ function islandGrids(files: RunFiles): IslandGrid[] {
 }
 
 /**
- * The best's and the seed's GPU loads per layer on one scored window, when the evaluator recorded
- * their placements (artifact `placement`: {shape, window, loads, phy2log, logcnt}, JSON). The EPLB
- * evaluator does not record them today; the page then says so instead of drawing anything else.
+ * The best's and the seed's GPU loads per layer on one scored window, from the `placement` artifact of
+ * their evaluations: the EPLB evaluator records `{format: 'gpu-loads/1', window, layers, gpus, loads}`
+ * (pass 1's placement for the last scored window, on the window it is scored on; every training
+ * evaluation of a run scores the same series, so both are on the same loads); a plug-in evaluator may
+ * record `{shape, window, loads, phy2log, logcnt}` instead (the seed's placement is then put on the
+ * best's loads).
  */
 function placementView(
   files: RunFiles,
@@ -250,27 +253,31 @@ function placementView(
 ): { placement: PlacementView | null; note: string } {
   const none = (note: string) => ({ placement: null, note });
   if (!report.best || !report.seed) return none('no best program yet');
-  const read = (hash: string) => {
-    const raw = files.program(hash)?.result?.artifacts?.placement;
-    if (!raw) return null;
+  const raw = (hash: string): Record<string, unknown> | null => {
+    const text = files.program(hash)?.result?.artifacts?.placement;
+    if (!text) return null;
     try {
-      return JSON.parse(raw) as {
-        shape: Shape;
-        window?: number;
-        loads: number[];
-        phy2log: number[];
-        logcnt: number[];
-      };
+      const v = JSON.parse(text) as unknown;
+      return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : null;
     } catch {
       return null;
     }
   };
-  const b = read(report.best.hash);
-  const s = read(report.seed.hash);
-  if (!b || !s)
+  const rb = raw(report.best.hash);
+  const rs = raw(report.seed.hash);
+  if (!rb || !rs)
     return none(
-      'The evaluator recorded no placement for the best program or the seed (EPLB evaluations record scores, not placements), so there are no per-GPU loads to draw; the per-metric comparison above shows their balancedness.',
+      'The evaluator recorded no placement for the best program or the seed, so there are no per-GPU loads to draw; the per-metric comparison above shows their balancedness.',
     );
+  if (rb.format === 'gpu-loads/1' || rs.format === 'gpu-loads/1') return gpuLoadsView(rb, rs, none);
+  const b = rb as unknown as {
+    shape: Shape;
+    window?: number;
+    loads: number[];
+    phy2log: number[];
+    logcnt: number[];
+  };
+  const s = rs as unknown as typeof b;
   const loads = Float32Array.from(b.loads);
   const perGpu = (p: typeof b) => {
     const placement = deriveLog2phy(p.shape, Int32Array.from(p.phy2log), Int32Array.from(p.logcnt));
@@ -312,5 +319,44 @@ function placementView(
       })),
     },
     note: `GPU loads of each placement on scored window ${b.window ?? '?'} (the best's recorded window; the seed's placement is scored on the same loads)`,
+  };
+}
+
+/** The view from two recorded `gpu-loads/1` artifacts (best and seed on the same window). */
+function gpuLoadsView(
+  rb: Record<string, unknown>,
+  rs: Record<string, unknown>,
+  none: (note: string) => { placement: null; note: string },
+): { placement: PlacementView | null; note: string } {
+  const ok = (r: Record<string, unknown>) =>
+    r.format === 'gpu-loads/1' &&
+    Number.isInteger(r.layers) &&
+    Number.isInteger(r.gpus) &&
+    Array.isArray(r.loads) &&
+    r.loads.length === (r.layers as number) * (r.gpus as number);
+  if (!ok(rb) || !ok(rs) || rb.layers !== rs.layers || rb.gpus !== rs.gpus || rb.window !== rs.window)
+    return none(
+      'The best and the seed recorded GPU loads of different shapes or windows, so they are not drawn side by side.',
+    );
+  const L = rb.layers as number;
+  const P = rb.gpus as number;
+  const row = (r: Record<string, unknown>, l: number) => (r.loads as number[]).slice(l * P, (l + 1) * P);
+  const balancedness = (xs: number[]) => {
+    const max = Math.max(...xs);
+    return max > 0 ? xs.reduce((a, x) => a + x, 0) / xs.length / max : 1;
+  };
+  return {
+    placement: {
+      shape: { layers: L, experts: 0, replicas: 0, gpus: P },
+      window: typeof rb.window === 'number' ? rb.window : null,
+      layers: Array.from({ length: L }, (_, l) => ({
+        layer: l,
+        best: row(rb, l),
+        seed: row(rs, l),
+        bestBalancedness: balancedness(row(rb, l)),
+        seedBalancedness: balancedness(row(rs, l)),
+      })),
+    },
+    note: `GPU loads of each placement on scored window ${String(rb.window)} of the training series (pass 1's placement from the window before it)`,
   };
 }
