@@ -5,7 +5,7 @@ import type { Trace } from '../trace/trace.js';
 import { UserError } from '../util/errors.js';
 import type { CandidateFiles } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import { type EvalOutcome, type Evaluator, isSoftwareAdapter, type Split } from './evaluator.js';
+import { type EvalOutcome, type Evaluator, isSoftwareAdapter, type Split } from './evaluator-types.js';
 import { traceChecksum } from './trace-checksum.js';
 
 /**
