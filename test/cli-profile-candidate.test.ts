@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeVariant } from './helpers/hostile-variants.js';
 
 /**
  * `adrs profile DIR` on the real binary (built by `npm test`), with the seed candidate: per-call
@@ -67,7 +70,9 @@ describe('adrs profile DIR', () => {
     const missing = adrs('profile', 'no/such/folder');
     expect(missing.code).toBe(1);
     expect(missing.stderr.trim().split('\n').at(-1)).toMatch(/candidate folder 'no\/such\/folder' not found/);
-    const invalid = adrs('profile', 'test/fixtures/candidates/out-of-range', ...SMALL);
+    const variants = mkdtempSync(join(tmpdir(), 'adrs-profile-variant-'));
+    const invalid = adrs('profile', writeVariant(variants, 'out-of-range'), ...SMALL);
+    rmSync(variants, { recursive: true, force: true });
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toMatch(/window 0: invalid placement/);
     const wgsl = adrs('profile', 'test/fixtures/candidates/wgsl-error', ...SMALL);

@@ -9,6 +9,7 @@ import { buildWorkerBundle } from '../src/eval/worker-bundle.js';
 import { WorkerProcess } from '../src/eval/worker-process.js';
 import { loadTrace } from '../src/trace/load.js';
 import { UserError } from '../src/util/errors.js';
+import { type VariantName, writeVariant } from './helpers/hostile-variants.js';
 
 /**
  * Candidates that attack the harness itself rather than the file system: signals to the harness,
@@ -32,11 +33,14 @@ afterAll(async () => {
 });
 
 const evaluate = (name: string): Promise<EvalResult> => pool.evaluate(join(FIXTURES, name), opts);
+/** A valid-naive variant (test/helpers/hostile-variants.ts), written under the scratch folder. */
+const evaluateVariant = (name: VariantName): Promise<EvalResult> =>
+  pool.evaluate(writeVariant(join(scratch, 'variants'), name), opts);
 const naiveSource = readFileSync(join(FIXTURES, 'valid-naive/balancer.ts'), 'utf8');
 
 describe('hostile candidates against the harness', () => {
   it('cannot signal the harness or other processes (every route refused, so the fixture is valid)', async () => {
-    const r = await evaluate('kill-parent');
+    const r = await evaluateVariant('kill-parent');
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);
   });
@@ -51,7 +55,7 @@ describe('hostile candidates against the harness', () => {
   });
 
   it('finds no route onto the harness channel (send, _send, channel, pipe handle, message listeners)', async () => {
-    const r = await evaluate('harness-channel');
+    const r = await evaluateVariant('harness-channel');
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);
   });
@@ -77,13 +81,13 @@ describe('hostile candidates against the harness', () => {
   });
 
   it('cannot import the network modules (refused at transpile time)', async () => {
-    const r = await evaluate('network');
+    const r = await evaluateVariant('network');
     expect(r.valid).toBe(false);
     expect(r.artifacts.transpile).toMatch(/^balancer\.ts:2:\d+: 'node:net' is not available to candidates/);
   });
 
   it('cannot reach the network or process modules at run time (every route refused, so the fixture is valid)', async () => {
-    const r = await evaluate('network-runtime');
+    const r = await evaluateVariant('network-runtime');
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);
   });

@@ -1,9 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
 import { loadTrace } from '../src/trace/load.js';
+import { type VariantName, writeVariant } from './helpers/hostile-variants.js';
 
 /**
  * Candidates that cheat or fail on their answers: exceptions, malformed placements, remembered
@@ -23,16 +25,20 @@ const opts = {
 };
 let pool: EvaluatorPool;
 let gpu: GpuContext;
+/** Where the valid-naive variants are written (test/helpers/hostile-variants.ts). */
+let variants: string;
 
 beforeAll(async () => {
   [pool, gpu] = await Promise.all([
     EvaluatorPool.create({ workers: 2, timeoutS: 30, memoryMb: 1024 }),
     acquireGpu(),
   ]);
+  variants = mkdtempSync(join(tmpdir(), 'adrs-hostile-output-'));
 });
 afterAll(async () => {
   await pool?.close();
   gpu?.destroy();
+  if (variants) rmSync(variants, { recursive: true, force: true });
 });
 
 /**
@@ -67,6 +73,8 @@ async function spinKernelMs(): Promise<number> {
 }
 
 const evaluate = (name: string): Promise<EvalResult> => pool.evaluate(join(FIXTURES, name), opts);
+const evaluateVariant = (name: VariantName): Promise<EvalResult> =>
+  pool.evaluate(writeVariant(variants, name), opts);
 const files = (name: string, edit: (text: string) => string = (t) => t): Record<string, string> => {
   const dir = join(FIXTURES, name);
   return {
@@ -89,7 +97,7 @@ describe('hostile and broken answers', () => {
 
   it('wrong shapes, out-of-range ids and an expert with no replica fail validation', async () => {
     const [shape, range, missing] = await Promise.all(
-      ['wrong-shape', 'out-of-range', 'missing-expert'].map(evaluate),
+      (['wrong-shape', 'out-of-range', 'missing-expert'] as const).map(evaluateVariant),
     );
     expect(shape!.artifacts.validation).toMatch(
       /phy2log must be an Int32Array of 2×16 = 32 entries, got Int32Array of 31/,

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EvalResult, EvaluatorPool } from '../src/eval/index.js';
 import { loadTrace } from '../src/trace/load.js';
+import { VARIANTS, type VariantName, writeVariant } from './helpers/hostile-variants.js';
 
 /**
  * Candidates that attack the sandbox: each must come back invalid with a clear artifact, in bounded
@@ -26,15 +28,26 @@ const HOSTILE = [
 const trace = loadTrace('synthetic-v4-windows');
 let pool: EvaluatorPool;
 let fixturesBefore: string;
+/** Where the valid-naive variants among HOSTILE are written (test/helpers/hostile-variants.ts), and their hash. */
+let variants: string;
+let variantsBefore: string;
 const results = new Map<string, { result: EvalResult }>();
 
 beforeAll(async () => {
   for (const m of MARKERS) rmSync(m, { force: true });
   fixturesBefore = treeHash(FIXTURES);
+  variants = mkdtempSync(join(tmpdir(), 'adrs-hostile-sandbox-'));
+  const folders = new Map(
+    HOSTILE.map((name) => [
+      name,
+      name in VARIANTS ? writeVariant(variants, name as VariantName) : join(FIXTURES, name),
+    ]),
+  );
+  variantsBefore = treeHash(variants);
   pool = await EvaluatorPool.create({ workers: 2, timeoutS: TIMEOUT_S, memoryMb: 512 });
   await Promise.all(
     HOSTILE.map(async (name) => {
-      const result = await pool.evaluate(join(FIXTURES, name), {
+      const result = await pool.evaluate(folders.get(name)!, {
         trace,
         objective: 'default',
         windows: 2,
@@ -44,7 +57,10 @@ beforeAll(async () => {
     }),
   );
 }, 120_000);
-afterAll(() => pool?.close());
+afterAll(async () => {
+  await pool?.close();
+  if (variants) rmSync(variants, { recursive: true, force: true });
+});
 
 function get(name: (typeof HOSTILE)[number]): EvalResult {
   const entry = results.get(name)!;
@@ -75,7 +91,7 @@ describe('hostile candidates against the sandbox', () => {
   // (test/eval-sandbox-layers.test.ts).
   it('writing a file is refused and nothing is written', () => {
     const r = get('write-file');
-    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:3:\d+: 'node:fs' is not available to candidates/);
+    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:2:\d+: 'node:fs' is not available to candidates/);
     expect(existsSync(MARKERS[0]!)).toBe(false);
   });
 
@@ -87,13 +103,13 @@ describe('hostile candidates against the sandbox', () => {
 
   it('reading outside the allowed paths is refused', () => {
     const r = get('read-outside');
-    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:3:\d+: 'node:fs' is not available to candidates/);
+    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:2:\d+: 'node:fs' is not available to candidates/);
   });
 
   it('the window it is scored on is out of reach (no file system for candidates)', () => {
     const r = get('reach-next-window');
     expect(r.artifacts.exception).toBeUndefined();
-    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:3:\d+: 'node:fs' is not available to candidates/);
+    expect(r.artifacts.transpile).toMatch(/^balancer\.ts:2:\d+: 'node:fs' is not available to candidates/);
   });
 
   it('allocating typed arrays until out of memory is killed at the memory cap', () => {
@@ -116,6 +132,7 @@ describe('hostile candidates against the sandbox', () => {
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);
     expect(treeHash(FIXTURES)).toBe(fixturesBefore);
+    expect(treeHash(variants)).toBe(variantsBefore);
     for (const m of MARKERS) expect(existsSync(m)).toBe(false);
   });
 });

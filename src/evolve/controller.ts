@@ -12,9 +12,9 @@ import {
   PLACEMENT_ARTIFACT,
   scoreNoise,
 } from './evaluator.js';
-import { LlmCallError } from './llm/openai-client.js';
 import { Semaphore } from './llm/semaphore.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
+import { LlmCallError } from './llm/types.js';
 import type { PatchResult } from './patch.js';
 import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
 import { type CommitRecord, type Plan, Recorded } from './recorded.js';

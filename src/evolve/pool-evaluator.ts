@@ -11,7 +11,7 @@ import {
   isSoftwareAdapter,
   PLACEMENT_ARTIFACT,
   type Split,
-} from './evaluator.js';
+} from './evaluator-types.js';
 import { traceChecksum } from './trace-checksum.js';
 
 /**

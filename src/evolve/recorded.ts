@@ -1,8 +1,8 @@
 import { UserError } from '../util/errors.js';
 import type { Mutation } from './database.js';
 import type { EvalOutcome } from './evaluator.js';
-import { LlmCallError } from './llm/openai-client.js';
 import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
+import { LlmCallError } from './llm/types.js';
 import type { RunEvent } from './run-folder.js';
 import type { Comparison } from './selection.js';
 

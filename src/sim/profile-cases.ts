@@ -9,13 +9,13 @@ import { Rng } from '../util/rng.js';
 import { COUNTERS_PER_GPU } from './cost-model.js';
 import { PlacementEvaluator } from './placement-eval.js';
 import { cyclePairs, randomPlacement, randomWindows } from './placement-eval-inputs.js';
-import type { ProfilableKernel, ProfileSize } from './profile.js';
+import type { ProfilableKernel, ProfileSize } from './profile-types.js';
 import { routeReference } from './route-reference.js';
 import { RouteSimulator } from './route-sim.js';
 import type { RouteInput } from './route-types.js';
 import { allocateRouteTables } from './routing-tables.js';
 
-/** The kernels `adrs profile` measures (registered in profile.ts PROFILABLE_KERNELS). */
+/** The kernels `adrs profile` measures (registered in profile.ts PROFILABLE_KERNELS; their contract is profile-types.ts). */
 
 const TOY_SHAPE: Shape = { layers: 4, experts: 16, replicas: 24, groups: 4, nodes: 2, gpus: 8 };
 

@@ -2,6 +2,17 @@ import type { GpuContext } from '../gpu/device.js';
 import { check } from '../util/errors.js';
 import { summarizeTimes, type TimingSummary } from '../util/stats.js';
 import { gpuLptKernel, placementEvalKernel, routeSimKernel, smokeKernel } from './profile-cases.js';
+import type { ProfilableKernel, ProfileOptions, ProfileSize } from './profile-types.js';
+
+// The contract lives in profile-types.ts (so profile-cases.ts need not import this module); re-exported here for callers of `adrs profile`.
+export {
+  PROFILE_SIZES,
+  type ProfilableKernel,
+  type ProfileCase,
+  type ProfileOptions,
+  type ProfileSize,
+  type RunStats,
+} from './profile-types.js';
 
 /**
  * `adrs profile`: GPU time, dispatches, bytes moved and wall time of each kernel family on a
@@ -9,46 +20,6 @@ import { gpuLptKernel, placementEvalKernel, routeSimKernel, smokeKernel } from '
  * `prepare` builds inputs and GPU state once, `run` does one hot-path call, `reference` (optional)
  * does the same work in plain TypeScript so the speed-up over the reference is reported too.
  */
-
-export const PROFILE_SIZES = ['small', 'v3', 'large'] as const;
-export type ProfileSize = (typeof PROFILE_SIZES)[number];
-
-export interface ProfileOptions {
-  size: ProfileSize;
-  /** Work items per call for batched kernels (placement-eval: pairs); each size has a default. */
-  batch?: number;
-  seed: number;
-}
-
-/** What one hot-path call did. */
-export interface RunStats {
-  /** From timestamp queries; undefined on devices without them. */
-  gpuMs: number | undefined;
-  uploadedBytes: number;
-  readBackBytes: number;
-  /** Estimate of device-memory bytes the kernels read and wrote. */
-  touchedBytes: number;
-}
-
-export interface ProfileCase {
-  /** The workload in words, e.g. "58×256, R=288, 32 GPUs: 1024 (placement, window) pairs". */
-  workload: string;
-  /** Work items per call and their unit, for throughput. */
-  items: number;
-  unit: string;
-  dispatches: number;
-  /** Bytes uploaded once at setup and kept resident (e.g. trace windows). */
-  residentBytes: number;
-  run(): Promise<RunStats>;
-  reference?: () => void;
-  destroy(): void;
-}
-
-export interface ProfilableKernel {
-  name: string;
-  describe: string;
-  prepare(gpu: GpuContext, options: ProfileOptions): Promise<ProfileCase>;
-}
 
 export interface KernelProfile {
   kernel: string;

@@ -3,21 +3,14 @@ import { linkedSignal } from '../../util/abort.js';
 import { UserError } from '../../util/errors.js';
 import type { EvolveConfig, ModelConfig } from '../config.js';
 import { Semaphore } from './semaphore.js';
-import { type ChatMessage, costOf, type LanguageModel, type LlmReply, type TokenUsage } from './types.js';
-
-/** A call that failed for good (not retryable, or retries exhausted); the iteration records it and moves on. */
-export class LlmCallError extends Error {
-  override name = 'LlmCallError';
-  constructor(
-    message: string,
-    readonly status: number | undefined,
-    readonly attempts: number,
-    /** 401/403/404: the configuration is wrong and every later call would fail the same way. */
-    readonly fatal: boolean,
-  ) {
-    super(message);
-  }
-}
+import {
+  type ChatMessage,
+  costOf,
+  type LanguageModel,
+  LlmCallError,
+  type LlmReply,
+  type TokenUsage,
+} from './types.js';
 
 /** Starts a timer and returns its cancel; injectable so tests fire timeouts and backoffs without waiting. */
 export type Timer = (ms: number, fire: () => void) => () => void;

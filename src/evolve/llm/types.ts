@@ -41,3 +41,17 @@ export function costOf(model: ModelConfig, usage: TokenUsage): number {
     1e6
   );
 }
+
+/** A call that failed for good (not retryable, or retries exhausted); the iteration records it and moves on. */
+export class LlmCallError extends Error {
+  override name = 'LlmCallError';
+  constructor(
+    message: string,
+    readonly status: number | undefined,
+    readonly attempts: number,
+    /** 401/403/404: the configuration is wrong and every later call would fail the same way. */
+    readonly fatal: boolean,
+  ) {
+    super(message);
+  }
+}
