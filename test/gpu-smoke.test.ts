@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bindBuffers, storageBuffer } from '../src/gpu/buffers.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
 import { ShaderCompileError } from '../src/gpu/kernels.js';
 import { runSmoke } from '../src/gpu/smoke.js';
@@ -43,5 +44,42 @@ describe('GPU runtime on lavapipe (or whatever adapter is present)', () => {
     await gpu.device.queue.onSubmittedWorkDone();
     expect(() => gpu.check()).toThrow(/WebGPU error/);
     expect(() => gpu.check()).not.toThrow();
+  });
+
+  it("names the labelled object in Dawn's error and keeps the full message", async () => {
+    const pipeline = await gpu.kernels.pipeline({
+      file: 'smoke.wgsl',
+      entry: 'main',
+      constants: { scale: 1 },
+    });
+    const input = storageBuffer(gpu.device, 256, 'label-test-in');
+    try {
+      // smoke.wgsl binds two buffers; giving one is a validation error on the bind group.
+      bindBuffers(gpu.device, pipeline, [input], 'label-test-group');
+      await gpu.device.queue.onSubmittedWorkDone();
+      const error = (() => {
+        try {
+          gpu.check();
+        } catch (e) {
+          return e as Error;
+        }
+        return null;
+      })();
+      expect(error?.message).toMatch(/^WebGPU error: .*"label-test-group"/);
+      // Dawn's later lines ("- While calling [Device].CreateBindGroup(…)") survive for --verbose.
+      expect(error?.message.split('\n').length).toBeGreaterThan(1);
+
+      // A dispatch with no bind group set: the error names the labelled pass and encoder.
+      const encoder = gpu.device.createCommandEncoder({ label: 'label-test-encoder' });
+      const pass = encoder.beginComputePass({ label: 'label-test-pass' });
+      pass.setPipeline(pipeline);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      await expect(gpu.submit([encoder.finish()])).rejects.toThrow(
+        /"label-test-pass"[\s\S]*"label-test-encoder"/,
+      );
+    } finally {
+      input.destroy();
+    }
   });
 });

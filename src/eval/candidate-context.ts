@@ -173,7 +173,9 @@ export function createCandidateRuntime(
 
   let pending: GPUCommandEncoder | null = null;
   const pendingUses = new Set<GPUBuffer>();
-  const querySet = timing ? device.createQuerySet({ type: 'timestamp', count: 2 * MAX_TIMED_PASSES }) : null;
+  const querySet = timing
+    ? device.createQuerySet({ label: 'ctx timestamps', type: 'timestamp', count: 2 * MAX_TIMED_PASSES })
+    : null;
   const resolveBuffer = timing
     ? device.createBuffer({
         label: 'ctx timestamps',
@@ -523,7 +525,7 @@ export function createCandidateRuntime(
       timestampWrites = { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
     }
     pending ??= device.createCommandEncoder({ label: 'ctx.dispatch' });
-    const pass = pending.beginComputePass(timestampWrites ? { timestampWrites } : {});
+    const pass = pending.beginComputePass({ label, ...(timestampWrites ? { timestampWrites } : {}) });
     pass.setPipeline(p.pipeline);
     for (let g = 0; g < bindGroups.length; g++) pass.setBindGroup(g, bindGroups[g]!);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
@@ -677,10 +679,11 @@ export function createCandidateRuntime(
       if (timed <= 0 || !querySet || !resolveBuffer) return;
       flush();
       const s = device.createBuffer({
+        label: 'ctx timestamps leftover',
         size: 16 * timed,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       });
-      const encoder = device.createCommandEncoder();
+      const encoder = device.createCommandEncoder({ label: 'ctx timestamps leftover' });
       encoder.resolveQuerySet(querySet, 2 * from, 2 * timed, resolveBuffer, 0);
       encoder.copyBufferToBuffer(resolveBuffer, 0, s, 0, 16 * timed);
       queue.submit([encoder.finish()]);

@@ -27,14 +27,16 @@ export function stagingBuffer(device: GPUDevice, bytes: number, label: string): 
   });
 }
 
-/** Binds buffers to bindings 0…n−1 of group 0 of a pipeline built with layout 'auto'. */
+/** Binds buffers to bindings 0…n−1 of group 0 of a pipeline built with layout 'auto'; `label` names it in Dawn's errors. */
 export function bindBuffers(
   device: GPUDevice,
   pipeline: GPUComputePipeline,
   buffers: GPUBuffer[],
+  label: string,
   group = 0,
 ): GPUBindGroup {
   return device.createBindGroup({
+    label,
     layout: pipeline.getBindGroupLayout(group),
     entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
   });

@@ -27,8 +27,10 @@ export class GpuContext {
   ) {
     this.instance = instance;
     this.kernels = new KernelCache(device);
+    // The full text: Dawn's first line names the labelled object, the rest says where it was used
+    // ("- While encoding [ComputePassEncoder \"route-sim\"]…"). The CLI shows the first line unless --verbose.
     device.onuncapturederror = (event) => {
-      this.errors.push(event.error.message.split('\n')[0]!);
+      this.errors.push(event.error.message.trimEnd());
     };
     void device.lost.then((lost) => {
       if (lost.reason !== 'destroyed') this.lostReason = lost.message || String(lost.reason);
@@ -43,10 +45,16 @@ export class GpuContext {
   check(): void {
     if (this.lostReason !== null) throw new Error(`GPU device lost: ${this.lostReason}`);
     if (this.errors.length > 0) {
-      const first = this.errors[0]!;
+      const [head, ...rest] = this.errors[0]!.split('\n');
+      // Dawn names the labelled object only in its "- While …" context lines; the innermost one joins
+      // the first line, which is all a one-line report shows. The rest follows for --verbose.
+      const where = rest
+        .find((line) => line.trimStart().startsWith('- While'))
+        ?.trim()
+        .slice(2);
       const more = this.errors.length > 1 ? ` (and ${this.errors.length - 1} more)` : '';
       this.errors = [];
-      throw new Error(`WebGPU error: ${first}${more}`);
+      throw new Error([`WebGPU error: ${head}${where ? ` (${where})` : ''}${more}`, ...rest].join('\n'));
     }
   }
 

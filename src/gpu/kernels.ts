@@ -10,6 +10,8 @@ export class ShaderCompileError extends Error {
   constructor(
     readonly file: string,
     readonly diagnostics: string[],
+    /** Dawn's full, multi-line text (the diagnostics keep each message's first line); shown with --verbose. */
+    readonly detail?: string,
   ) {
     super(`${file}: WGSL compilation failed: ${diagnostics[0] ?? 'unknown error'}`);
   }
@@ -74,9 +76,8 @@ export class KernelCache {
         compute: { module, entryPoint: key.entry, constants: key.constants ?? {} },
       })
       .catch((error: unknown) => {
-        throw new ShaderCompileError(key.file, [
-          `${key.entry}: ${String((error as Error).message ?? error).split('\n')[0]}`,
-        ]);
+        const full = String((error as Error).message ?? error);
+        throw new ShaderCompileError(key.file, [`${key.entry}: ${full.split('\n')[0]}`], full);
       });
   }
 }
@@ -96,9 +97,9 @@ export async function compileModule(device: GPUDevice, file: string, code: strin
   const popped = device.popErrorScope();
   const info = await module.getCompilationInfo();
   await popped;
-  const errors = info.messages
-    .filter((m) => m.type === 'error')
-    .map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message.split('\n')[0]}`);
-  if (errors.length > 0) throw new ShaderCompileError(file, errors);
+  const failed = info.messages.filter((m) => m.type === 'error');
+  const errors = failed.map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message.split('\n')[0]}`);
+  const full = failed.map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+  if (errors.length > 0) throw new ShaderCompileError(file, errors, full);
   return module;
 }

@@ -10,10 +10,10 @@ export async function runSmoke(gpu: GpuContext, a: Float32Array, scale: number):
   const staging = stagingBuffer(device, a.byteLength, 'smoke-read');
   try {
     upload(device, input, a);
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
+    const encoder = device.createCommandEncoder({ label: 'smoke' });
+    const pass = encoder.beginComputePass({ label: 'smoke' });
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindBuffers(device, pipeline, [input, output]));
+    pass.setBindGroup(0, bindBuffers(device, pipeline, [input, output], 'smoke'));
     pass.dispatchWorkgroups(Math.ceil(a.length / 64));
     pass.end();
     encoder.copyBufferToBuffer(output, 0, staging, 0, a.byteLength);

@@ -12,10 +12,16 @@ export class PassTimer {
   constructor(
     device: GPUDevice,
     readonly maxPasses: number,
+    label: string,
   ) {
-    this.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * maxPasses });
+    this.querySet = device.createQuerySet({
+      label: `${label} timestamps`,
+      type: 'timestamp',
+      count: 2 * maxPasses,
+    });
     this.bytes = 16 * maxPasses;
     this.resolveBuffer = device.createBuffer({
+      label: `${label} timestamps resolve`,
       size: this.bytes,
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
     });

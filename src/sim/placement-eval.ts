@@ -139,7 +139,7 @@ export class PlacementEvaluator {
       gpu.kernels.pipeline({ file: KERNEL_FILE, entry: 'layer_stats_main', constants }),
       gpu.kernels.pipeline({ file: KERNEL_FILE, entry: 'pair_sums_main', constants }),
     ]);
-    const timer = gpu.hasTimestamps ? new PassTimer(gpu.device, 1) : null;
+    const timer = gpu.hasTimestamps ? new PassTimer(gpu.device, 1, 'placement-eval') : null;
     const buffers = createEvalBuffers(gpu.device, shape, capacity, layerPipeline, pairPipeline);
     return new PlacementEvaluator(gpu, shape, layerPipeline, pairPipeline, buffers, timer);
   }
@@ -316,7 +316,7 @@ export class PlacementEvaluator {
     const next = createEvalBuffers(this.gpu.device, this.shape, grown, this.layerPipeline, this.pairPipeline);
     if (this.windowCount > 0 && grown.windows === have.windows) {
       // Keep resident windows: copy them on the GPU rather than asking the caller again.
-      const encoder = this.gpu.device.createCommandEncoder();
+      const encoder = this.gpu.device.createCommandEncoder({ label: 'placement-eval grow' });
       const bytes = this.windowCount * this.shape.layers * this.shape.experts * 4;
       encoder.copyBufferToBuffer(this.buffers.windows, 0, next.windows, 0, bytes);
       this.gpu.device.queue.submit([encoder.finish()]);
@@ -377,7 +377,10 @@ export class PlacementEvaluator {
     const grid = this.layerGrid(pairCount);
     const gridX = grid.x;
     const encoder = device.createCommandEncoder({ label: 'placement-eval' });
-    const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
+    const pass = encoder.beginComputePass({
+      label: 'placement-eval',
+      ...(this.timer ? { timestampWrites: this.timer.writes(0) } : {}),
+    });
     pass.setPipeline(this.layerPipeline);
     pass.setBindGroup(0, b.layerBindGroup);
     pass.dispatchWorkgroups(gridX, grid.y);

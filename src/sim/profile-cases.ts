@@ -100,10 +100,11 @@ export const smokeKernel: ProfilableKernel = {
     const bytes = a.byteLength;
     const input = storageBuffer(device, bytes, 'profile-smoke-in');
     const output = storageBuffer(device, bytes, 'profile-smoke-out');
-    const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
+    const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'profile-smoke') : null;
     const timestampOffset = Math.ceil(bytes / 256) * 256;
     const staging = stagingBuffer(device, timestampOffset + 16, 'profile-smoke-read');
     const bindGroup = device.createBindGroup({
+      label: 'profile-smoke',
       layout: pipeline.getBindGroupLayout(0),
       entries: [
         { binding: 0, resource: { buffer: input } },
@@ -122,8 +123,11 @@ export const smokeKernel: ProfilableKernel = {
       residentBytes: 0,
       async run() {
         upload(device, input, a);
-        const encoder = device.createCommandEncoder();
-        const pass = encoder.beginComputePass(timer ? { timestampWrites: timer.writes(0) } : {});
+        const encoder = device.createCommandEncoder({ label: 'profile-smoke' });
+        const pass = encoder.beginComputePass({
+          label: 'profile-smoke',
+          ...(timer ? { timestampWrites: timer.writes(0) } : {}),
+        });
         pass.setPipeline(pipeline);
         pass.setBindGroup(0, bindGroup);
         pass.dispatchWorkgroups(groups);

@@ -93,7 +93,7 @@ export class RouteSimulator {
     check(L <= limits.maxComputeWorkgroupsPerDimension, `${L} layers exceed the adapter's dispatch limit`);
     const tables = allocateRouteTables(shape);
     const { device } = gpu;
-    const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
+    const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'route-sim') : null;
     const countersBytes = L * P * COUNTERS_PER_GPU * 4;
     const timerOffset = Math.ceil(countersBytes / 256) * 256;
     const buffers = {
@@ -177,7 +177,10 @@ export class RouteSimulator {
     const timerOffset = Math.ceil(countersBytes / 256) * 256;
     const encoder = device.createCommandEncoder({ label: 'route-sim' });
     encoder.clearBuffer(b.counters);
-    const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
+    const pass = encoder.beginComputePass({
+      label: 'route-sim',
+      ...(this.timer ? { timestampWrites: this.timer.writes(0) } : {}),
+    });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(tilesX, shape.layers, tilesZ);
@@ -230,14 +233,12 @@ export class RouteSimulator {
       },
     });
     const b = this.buffers;
-    const bindGroup = bindBuffers(this.gpu.device, pipeline, [
-      b.params,
-      b.cdf,
-      b.offsets,
-      b.gpus,
-      b.staticMap,
-      b.counters,
-    ]);
+    const bindGroup = bindBuffers(
+      this.gpu.device,
+      pipeline,
+      [b.params, b.cdf, b.offsets, b.gpus, b.staticMap, b.counters],
+      'route-sim',
+    );
     return { pipeline, bindGroup };
   }
 

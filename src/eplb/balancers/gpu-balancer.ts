@@ -124,7 +124,7 @@ class GpuLpt implements PreparedBalancer {
       constants: { ...gpuLptCapacities(shape), WG, PARTS: reductionParts(WG) },
     });
     const outBytes = 4 * L * (R + E);
-    const timer = gpu.hasTimestamps ? new PassTimer(device, 1) : null;
+    const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'gpu-lpt') : null;
     const timerOffset = align(outBytes, 8);
     const loadsBuffer = storageBuffer(device, 4 * L * E, 'gpu-lpt-loads');
     const recipBuffer = storageBuffer(device, 4 * (R - E + 2), 'gpu-lpt-recip');
@@ -135,7 +135,12 @@ class GpuLpt implements PreparedBalancer {
     const S = R / P;
     const W = Math.ceil(E / 32);
     upload(device, paramsBuffer, Uint32Array.of(E, R, P, S, W, options.maxSwaps, options.matchingRounds, 0));
-    const bindGroup = bindBuffers(device, pipeline, [loadsBuffer, recipBuffer, outBuffer, paramsBuffer]);
+    const bindGroup = bindBuffers(
+      device,
+      pipeline,
+      [loadsBuffer, recipBuffer, outBuffer, paramsBuffer],
+      'gpu-lpt',
+    );
     gpu.check();
     return new GpuLpt(
       gpu,
@@ -162,8 +167,11 @@ class GpuLpt implements PreparedBalancer {
     try {
       const { device } = this.gpu;
       upload(device, this.loadsBuffer, loads);
-      const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass(this.timer ? { timestampWrites: this.timer.writes(0) } : {});
+      const encoder = device.createCommandEncoder({ label: 'gpu-lpt' });
+      const pass = encoder.beginComputePass({
+        label: 'gpu-lpt',
+        ...(this.timer ? { timestampWrites: this.timer.writes(0) } : {}),
+      });
       pass.setPipeline(this.pipeline);
       pass.setBindGroup(0, this.bindGroup);
       pass.dispatchWorkgroups(L);
