@@ -149,5 +149,5 @@ describe('adrs evolve through the sandboxed GPU evaluator', () => {
     expect(mean(page.placement!.layers.map((l) => l.bestBalancedness))).toBeGreaterThan(
       mean(page.placement!.layers.map((l) => l.seedBalancedness)),
     );
-  });
+  }, 240_000); // a whole evolution run on lavapipe (about 30 s on an idle 2-core machine; minutes when loaded)
 });
