@@ -6,6 +6,7 @@ import { buildRunReport } from '../src/evolve/report.js';
 import { readRunFiles } from '../src/evolve/report-read.js';
 import { decide, interleavedOrder } from '../src/evolve/selection.js';
 import { runSession } from '../src/evolve/session.js';
+import { buildRunPageData } from '../src/report/run-page-data.js';
 import { currentValues, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer, type FakeRequest } from './helpers/fake-openai-server.js';
 
@@ -175,9 +176,15 @@ describe('selection that noise cannot fool, through the fake model server', () =
       "A program whose score beats the best's, or falls short of it by less than 2 standard errors",
     );
     // adrs report agrees with the events: the best is the promoted program, not the highest score.
-    const report = buildRunReport(readRunFiles(r.dir));
+    const files = readRunFiles(r.dir);
+    const report = buildRunReport(files);
     expect(report.disagreements).toEqual([]);
     expect(report.best!.id).toBe('p2');
+    // …and so do its notes and the HTML page's best-score curve: a program kept out is no new best.
+    expect(report.notes.join('\n')).not.toMatch(/has since found/);
+    const curve = buildRunPageData(files, report).curve;
+    expect(curve.best[curve.iteration.indexOf(1)]).toBe(report.seed!.score);
+    expect(curve.best.at(-1)).toBe(report.best!.score);
   });
 
   it('without re-measurement the lucky program becomes the best (what the rule prevents)', async () => {

@@ -535,7 +535,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   checkCheckpoint(files, { commits, programs, bestAfter, responses, committed }, disagree, notes);
   checkPrograms(files, evaluations, disagree);
   const exported = [...stops].reverse().find((s) => !ERROR_STOPS.has(s.reason)) ?? null;
-  checkBestFolder(files, exported, programs, disagree, notes);
+  checkBestFolder(files, exported, programs, finalBest, disagree, notes);
   checkSummary(files, exported, programs, seed, disagree, notes);
   for (const u of files.unreadable) disagree(`${u.path} cannot be read: ${u.error}`);
 
@@ -811,6 +811,8 @@ function checkBestFolder(
   files: RunFiles,
   exported: { bestId: string | null } | null,
   programs: Map<string, ReportProgram>,
+  /** The run's best as the events decide it (comparisons included), not merely the highest score. */
+  current: ReportProgram | null,
   disagree: (s: string) => void,
   notes: string[],
 ): void {
@@ -821,10 +823,6 @@ function checkBestFolder(
     return;
   }
   const expected = exported?.bestId ? programs.get(exported.bestId) : undefined;
-  const current = [...programs.values()].reduce<ReportProgram | null>(
-    (a, p) => (p.valid && p.score !== null && (!a || p.score > a.score!) ? p : a),
-    null,
-  );
   if (!expected) {
     disagree(`best/metrics.json names ${String(m.id)}, but no session of this run ended with a best program`);
     return;

@@ -96,6 +96,11 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
   const curve: RunPageData['curve'] = { iteration: [], best: [], heldout: [], heldoutSeed: [] };
   const points: EvaluationPoint[] = [];
   let best: number | null = null;
+  // A noise-aware comparison decides whether a program became the best (src/evolve/selection.ts):
+  // the curve follows its decision, as the text report and best/ do, not the first measurement.
+  const decided = new Map<number, string>();
+  for (const e of files.events)
+    if (e.type === 'comparison') decided.set(e.iteration as number, String(e.decision));
   for (const e of files.events) {
     const it = e.iteration as number;
     if (e.type === 'plan') plans.set(it, e.plan as Plan);
@@ -104,8 +109,11 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
     else if (e.type === 'commit') {
       const outcome = e.outcome as string;
       const score = (e.score as number | null) ?? null;
-      if ((outcome === 'seed' || outcome === 'valid') && score !== null && (best === null || score > best))
-        best = score;
+      const decision = decided.get(it);
+      if ((outcome === 'seed' || outcome === 'valid') && score !== null) {
+        if (decision === 'promote') best = score;
+        else if (decision !== 'keep' && (best === null || score > best)) best = score;
+      }
       curve.iteration.push(it);
       curve.best.push(best);
       curve.heldout.push(null);
