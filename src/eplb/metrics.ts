@@ -82,6 +82,21 @@ export function balanceMetrics(p: Placement, loads: Float32Array | Float64Array)
   };
 }
 
+/** Each GPU's load per layer, `[layers × gpus]` (a replica of e receives load(e)/logcnt(e)): what reports draw. */
+export function gpuLoads(p: Placement, loads: Float32Array | Float64Array): Float64Array {
+  const { layers: L, experts: E, replicas: R, gpus: P } = p.shape;
+  check(loads.length === L * E, `loads must hold ${L}×${E} = ${L * E} values, got ${loads.length}`);
+  const S = slotsPerGpu(p.shape);
+  const out = new Float64Array(L * P);
+  for (let l = 0; l < L; l++) {
+    for (let s = 0; s < R; s++) {
+      const e = p.phy2log[l * R + s]!;
+      out[l * P + Math.floor(s / S)]! += loads[l * E + e]! / p.logcnt[l * E + e]!;
+    }
+  }
+  return out;
+}
+
 /**
  * The ADRS leaderboard score (EPLB.md): 90·balancedness + 5·min(0.002 s / t, 2)
  * − (t > 10 ms ? min(20·t, 20) : 0), with t the mean algorithm time in seconds.

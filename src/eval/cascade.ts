@@ -1,3 +1,4 @@
+import { gpuLoads } from '../eplb/metrics.js';
 import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
@@ -466,24 +467,21 @@ function stdError(xs: ReadonlyArray<number | null>): number | null {
   return Math.sqrt(variance / v.length);
 }
 
-/** GPU loads per layer of `placement` on `loads` (a GPU's load: Σ over its slots of load / replicas). */
+/** GPU loads per layer of `placement` on window `window` (`loads`), rounded for a run folder. */
 export function gpuLoadsOf(
   shape: Shape,
   placement: Placement,
   loads: Float32Array,
   window: number,
 ): GpuLoads {
-  const { layers: L, experts: E, replicas: R, gpus: P } = shape;
-  const S = R / P;
-  const out = new Array<number>(L * P).fill(0);
-  for (let l = 0; l < L; l++) {
-    for (let s = 0; s < R; s++) {
-      const e = placement.phy2log[l * R + s]!;
-      out[l * P + Math.floor(s / S)]! += loads[l * E + e]! / placement.logcnt[l * E + e]!;
-    }
-  }
+  const out = gpuLoads(placement, loads);
   // Six significant digits: enough for a chart, small in a run folder.
-  return { window, layers: L, gpus: P, loads: out.map((x) => Number(x.toPrecision(6))) };
+  return {
+    window,
+    layers: shape.layers,
+    gpus: shape.gpus,
+    loads: Array.from(out, (x) => Number(x.toPrecision(6))),
+  };
 }
 
 /** The candidate's answer as a full placement, or why it is not one. */

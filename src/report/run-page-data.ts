@@ -1,4 +1,4 @@
-import { balanceMetrics } from '../eplb/metrics.js';
+import { balanceMetrics, gpuLoads } from '../eplb/metrics.js';
 import { deriveLog2phy } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import { cellKey } from '../evolve/database.js';
@@ -290,21 +290,9 @@ function placementView(
   const perGpu = (p: typeof b) => {
     const placement = deriveLog2phy(p.shape, Int32Array.from(p.phy2log), Int32Array.from(p.logcnt));
     const m = balanceMetrics(placement, loads);
-    const { layers: L, experts: E, replicas: R, gpus: P } = p.shape;
-    const S = R / P;
-    const out: number[][] = [];
-    for (let l = 0; l < L; l++) {
-      const row: number[] = [];
-      for (let g = 0; g < P; g++) {
-        let sum = 0;
-        for (let k = 0; k < S; k++) {
-          const e = placement.phy2log[l * R + g * S + k]!;
-          sum += loads[l * E + e]! / placement.logcnt[l * E + e]!;
-        }
-        row.push(sum);
-      }
-      out.push(row);
-    }
+    const { layers: L, gpus: P } = p.shape;
+    const all = gpuLoads(placement, loads);
+    const out = Array.from({ length: L }, (_, l) => Array.from(all.subarray(l * P, (l + 1) * P)));
     return { out, per: m.perLayerGpuBalancedness };
   };
   const bb = perGpu(b);
