@@ -1,9 +1,12 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { drawSeries } from '../src/eval/series.js';
 import { traceChecksum } from '../src/evolve/trace-checksum.js';
 import { loadTrace } from '../src/trace/load.js';
+import { materialiseProtocolFixture } from './helpers/protocol-fixtures.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'adrs.js');
 const FIX = 'test/fixtures/candidates';
@@ -40,17 +43,14 @@ describe('the drawn secret series', () => {
 });
 
 describe('adrs eval DIR [DIR ...]', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'adrs-protocol-cli-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  // The evaluator bundles only the candidate's folder: this one with its shared modules copied in.
+  const remembering = materialiseProtocolFixture(tmp, 'protocol-memory-successor');
   it('scores several candidates side by side; one’s behaviour never changes another’s verdict', () => {
     const common = ['--json', '--windows', '3', '--repeats', '2', '--moe-tokens', '0'];
     const seeds = ['--seed', '0000abcdef01', '--series-seed', '7'];
-    const together = adrs(
-      'eval',
-      `${FIX}/greedy-cpu`,
-      `${FIX}/throws`,
-      `${FIX}/protocol-memory-successor`,
-      ...common,
-      ...seeds,
-    );
+    const together = adrs('eval', `${FIX}/greedy-cpu`, `${FIX}/throws`, remembering, ...common, ...seeds);
     expect(together.stderr).not.toMatch(/Error/);
     expect(together.code).toBe(0);
     const rows = JSON.parse(together.stdout) as Array<{
@@ -61,11 +61,7 @@ describe('adrs eval DIR [DIR ...]', () => {
       artifacts: Record<string, string>;
       metrics: { balancedness_next: number };
     }>;
-    expect(rows.map((r) => r.dir)).toEqual([
-      `${FIX}/greedy-cpu`,
-      `${FIX}/throws`,
-      `${FIX}/protocol-memory-successor`,
-    ]);
+    expect(rows.map((r) => r.dir)).toEqual([`${FIX}/greedy-cpu`, `${FIX}/throws`, remembering]);
     expect(rows.map((r) => r.valid)).toEqual([true, false, true]);
     expect(rows[1]!.artifacts.exception).toBeDefined();
     for (const r of rows) expect([r.seed, r.series_seed]).toEqual(['0000abcdef01', 7]);

@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import type { EvalResult, EvaluateOptions } from '../src/eval/types.js';
 import { evalWindows } from '../src/eval/windows.js';
 import { loadTrace } from '../src/trace/load.js';
 import { runOldProtocol } from './helpers/old-protocol.js';
+import { materialiseProtocolFixture } from './helpers/protocol-fixtures.js';
 
 /**
  * Issue 8, "score higher than deserved": one hostile candidate per mechanism, each derived from an
@@ -42,6 +43,8 @@ describe('hostile candidates against the scoring protocol', () => {
     await pool?.close();
     rmSync(tmp, { recursive: true, force: true });
   });
+  // The evaluator bundles only a candidate's folder: the protocol-* ones, with their shared modules copied in.
+  const protocolDir = (name: string): string => materialiseProtocolFixture(tmp, name);
   const evaluate = (dir: string, extra: Partial<EvaluateOptions> = {}): Promise<EvalResult> =>
     pool.evaluate(dir, {
       trace: drawn,
@@ -68,13 +71,15 @@ describe('hostile candidates against the scoring protocol', () => {
     // Old consistency check (5 % between passes) let it through.
     expect(Math.min(...before.passNext)).toBeGreaterThan(0.95 * Math.max(...before.passNext));
     // New: time only moves forward in each process, so no remembered call is ever a successor.
-    const [h, b] = [valid(await evaluate(`${FIX}/protocol-memory-successor`)), valid(await evaluate(HONEST))];
+    const [h, b] = [
+      valid(await evaluate(protocolDir('protocol-memory-successor'))),
+      valid(await evaluate(HONEST)),
+    ];
     expect(h.metrics.balancedness_next).toBe(b.metrics.balancedness_next);
   });
 
   it('2. carrying the trace: a copy of the public series in the source gains nothing on a drawn one', async () => {
-    const dir = join(tmp, 'carried');
-    cpSync(`${FIX}/protocol-carried-trace`, dir, { recursive: true });
+    const dir = protocolDir('protocol-carried-trace');
     // The bundled training series, 16 bits per load (each layer scaled to its maximum), in base64:
     // what a hostile pastes into its source; it fits under the 1 MiB cap.
     const size = shape.layers * shape.experts;
@@ -109,8 +114,9 @@ describe('hostile candidates against the scoring protocol', () => {
     const base = await runOldProtocol(await honestModule(), publicWindows, shape);
     expect(before.balancedness).toBeGreaterThan(base.balancedness + 0.01);
     // New: two evaluations, each with its own secret seed (none given).
+    const dir = protocolDir('protocol-plan-predictor');
     for (let i = 0; i < 2; i++) {
-      const h = valid(await evaluate(`${FIX}/protocol-plan-predictor`, { seed: undefined }));
+      const h = valid(await evaluate(dir, { seed: undefined }));
       const b = valid(await evaluate(HONEST, { seed: h.seed }));
       expect(h.seed).toMatch(/^[0-9a-f]{12}$/);
       expect(h.metrics.balancedness_next!).toBeLessThanOrEqual(b.metrics.balancedness_next! + 1e-9);
@@ -132,8 +138,8 @@ describe('hostile candidates against the scoring protocol', () => {
     // New: the mean over every timed call.
     const opts = { windows: 8 };
     const [h, b] = [
-      valid(await evaluate(`${FIX}/protocol-slow-quarters`, opts)),
-      valid(await evaluate(`${FIX}/protocol-fast-lite`, opts)),
+      valid(await evaluate(protocolDir('protocol-slow-quarters'), opts)),
+      valid(await evaluate(protocolDir('protocol-fast-lite'), opts)),
     ];
     expect(h.metrics.balancedness_next!).toBeGreaterThan(b.metrics.balancedness_next!);
     expect(h.metrics.mean_ms!).toBeGreaterThan(h.metrics.median_ms!);
@@ -148,8 +154,8 @@ describe('hostile candidates against the scoring protocol', () => {
     // skipped or out of order (float rounding of the shares aside: within 5e-5). Were each call
     // relabelled afresh, as before, the kept inputs would mix expert ids.
     const [stateful, history] = [
-      valid(await evaluate(`${FIX}/protocol-stateful-mean`, { windows: 6 })),
-      valid(await evaluate(`${FIX}/protocol-history-mean`, { windows: 6 })),
+      valid(await evaluate(protocolDir('protocol-stateful-mean'), { windows: 6 })),
+      valid(await evaluate(protocolDir('protocol-history-mean'), { windows: 6 })),
     ];
     expect(stateful.metrics.balancedness_next!).toBeCloseTo(history.metrics.balancedness_next!, 4);
     expect(stateful.metrics.balancedness_same!).toBeCloseTo(history.metrics.balancedness_same!, 4);

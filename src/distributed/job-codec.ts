@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { CandidateFiles } from '../evolve/candidate.js';
 import type { EvolveConfig } from '../evolve/config.js';
 import type { EvalOutcome, Split } from '../evolve/evaluator.js';
@@ -57,13 +56,6 @@ export interface EvalJobResult {
  */
 export function jobId(run: string, split: Split, hash: string): string {
   return `${run}.${split}.${hash}`;
-}
-
-/** A short stable id for a candidate batch (adrs eval): the run id is the content, so re-running reuses results. */
-export function contentId(parts: string[]): string {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p).update('\0');
-  return h.digest('hex').slice(0, 16);
 }
 
 /** Checks a job's data as the worker receives it: anyone on the broker can write one. */

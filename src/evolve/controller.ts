@@ -510,32 +510,20 @@ export class Controller {
     if (running) return running;
     if (this.stop?.reason === 'evaluator-error') return Promise.resolve(null);
     const p = (async () => {
-      let t = this.now();
-      this.waitingFor(iteration, 'evaluation-queued');
       try {
-        // Our own gate (one slot per worker) so the time measured is busy time, not queueing in the pool.
-        const result = await this.evalGate.run(async () => {
-          t = this.now();
-          this.waitingFor(iteration, 'evaluation');
-          return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
-            this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
-          );
-        });
-        const ms = this.now() - t;
-        this.evalBusyMs += ms;
+        const measured = await this.measure(
+          iteration,
+          hash,
+          files,
+          `on the program of iteration ${iteration}`,
+          true,
+        );
+        if (!measured) return null;
+        const { result, ms } = measured;
         this.sessionEvaluations++;
         this.folder.storeProgram({ hash, files, result });
         this.log({ type: 'evaluation', iteration, hash, ms: round(ms), result });
         return result;
-      } catch (error) {
-        if (!(error instanceof EvaluatorFailure)) throw error;
-        this.evalBusyMs += this.now() - t;
-        this.log({ type: 'evaluator_error', iteration, hash, error: error.message, retrying: false });
-        this.requestStop(
-          'evaluator-error',
-          `the evaluator failed twice on the program of iteration ${iteration} (not the program's fault): ${error.message}`,
-        );
-        return null;
       } finally {
         this.inflightEvals.delete(hash);
       }
@@ -617,24 +605,50 @@ export class Controller {
     hash: string,
     files: CandidateFiles,
   ): Promise<EvalOutcome | null> {
+    const measured = await this.measure(
+      iteration,
+      hash,
+      files,
+      `re-measuring ${hash.slice(0, 12)} for iteration ${iteration}`,
+      false,
+    );
+    if (!measured) return null;
+    this.sessionRemeasurements++;
+    return measured.result;
+  }
+
+  /**
+   * One evaluator run through our own gate (one slot per worker), so the time counted is busy time,
+   * not queueing in the pool. When the evaluator itself fails twice the run stops (resumably) and
+   * this resolves null. `announce`: report the stages (queued, evaluating) to onActivity.
+   */
+  private async measure(
+    iteration: number,
+    hash: string,
+    files: CandidateFiles,
+    what: string,
+    announce: boolean,
+  ): Promise<{ result: EvalOutcome; ms: number } | null> {
     let t = this.now();
+    if (announce) this.waitingFor(iteration, 'evaluation-queued');
     try {
       const result = await this.evalGate.run(async () => {
         t = this.now();
+        if (announce) this.waitingFor(iteration, 'evaluation');
         return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
           this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
         );
       });
-      this.evalBusyMs += this.now() - t;
-      this.sessionRemeasurements++;
-      return result;
+      const ms = this.now() - t;
+      this.evalBusyMs += ms;
+      return { result, ms };
     } catch (error) {
       if (!(error instanceof EvaluatorFailure)) throw error;
       this.evalBusyMs += this.now() - t;
       this.log({ type: 'evaluator_error', iteration, hash, error: error.message, retrying: false });
       this.requestStop(
         'evaluator-error',
-        `the evaluator failed twice re-measuring ${hash.slice(0, 12)} for iteration ${iteration} (not the program's fault): ${error.message}`,
+        `the evaluator failed twice ${what} (not the program's fault): ${error.message}`,
       );
       return null;
     }

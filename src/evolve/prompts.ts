@@ -116,7 +116,7 @@ export function retryMessage(reason: string, mutation: Exclude<Mutation, 'seed'>
 }
 
 /** `score=83.44 ±0.52; balancedness_next=…`: the score with the σ of one measurement, where known. */
-export function metricsLine(p: ProgramRecord, runNoise: number | null = null): string {
+function metricsLine(p: ProgramRecord, runNoise: number | null = null): string {
   if (!p.valid)
     return `invalid (failed evaluation)${p.metrics && Object.keys(p.metrics).length ? `; ${metricList(p.metrics)}` : ''}`;
   const m = metricList(p.metrics);
@@ -226,7 +226,7 @@ let apiText: string | null | undefined;
  * src/eval/candidate-api.ts as the evaluator defines it, read when the first prompt is built (from
  * the source tree, or the built declarations), so the prompt never drifts from the real API.
  */
-export function candidateApiSource(): string | null {
+function candidateApiSource(): string | null {
   if (apiText !== undefined) return apiText;
   apiText = null;
   for (const rel of API_PATHS) {
@@ -322,7 +322,7 @@ function splitLine(m: Record<string, number>): string {
  * (lavapipe) a WGSL kernel runs on the same cores as the host code, so moving work to WGSL does
  * not pay; on a hardware GPU wide per-layer work may, if it saves more than a round trip.
  */
-export function deviceHints(info: EvaluatorInfo | undefined, parent: ProgramRecord): string | null {
+function deviceHints(info: EvaluatorInfo | undefined, parent: ProgramRecord): string | null {
   const a = info?.adapter;
   const m = parent.metrics;
   const lines: string[] = [];

@@ -4,7 +4,7 @@ import type { Shape } from '../eplb/shape.js';
 import { cellKey } from '../evolve/database.js';
 import type { EvalOutcome } from '../evolve/evaluator.js';
 import type { Plan } from '../evolve/recorded.js';
-import type { RunReport } from '../evolve/report.js';
+import type { LineageStep, RunReport } from '../evolve/report.js';
 import { failureClass, refusalClass } from '../evolve/report-classify.js';
 import { stopText } from '../evolve/report-format.js';
 import type { RunFiles } from '../evolve/report-read.js';
@@ -31,18 +31,8 @@ export interface IslandGrid {
   cells: { x: number; y: number; id: string; score: number | null }[];
 }
 
-export interface LineageNode {
-  id: string;
-  iteration: number;
-  parent: string | null;
-  mate: string | null;
-  mutation: string;
-  model: string | null;
-  score: number | null;
-  delta: number | null;
-  /** Unified diff from the parent (the seed: empty); null when a program file is missing. */
-  diff: string | null;
-}
+/** A step of `adrs report`'s lineage, with its unified diff from the parent (the seed: empty; null when a program file is missing). */
+export type LineageNode = LineageStep & { diff: string | null };
 
 export interface PlacementView {
   shape: { layers: number; experts: number; replicas: number; gpus: number };
@@ -148,9 +138,12 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
     }
   }
 
+  // Commit hashes of the evaluated programs, looked up once rather than scanning the events per step.
+  const evaluated = new Set(points.map((p) => p.id));
+  const commits = commitHashes(files);
   const lineage: LineageNode[] = report.lineage.map((s) => {
     const hashOf = (id: string | null): string | null =>
-      id === null ? null : points.find((p) => p.id === id) ? commitHash(files, id) : null;
+      id !== null && evaluated.has(id) ? (commits.get(id) ?? null) : null;
     const own = hashOf(s.id);
     const parent = hashOf(s.parent);
     let diff: string | null = '';
@@ -218,9 +211,13 @@ function statusText(r: RunReport): string {
   }
 }
 
-function commitHash(files: RunFiles, id: string): string | null {
-  const e = files.events.find((x) => x.type === 'commit' && x.id === id && typeof x.hash === 'string');
-  return e ? (e.hash as string) : null;
+/** Each committed program's id to its hash (the first commit event naming it, as the events are read). */
+function commitHashes(files: RunFiles): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of files.events)
+    if (e.type === 'commit' && typeof e.hash === 'string' && !out.has(e.id as string))
+      out.set(e.id as string, e.hash);
+  return out;
 }
 
 /** Each island's MAP-Elites grid from checkpoint.json, cells placed by the configured features. */

@@ -11,9 +11,6 @@ import type { Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
-/** The bundled training series: what the default drawn series is shaped like. */
-export const DEFAULT_EVAL_TRACE = DEFAULT_SERIES_LIKE;
-
 interface EvalArgs {
   dirs: string[];
   trace?: string;
