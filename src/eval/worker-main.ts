@@ -99,6 +99,10 @@ async function start(): Promise<void> {
  */
 async function serve(): Promise<void> {
   for (;;) {
+    await settleAfterReply();
+    // No await between this clock read and the blocking read: no candidate code runs unclocked.
+    if (repliedAt !== null) carriedMs += toNumber(clock() - repliedAt) / 1e6;
+    repliedAt = null;
     let m: Record<string, unknown> | null;
     try {
       m = receive();
@@ -117,6 +121,25 @@ async function serve(): Promise<void> {
     } catch (error) {
       send({ type: 'fatal', message: `harness error: ${describe(error)}` });
     }
+  }
+}
+
+/** When the last reply to a candidate-code request went out (null: none since the last call began). */
+let repliedAt: bigint | null = null;
+/** Time candidate code ran after the last reply, ms: charged to the next call. */
+let carriedMs = 0;
+
+/**
+ * Candidate code can outlive its call: microtasks queued behind the harness's own continuations run
+ * after the reply is sent, and GPU work they submit runs while the parent is between calls. Before
+ * the next read (which blocks: nothing runs after it), the worker waits for that GPU work and
+ * carries everything since the reply, on the harness's clock, into the next call's time (serve).
+ * For a candidate whose code is done when its call is, this is two promise hops.
+ */
+async function settleAfterReply(): Promise<void> {
+  while (repliedAt !== null && gpuBusy) {
+    gpuBusy = false;
+    await onDone();
   }
 }
 
@@ -195,7 +218,10 @@ async function handle(m: ToWorker): Promise<void> {
       send({ type: 'loaded', id: m.id, failure: { kind: 'import', message: 'malformed load request' } });
       return;
     }
-    send({ type: 'loaded', id: m.id, ...(await load(m.js, m.kernels)) });
+    const outcome = await load(m.js, m.kernels);
+    send({ type: 'loaded', id: m.id, ...outcome });
+    // The module's own microtasks may still be queued: what they run is charged to the first call.
+    repliedAt = clock();
   } else if (m.type === 'probe') {
     const { layers, experts, replicas } = m.shape;
     send({
@@ -239,6 +265,12 @@ async function load(js: string, kernels: Record<string, string>): Promise<{ fail
   return {};
 }
 
+/** Sends a call's reply and notes when: candidate code running after it is the next call's. */
+function reply(message: FromWorker): void {
+  send(message);
+  repliedAt = clock();
+}
+
 async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   if (!rebalance || !ctx || !runtime) {
     send({ type: 'result', id: m.id, ms: 0, failure: { kind: 'import', message: 'no candidate loaded' } });
@@ -266,21 +298,25 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   } catch (error) {
     failure = failureOf(error);
   }
-  // The call is not over until the GPU work it started is.
+  // The call is not over until the GPU work it started is, including work that candidate code
+  // (timers, callbacks) submits while the harness waits: flag cleared before each wait, so a
+  // submission during it makes one more.
   try {
     runtime.flush(); // passes ctx.dispatch recorded and nothing submitted yet
-    if (gpuBusy) {
-      await onDone();
+    while (gpuBusy) {
       gpuBusy = false;
+      await onDone();
     }
     gpu.check();
   } catch (error) {
     failure ??= { kind: 'gpu', message: describe(error) };
   }
-  const ms = toNumber(clock() - t0) / 1e6;
+  // Plus what candidate code ran after the previous reply (see settleAfterReply).
+  const ms = toNumber(clock() - t0) / 1e6 + carriedMs;
+  carriedMs = 0;
   const split = runtime.endCall(ms);
   if (failure) {
-    send({ type: 'result', id: m.id, ms, split, failure });
+    reply({ type: 'result', id: m.id, ms, split, failure });
     return;
   }
   try {
@@ -288,7 +324,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
       throw new Error(`rebalance must return { phy2log, logcnt }, got ${out === null ? 'null' : typeof out}`);
     }
     const { layers, experts, replicas } = m.shape;
-    send({
+    reply({
       type: 'result',
       id: m.id,
       ms,
@@ -297,7 +333,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
       logcnt: ownInt32(logcnt, layers * experts),
     });
   } catch (error) {
-    send({ type: 'result', id: m.id, ms, split, failure: { kind: 'output', message: describe(error) } });
+    reply({ type: 'result', id: m.id, ms, split, failure: { kind: 'output', message: describe(error) } });
   }
 }
 
