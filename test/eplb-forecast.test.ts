@@ -187,5 +187,16 @@ describe('the forecast', () => {
     for (let l = 0; l < L; l++) {
       for (let e = 0; e < E; e++) expect(sc.shares[l * 5 * E + e]).toBe(f.shares[l * E + e]);
     }
+    // Scenario t ≥ 1: the forecast moved by the error of the forecast from windows 0 … t−1, exactly.
+    for (let t = 1; t < 5; t++) {
+      const before = forecastShares(hist.slice(0, t), L, E).shares;
+      const actual = windowShares(hist[t]!, L, E);
+      for (let l = 0; l < L; l++) {
+        for (let e = 0; e < E; e++) {
+          const i = l * E + e;
+          expect(sc.shares[(l * 5 + t) * E + e]).toBe(Math.max(0, f.shares[i]! + actual[i]! - before[i]!));
+        }
+      }
+    }
   });
 });

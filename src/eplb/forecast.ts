@@ -72,13 +72,19 @@ export function forecastShares(
   return forecastFromShares(shares, layers, experts, options, true);
 }
 
-/** forecastShares on windows already turned into shares; `variance` false skips errorVariance (zeros). */
+/**
+ * forecastShares on windows already turned into shares; `variance` false skips errorVariance (zeros).
+ * `onPrefix(t, forecast)`, for t = 1 … T−1, receives the forecast that windows 0 … t−1 alone give
+ * (what forecastFromShares(shares.slice(0, t)) returns), from the same running sums: one pass
+ * instead of one per prefix.
+ */
 function forecastFromShares(
   shares: readonly Float64Array[],
   layers: number,
   experts: number,
   options: ForecastOptions,
   variance: boolean,
+  onPrefix?: (t: number, forecast: Float64Array) => void,
 ): Forecast {
   const rates = options.rates ?? FORECAST_RATES;
   const layerWeight = options.layerWeight ?? 0.5;
@@ -94,6 +100,10 @@ function forecastFromShares(
   const den = new Float64Array(R);
   for (let t = 0; t < T; t++) {
     const s = shares[t]!;
+    if (onPrefix && t >= 1) {
+      const chosen = chooseRates(sse, t, rates, layers, layerWeight);
+      onPrefix(t, combine(num, den, chosen, layers, experts));
+    }
     for (let r = 0; r < R; r++) {
       const keep = 1 - rates[r]!;
       const n = num.subarray(r * LE, (r + 1) * LE);
@@ -113,36 +123,71 @@ function forecastFromShares(
       den[r] = keep * den[r]! + 1;
     }
   }
-  const rate = new Float64Array(layers);
+  const chosen = chooseRates(sse, T, rates, layers, layerWeight);
+  return {
+    shares: combine(num, den, chosen, layers, experts),
+    // With too short a history the rate is the prior itself, even when `rates` lacks it.
+    rate:
+      T < 3
+        ? new Float64Array(layers).fill(T === 1 ? 1 : PRIOR_RATE)
+        : Float64Array.from(chosen, (r) => rates[r]!),
+    errorVariance: variance ? errorVariance(shares, chosen, rates, layers, experts) : new Float64Array(LE),
+    errorTerms: Math.max(0, T - 1),
+  };
+}
+
+/**
+ * The rate index per layer after T windows: the one whose one-step errors `sse` (t = 2 … T−1) are
+ * smallest, a layer's own weighed `layerWeight` against the mean over layers; the prior rate (the
+ * latest window alone for T = 1) when T < 3 leaves nothing to judge by.
+ */
+function chooseRates(
+  sse: Float64Array,
+  T: number,
+  rates: readonly number[],
+  layers: number,
+  layerWeight: number,
+): Int32Array {
+  const R = rates.length;
   const chosen = new Int32Array(layers);
   if (T < 3) {
     // Nothing to judge by: the prior (the latest window alone when there is only one).
     const prior = T === 1 ? 1 : PRIOR_RATE;
-    rate.fill(prior);
     let best = 0;
     for (let r = 1; r < R; r++) if (Math.abs(rates[r]! - prior) < Math.abs(rates[best]! - prior)) best = r;
     chosen.fill(best);
-  } else {
-    const pooled = new Float64Array(R);
-    for (let r = 0; r < R; r++) {
-      for (let l = 0; l < layers; l++) pooled[r]! += sse[r * layers + l]!;
-      pooled[r] = pooled[r]! / layers;
-    }
-    for (let l = 0; l < layers; l++) {
-      let best = 0;
-      let bestScore = Number.POSITIVE_INFINITY;
-      for (let r = 0; r < R; r++) {
-        const score = layerWeight * sse[r * layers + l]! + (1 - layerWeight) * pooled[r]!;
-        // Strictly smaller: ties keep the earlier (faster) rate, so the result is deterministic.
-        if (score < bestScore) {
-          bestScore = score;
-          best = r;
-        }
-      }
-      chosen[l] = best;
-      rate[l] = rates[best]!;
-    }
+    return chosen;
   }
+  const pooled = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    for (let l = 0; l < layers; l++) pooled[r]! += sse[r * layers + l]!;
+    pooled[r] = pooled[r]! / layers;
+  }
+  for (let l = 0; l < layers; l++) {
+    let best = 0;
+    let bestScore = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < R; r++) {
+      const score = layerWeight * sse[r * layers + l]! + (1 - layerWeight) * pooled[r]!;
+      // Strictly smaller: ties keep the earlier (faster) rate, so the result is deterministic.
+      if (score < bestScore) {
+        bestScore = score;
+        best = r;
+      }
+    }
+    chosen[l] = best;
+  }
+  return chosen;
+}
+
+/** The weighted means of the chosen rate per layer: num[r] / den[r]. */
+function combine(
+  num: Float64Array,
+  den: Float64Array,
+  chosen: Int32Array,
+  layers: number,
+  experts: number,
+): Float64Array {
+  const LE = layers * experts;
   const out = new Float64Array(LE);
   for (let l = 0; l < layers; l++) {
     const r = chosen[l]!;
@@ -152,12 +197,7 @@ function forecastFromShares(
       out[i] = num[r * LE + i]! / d;
     }
   }
-  return {
-    shares: out,
-    rate,
-    errorVariance: variance ? errorVariance(shares, chosen, rates, layers, experts) : new Float64Array(LE),
-    errorTerms: Math.max(0, T - 1),
-  };
+  return out;
 }
 
 /**
@@ -236,8 +276,7 @@ export function forecastScenarios(
   const f = forecast.shares;
   for (let l = 0; l < layers; l++) out.set(f.subarray(l * E, (l + 1) * E), l * J * E);
   const shares = history.map((w) => windowShares(w, layers, experts));
-  for (let t = 1; t < T; t++) {
-    const before = forecastFromShares(shares.slice(0, t), layers, experts, options, false).shares;
+  forecastFromShares(shares, layers, experts, options, false, (t, before) => {
     const actual = shares[t]!;
     for (let l = 0; l < layers; l++) {
       const row = (l * J + t) * E;
@@ -247,6 +286,6 @@ export function forecastScenarios(
         out[row + e] = v > 0 ? v : 0;
       }
     }
-  }
+  });
   return { count: J, shares: out };
 }

@@ -40,7 +40,6 @@ export class ScenarioRefiner {
   private readonly pairP: Int32Array;
   private readonly pairQ: Int32Array;
 
-  firstPair = true;
   /**
    * Weight of scenario 0 (the forecast) against the others' total: 0 = a plain sample average; larger
    * keeps the placement closer to the one balanced on the forecast (fewer swaps fitted to the few
@@ -219,7 +218,7 @@ export class ScenarioRefiner {
         }
         // The most promising pair that improves at all is taken (best swap within it): scanning every
         // pair per round costs P× more and, measured, gains nothing.
-        if (this.firstPair && bestA >= 0) break;
+        if (bestA >= 0) break;
       }
       if (bestA < 0) return;
       const p = (bestA / S) | 0;

@@ -1,4 +1,4 @@
-import { summarizeTimes, type TimingSummary } from '../util/stats.js';
+import { meanOrNaN, summarizeTimes, type TimingSummary } from '../util/stats.js';
 import type { PreparedBalancer } from './balancer.js';
 import { type Placement, validatePlacement } from './placement.js';
 
@@ -46,7 +46,7 @@ export async function timeCalls(
   return {
     timing: summarizeTimes(wall),
     ...(gpu.length > 0 ? { gpuTiming: summarizeTimes(gpu) } : {}),
-    meanMs: wall.length ? wall.reduce((a, b) => a + b, 0) / wall.length : Number.NaN,
+    meanMs: meanOrNaN(wall),
   };
 }
 

@@ -18,6 +18,7 @@
  * results, in the same readback as ctx.read, so measuring it adds no round trip to the call.
  */
 import type { KernelCache } from '../gpu/kernels.js';
+import { PassTimer } from '../gpu/timing.js';
 import type {
   CallSplit,
   CandidateContext,
@@ -173,16 +174,7 @@ export function createCandidateRuntime(
 
   let pending: GPUCommandEncoder | null = null;
   const pendingUses = new Set<GPUBuffer>();
-  const querySet = timing
-    ? device.createQuerySet({ label: 'ctx timestamps', type: 'timestamp', count: 2 * MAX_TIMED_PASSES })
-    : null;
-  const resolveBuffer = timing
-    ? device.createBuffer({
-        label: 'ctx timestamps',
-        size: 16 * MAX_TIMED_PASSES,
-        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-      })
-    : null;
+  const timer = timing ? new PassTimer(device, MAX_TIMED_PASSES, 'ctx') : null;
   /** Per call: every dispatch, the record of each timed pass, the first pass not yet read back. */
   let records: DispatchRecord[] = [];
   let passRecords: DispatchRecord[] = [];
@@ -519,10 +511,9 @@ export function createCandidateRuntime(
     const record: DispatchRecord = { label, gpuMs: null, source: null };
     records.push(record);
     let timestampWrites: GPUComputePassTimestampWrites | undefined;
-    if (querySet && passRecords.length < MAX_TIMED_PASSES) {
-      const i = passRecords.length;
+    if (timer && passRecords.length < MAX_TIMED_PASSES) {
+      timestampWrites = timer.writes(passRecords.length);
       passRecords.push(record);
-      timestampWrites = { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
     }
     pending ??= device.createCommandEncoder({ label: 'ctx.dispatch' });
     const pass = pending.beginComputePass({ label, ...(timestampWrites ? { timestampWrites } : {}) });
@@ -598,10 +589,7 @@ export function createCandidateRuntime(
     pending = null;
     pendingUses.clear();
     if (bytes > 0) encoder.copyBufferToBuffer(entry.buffer, 0, s.buffer, 0, bytes);
-    if (timed > 0) {
-      encoder.resolveQuerySet(querySet!, 2 * from, 2 * timed, resolveBuffer!, 0);
-      encoder.copyBufferToBuffer(resolveBuffer!, 0, s.buffer, tsOffset, 16 * timed);
-    }
+    if (timed > 0) timer!.resolveInto(encoder, timed, s.buffer, tsOffset, from);
     readFrom = passRecords.length;
     const timedRecords = passRecords.slice(from, from + timed);
     queue.submit([encoder.finish()]);
@@ -612,14 +600,7 @@ export function createCandidateRuntime(
       const view = new Type(mapped, 0, count);
       const out = into ?? new Type(count);
       out.set(view);
-      if (timed > 0) {
-        const ticks = new BigUint64Array(mapped, tsOffset, 2 * timed);
-        for (let i = 0; i < timed; i++) {
-          const d = ticks[2 * i + 1]! - ticks[2 * i]!;
-          timedRecords[i]!.gpuMs = d > 0n ? Number(d) / 1e6 : 0;
-          timedRecords[i]!.source = 'timestamp';
-        }
-      }
+      if (timed > 0) timestamped(timedRecords, PassTimer.passMs(mapped, tsOffset, timed));
       s.buffer.unmap();
       return out;
     } finally {
@@ -676,7 +657,7 @@ export function createCandidateRuntime(
     async resolveLeftovers() {
       const from = readFrom;
       const timed = passRecords.length - from;
-      if (timed <= 0 || !querySet || !resolveBuffer) return;
+      if (timed <= 0 || !timer) return;
       flush();
       const s = device.createBuffer({
         label: 'ctx timestamps leftover',
@@ -684,17 +665,11 @@ export function createCandidateRuntime(
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       });
       const encoder = device.createCommandEncoder({ label: 'ctx timestamps leftover' });
-      encoder.resolveQuerySet(querySet, 2 * from, 2 * timed, resolveBuffer, 0);
-      encoder.copyBufferToBuffer(resolveBuffer, 0, s, 0, 16 * timed);
+      timer.resolveInto(encoder, timed, s, 0, from);
       queue.submit([encoder.finish()]);
       readFrom = passRecords.length;
       await s.mapAsync(GPUMapMode.READ);
-      const ticks = new BigUint64Array(s.getMappedRange());
-      for (let i = 0; i < timed; i++) {
-        const d = ticks[2 * i + 1]! - ticks[2 * i]!;
-        passRecords[from + i]!.gpuMs = d > 0n ? Number(d) / 1e6 : 0;
-        passRecords[from + i]!.source = 'timestamp';
-      }
+      timestamped(passRecords.slice(from, from + timed), PassTimer.passMs(s.getMappedRange(), 0, timed));
       s.unmap();
       s.destroy();
     },
@@ -709,10 +684,17 @@ export function createCandidateRuntime(
       owned.clear();
       staging.clear();
       pipelines.clear();
-      querySet?.destroy();
-      resolveBuffer?.destroy();
+      timer?.destroy();
     },
   };
+}
+
+/** Records the timestamp GPU time of each of `records` (ms[i] for records[i]). */
+function timestamped(records: readonly DispatchRecord[], ms: readonly number[]): void {
+  for (let i = 0; i < records.length; i++) {
+    records[i]!.gpuMs = ms[i]!;
+    records[i]!.source = 'timestamp';
+  }
 }
 
 function isGpuBuffer(v: unknown): v is GPUBuffer {

@@ -1,3 +1,4 @@
+import { DEFAULT_HISTORY } from '../eplb/balancer.js';
 import { gpuLoads } from '../eplb/metrics.js';
 import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
@@ -30,8 +31,8 @@ export const CONSISTENCY_TOLERANCE = 0.05;
 const WARMUP_CALLS = 2;
 /** Timed passes, each in its own fresh worker process. */
 export const DEFAULT_REPEATS = 2;
-/** Windows in each call's history (the latest included): what vLLM and SGLang keep as their expert-load window. */
-export const DEFAULT_HISTORY = 8;
+// Windows in each call's history (the latest included): the one default the balancers cap at too.
+export { DEFAULT_HISTORY };
 /** Tokens per layer of the MoE-time simulation, and at most how many windows of pass 1 it samples. */
 export const DEFAULT_MOE_TOKENS = 4096;
 export const MOE_WINDOWS = 2;

@@ -51,7 +51,7 @@ export function randomTransform(shape: Shape, rng: Rng): LoadTransform {
   shuffle(t.layerOf, 0, L, rng);
   const per = E / G;
   for (let l = 0; l < L; l++) for (let g = 0; g < G; g++) shuffle(t.expertOf, l * E + g * per, per, rng);
-  t.scale = 0.5 + 1.5 * rng.next();
+  t.scale = randomScale(rng);
   return t;
 }
 

@@ -32,9 +32,18 @@ export class PassTimer {
     return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
   }
 
-  /** Resolves the first `passes` pairs and copies them into `staging` at `offset` (8-byte aligned). */
-  resolveInto(encoder: GPUCommandEncoder, passes: number, staging: GPUBuffer, offset: number): void {
-    encoder.resolveQuerySet(this.querySet, 0, 2 * passes, this.resolveBuffer, 0);
+  /**
+   * Resolves `passes` pairs from pass `first` on and copies them into `staging` at `offset` (8-byte
+   * aligned).
+   */
+  resolveInto(
+    encoder: GPUCommandEncoder,
+    passes: number,
+    staging: GPUBuffer,
+    offset: number,
+    first = 0,
+  ): void {
+    encoder.resolveQuerySet(this.querySet, 2 * first, 2 * passes, this.resolveBuffer, 0);
     encoder.copyBufferToBuffer(this.resolveBuffer, 0, staging, offset, 16 * passes);
   }
 

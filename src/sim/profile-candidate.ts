@@ -16,7 +16,7 @@ import type { GpuContext } from '../gpu/device.js';
 import { compileModule, ShaderCompileError } from '../gpu/kernels.js';
 import type { Trace } from '../trace/trace.js';
 import { check, UserError } from '../util/errors.js';
-import { summarizeTimes } from '../util/stats.js';
+import { meanOrNaN, summarizeTimes } from '../util/stats.js';
 
 /**
  * `adrs profile DIR`: where a candidate's time goes. The candidate runs IN THIS PROCESS, outside
@@ -178,14 +178,14 @@ export async function profileCandidate(
         rt.destroy();
       }
     }
-    const meanTotal = mean(total);
+    const meanTotal = meanOrNaN(total);
     const labels = [...new Set(perCallKernels.flatMap((m) => [...m.keys()]))].sort();
     const kernels = labels.map((kernel): KernelTime => {
       const per = perCallKernels.map((m) => m.get(kernel)?.ms ?? 0);
       const stats = statsOf(per);
       return {
         kernel,
-        dispatches_per_call: mean(perCallKernels.map((m) => m.get(kernel)?.n ?? 0)),
+        dispatches_per_call: meanOrNaN(perCallKernels.map((m) => m.get(kernel)?.n ?? 0)),
         per_call: stats,
         share_of_call: meanTotal > 0 ? stats.mean_ms / meanTotal : 0,
       };
@@ -208,7 +208,7 @@ export async function profileCandidate(
         gpu: gpuKnown ? statsOf(gpuTimes as number[]) : null,
       },
       kernels,
-      balancedness_next: mean(next),
+      balancedness_next: meanOrNaN(next),
     };
   } finally {
     folder.dispose();
@@ -252,7 +252,5 @@ function byKernel(records: readonly DispatchRecord[]): Map<string, { ms: number;
 
 function statsOf(xs: number[]): TimeStats {
   const s = summarizeTimes(xs);
-  return { mean_ms: mean(xs), median_ms: s.median_ms, p95_ms: s.p95_ms, runs: s.runs };
+  return { mean_ms: meanOrNaN(xs), median_ms: s.median_ms, p95_ms: s.p95_ms, runs: s.runs };
 }
-
-const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);

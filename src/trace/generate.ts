@@ -153,7 +153,7 @@ export function rowShape(row: Float64Array, groups: number): { sd: number; group
 /** A child RNG per model component, so that e.g. changing the window count leaves the profiles alone. */
 function streams(seed: number) {
   const root = new Rng(seed ^ 0x5eed_a0d5);
-  const next = () => new Rng(Math.floor(root.next() * 2 ** 32));
+  const next = () => root.child();
   return { relabel: next(), fresh: next(), drift: next(), timeline: next(), sampling: next() };
 }
 

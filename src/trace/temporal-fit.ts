@@ -287,14 +287,7 @@ function logSdOfSwitch(v: number): number {
     return num / den;
   };
   if (v >= meanTanh2(20)) return 20;
-  let lo = 0;
-  let hi = 20;
-  for (let i = 0; i < 60; i++) {
-    const mid = (lo + hi) / 2;
-    if (meanTanh2(mid) < v) lo = mid;
-    else hi = mid;
-  }
-  return (lo + hi) / 2;
+  return solveIncreasing(meanTanh2, v, 20);
 }
 
 /**
@@ -303,9 +296,12 @@ function logSdOfSwitch(v: number): number {
  */
 function logSdOfDrift(v: number): number {
   if (!(v > 0)) return 0;
-  const f = (s: number) => Math.exp(3 * s * s) - 2 * Math.exp(s * s) + 1;
+  return solveIncreasing((s) => Math.exp(3 * s * s) - 2 * Math.exp(s * s) + 1, v, 3);
+}
+
+/** The σ in [0, hi] where the increasing f reaches v (60 bisection steps: to double precision). */
+function solveIncreasing(f: (sigma: number) => number, v: number, hi: number): number {
   let lo = 0;
-  let hi = 3;
   for (let i = 0; i < 60; i++) {
     const mid = (lo + hi) / 2;
     if (f(mid) < v) lo = mid;

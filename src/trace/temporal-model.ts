@@ -109,7 +109,7 @@ export function shapeScaling(
 /** A child RNG per component, so changing e.g. the window count leaves the profiles alone. */
 function streams(seed: number) {
   const root = new Rng(seed ^ 0x7e3a_2b91);
-  const next = () => new Rng(Math.floor(root.next() * 2 ** 32));
+  const next = () => root.child();
   return {
     profiles: next(),
     workload: next(),

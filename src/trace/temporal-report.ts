@@ -1,7 +1,7 @@
 import { bldmSwapBalancer } from '../eplb/balancers/bldm-swap.js';
 import type { Shape } from '../eplb/shape.js';
 import { freshBase, generateTemporal, type TemporalParams } from './temporal-model.js';
-import { type FORECASTS, type TemporalStatistics, temporalStatistics } from './temporal-stats.js';
+import { EWMA_RATE, type FORECASTS, type TemporalStatistics, temporalStatistics } from './temporal-stats.js';
 import type { Trace } from './trace.js';
 import { traceWindows } from './windows.js';
 
@@ -52,7 +52,7 @@ const LABELS: Record<string, string> = {
   mean2: 'gain (points): mean of last 2',
   mean4: 'gain (points): mean of last 4',
   mean8: 'gain (points): mean of last 8',
-  ewma: 'gain (points): EWMA, rate 0.25',
+  ewma: `gain (points): EWMA, rate ${EWMA_RATE}`,
 };
 
 /** Markdown: one block per window size; generated = median [min, max] over seeds. */

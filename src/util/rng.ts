@@ -28,6 +28,11 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
 
+  /** A generator seeded from this one's next draw: independent streams per component of a model. */
+  child(): Rng {
+    return new Rng(Math.floor(this.next() * 2 ** 32));
+  }
+
   /** Picks one element uniformly. */
   pick<T>(items: readonly T[]): T {
     return items[this.int(items.length)]!;

@@ -12,3 +12,11 @@ export function summarizeTimes(samplesMs: readonly number[]): TimingSummary {
   const sorted = [...samplesMs].sort((a, b) => a - b);
   return { median_ms: median(sorted), p95_ms: quantileSorted(sorted, 0.95), runs: sorted.length };
 }
+
+/**
+ * Plain arithmetic mean, NaN for no values (simple-statistics' mean throws on none, and its
+ * compensated sum would shift reported figures in the last digits).
+ */
+export function meanOrNaN(xs: readonly number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN;
+}
