@@ -19,7 +19,9 @@ import { type VariantName, writeVariant } from './helpers/hostile-variants.js';
  */
 const FIXTURES = 'test/fixtures/candidates';
 const trace = loadTrace('synthetic-v4-windows');
-const opts = { trace, objective: 'default' as const, windows: 3, repeats: 3 };
+// A fixed relabelling seed: the input-independent valid-naive base swings a few % with the
+// relabelling, so a secret seed per run would make the consistency check flip from run to run.
+const opts = { trace, objective: 'default' as const, windows: 3, repeats: 3, seed: '5eed5eed5eed' };
 let pool: EvaluatorPool;
 let scratch: string;
 

@@ -52,6 +52,8 @@ beforeAll(async () => {
         objective: 'default',
         windows: 2,
         repeats: 2,
+        // Fixed relabellings: the naive base's quality swings with them (see the harness test).
+        seed: '5eed5eed5eed',
       });
       results.set(name, { result });
     }),
@@ -128,6 +130,7 @@ describe('hostile candidates against the sandbox', () => {
       objective: 'adrs',
       windows: 2,
       repeats: 2,
+      seed: '5eed5eed5eed',
     });
     expect(r.artifacts).toEqual({});
     expect(r.valid).toBe(true);

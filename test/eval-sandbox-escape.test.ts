@@ -17,7 +17,8 @@ const FIXTURES = 'test/fixtures/candidates';
 const TIMEOUT_S = 8;
 // The series these routes were written against; quality is not what is tested here.
 const trace = loadTrace('synthetic-v3-windows');
-const opts = { trace, objective: 'default' as const, windows: 1, repeats: 2 };
+// A fixed relabelling seed: the routes' naive placement swings with the relabelling (see harness test).
+const opts = { trace, objective: 'default' as const, windows: 1, repeats: 2, seed: '5eed5eed5eed' };
 const MARK = `/tmp/adrs-escape-routes-${process.pid}.mark`;
 const routesSource = readFileSync(join(FIXTURES, 'escape-routes/balancer.ts'), 'utf8');
 const bombSource = readFileSync(join(FIXTURES, 'esbuild-bomb/balancer.ts'), 'utf8');
