@@ -331,6 +331,9 @@ describe('candidate context helpers', () => {
     await expect(ctx.read('a', Int32Array, 1000)).rejects.toThrow(/1000 elements do not fit/);
     expect(() => ctx.buffer('', 4)).toThrow(/non-empty string/);
     expect(() => ctx.buffer('z', 0)).toThrow(/bytes must be an integer/);
+    // A size whose 16-byte rounding passes the device's limit is the same one-line error, not a GPU error later.
+    const limit = gpu.device.limits.maxBufferSize;
+    expect(() => ctx.buffer('z', Math.floor(limit / 16) * 16 + 1)).toThrow(/bytes must be an integer in 1…/);
     // Nothing went wrong on the device.
     expect(() => gpu.check()).not.toThrow();
   });

@@ -253,10 +253,10 @@ export function createCandidateRuntime(
   const buffer = (name: string, bytes: number, usage?: 'storage' | 'uniform' | number): GPUBuffer => {
     const what = `ctx.buffer(${JSON.stringify(name)})`;
     checkName(name, what);
-    if (!Number.isInteger(bytes) || bytes < 1 || bytes > device.limits.maxBufferSize)
-      throw new Error(
-        `${what}: bytes must be an integer in 1…${device.limits.maxBufferSize}, got ${String(bytes)}`,
-      );
+    // Buffers are allocated rounded up to 16 bytes: the limit applies to the rounded size.
+    const max = Math.floor(device.limits.maxBufferSize / 16) * 16;
+    if (!Number.isInteger(bytes) || bytes < 1 || bytes > max)
+      throw new Error(`${what}: bytes must be an integer in 1…${max}, got ${String(bytes)}`);
     const u = usageOf(usage, what);
     const existing = named.get(name);
     if (existing && existing.bytes === bytes && existing.usage === u) return existing.buffer;
