@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 // Thin launcher: the CLI is compiled to dist/ by `npm run build` (run by `npm ci` via `prepare`).
-import '../dist/cli/main.js';
+import '../dist/cli/launch.js';

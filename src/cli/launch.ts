@@ -1,0 +1,15 @@
+/**
+ * The `adrs` executable's entry. Runs the CLI in a child process behind a launcher that keeps
+ * Dawn's start-up warnings off the user's screen (see launch/native-stderr-filter.ts), except with
+ * --verbose or ADRS_NATIVE_STDERR=show, which run the CLI in this process with nothing filtered.
+ */
+import { fileURLToPath } from 'node:url';
+import { adoptLauncherStreams } from './launch/launched-child.js';
+import { launch } from './launch/launcher.js';
+
+const MAIN = new URL('./main.js', import.meta.url);
+const args = process.argv.slice(2);
+const unfiltered = args.includes('--verbose') || process.env.ADRS_NATIVE_STDERR === 'show';
+
+if (adoptLauncherStreams() || unfiltered) await import(MAIN.href);
+else launch({ entry: fileURLToPath(import.meta.url), args });

@@ -1,0 +1,77 @@
+import { spawn } from 'node:child_process';
+import { NativeStderrFilter } from './native-stderr-filter.js';
+
+/** Environment variable telling the child which descriptors the launcher handed it. */
+export const LAUNCHED_ENV = 'ADRS_LAUNCHED_FDS';
+
+/** Signals a user or a supervisor sends to the command; the launcher passes each on exactly once. */
+const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+export interface LaunchOptions {
+  /** The module to run in the child (the CLI's entry). */
+  entry: string;
+  args: readonly string[];
+  /** Where the filtered native stderr goes (the real stderr). */
+  nativeOut?: (text: string) => void;
+}
+
+/**
+ * Runs `entry` in a child Node process whose native stderr (fd 2: Dawn, V8) is read through
+ * {@link NativeStderrFilter}, while the child's JavaScript stderr writes straight to the real
+ * stderr (handed over as fd 3), so terminal detection, progress redraws and ordering stay as if
+ * there were no launcher. fd 4 is a socket the child watches to die with the launcher.
+ *
+ * The child runs in its own process group, so a terminal's Ctrl-C reaches it once (forwarded by
+ * the launcher) rather than twice. The launcher exits as the child did: same code, or same signal.
+ */
+export function launch(options: LaunchOptions): void {
+  const child = spawn(process.execPath, [...process.execArgv, options.entry, ...options.args], {
+    stdio: ['inherit', 'inherit', 'pipe', 2, 'pipe'],
+    env: { ...process.env, [LAUNCHED_ENV]: '3,4' },
+    detached: true,
+  });
+  const write = options.nativeOut ?? ((text: string) => process.stderr.write(text));
+  const filter = new NativeStderrFilter();
+  child.stdio[2]?.setEncoding('utf8');
+  child.stdio[2]?.on('data', (chunk: string) => {
+    const text = filter.push(chunk);
+    if (text) write(text);
+  });
+  child.stdio[2]?.on('end', () => {
+    const rest = filter.end();
+    if (rest) write(rest);
+  });
+
+  const handlers = FORWARDED.map((signal) => {
+    const handler = () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    };
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  // Ctrl-Z: the child's group is orphaned (own session), where the kernel discards SIGTSTP, so it
+  // is stopped with SIGSTOP, then the launcher stops itself; `fg` continues both.
+  const suspend = () => {
+    child.kill('SIGSTOP');
+    process.kill(process.pid, 'SIGSTOP');
+  };
+  const resume = () => child.kill('SIGCONT');
+  process.on('SIGTSTP', suspend);
+  process.on('SIGCONT', resume);
+
+  child.on('error', (error) => {
+    process.stderr.write(`adrs: cannot start the CLI process: ${error.message}\n`);
+    process.exitCode = 1;
+  });
+  child.on('close', (code, signal) => {
+    for (const [s, h] of handlers) process.off(s, h);
+    process.off('SIGTSTP', suspend);
+    process.off('SIGCONT', resume);
+    if (signal) {
+      // Die the same way, so a shell or supervisor sees what the child saw.
+      process.kill(process.pid, signal);
+      return;
+    }
+    process.exitCode = code ?? 1;
+  });
+}

@@ -1,0 +1,53 @@
+/**
+ * Dawn prints warnings about adapter limits to the process's native stderr every time an adapter is
+ * requested ("maxDynamicUniformBuffersPerPipelineLayout artificially reduced …"). They say nothing
+ * the user can act on, and webgpu's binding offers no way to silence them, so the launcher reads the
+ * child's native stderr through this filter. Only these exact lines are dropped; everything else,
+ * including partial lines such as a progress display, passes through unchanged and at once.
+ */
+const STARTUP_WARNINGS: readonly RegExp[] = [
+  /Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?\n/g,
+];
+
+const PREFIX = 'Warning: ';
+
+export class NativeStderrFilter {
+  private pending = '';
+  /** How many start-up warnings were dropped (reported with --verbose by the caller if it wants). */
+  dropped = 0;
+
+  /** Feeds a chunk; returns the text to forward now (possibly empty). */
+  push(chunk: string): string {
+    let text = this.pending + chunk;
+    this.pending = '';
+    for (const pattern of STARTUP_WARNINGS) {
+      text = text.replace(pattern, () => {
+        this.dropped++;
+        return '';
+      });
+    }
+    // Hold back only a tail that may still become a dropped warning: one that starts like a warning
+    // and has no line end yet.
+    const hold = heldTail(text);
+    this.pending = text.slice(hold);
+    return text.slice(0, hold);
+  }
+
+  /** The end of the stream: whatever was held back is not a warning after all. */
+  end(): string {
+    const rest = this.pending;
+    this.pending = '';
+    return rest;
+  }
+}
+
+/** The index from which `text` must be held back (text.length when nothing is). */
+function heldTail(text: string): number {
+  const start = text.lastIndexOf(PREFIX);
+  if (start >= 0 && !text.includes('\n', start)) return start;
+  // A tail that is a proper prefix of "Warning: " (the chunk ended inside the word).
+  for (let n = Math.min(PREFIX.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(PREFIX.slice(0, n))) return text.length - n;
+  }
+  return text.length;
+}

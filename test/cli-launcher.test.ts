@@ -1,0 +1,149 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { NativeStderrFilter } from '../src/cli/launch/native-stderr-filter.js';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'adrs.js');
+const LAUNCH = join(import.meta.dirname, 'fixtures', 'launcher', 'launch.mjs');
+const WARNING =
+  'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\n';
+
+function filtered(chunks: string[]): { out: string; dropped: number } {
+  const filter = new NativeStderrFilter();
+  const out = chunks.map((c) => filter.push(c)).join('') + filter.end();
+  return { out, dropped: filter.dropped };
+}
+
+describe('native stderr filter', () => {
+  const stream = `vulkan loader: something real\n${WARNING}${WARNING}\r[3s] progress${WARNING}Warning: keep me\nW`;
+  const expected = 'vulkan loader: something real\n\r[3s] progress' + 'Warning: keep me\nW';
+
+  it("drops exactly Dawn's start-up warnings and keeps everything else", () => {
+    expect(filtered([stream])).toEqual({ out: expected, dropped: 3 });
+  });
+
+  it('gives the same result wherever the stream is split', () => {
+    for (let i = 0; i <= stream.length; i++) {
+      for (const j of [i, Math.min(stream.length, i + 7), Math.min(stream.length, i + 61)]) {
+        const { out, dropped } = filtered([stream.slice(0, i), stream.slice(i, j), stream.slice(j)]);
+        expect(out, `split at ${i}, ${j}`).toBe(expected);
+        expect(dropped).toBe(3);
+      }
+    }
+  });
+
+  it('forwards text that cannot become a warning at once, not at the end', () => {
+    const filter = new NativeStderrFilter();
+    expect(filter.push('\r[12s] evaluating 3/8')).toBe('\r[12s] evaluating 3/8');
+    expect(filter.push('Warn')).toBe('');
+    expect(filter.push('ing: maxDynamicUniform')).toBe('');
+    expect(
+      filter.push(
+        'BuffersPerPipelineLayout artificially reduced from 9 to 8 to fit dynamic offset allocation limit.\nnext',
+      ),
+    ).toBe('next');
+  });
+});
+
+interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], detached = false): { child: ChildProcess; done: Promise<Finished> } {
+  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+  });
+  const done = new Promise<Finished>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, done };
+}
+
+function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    child.stdout?.on('data', (c: string) => {
+      text += c;
+      if (text.includes('\n')) resolve(text.slice(0, text.indexOf('\n')));
+    });
+  });
+}
+
+describe('launcher', () => {
+  it("hands JavaScript stderr through untouched, filters native stderr, exits with the child's code", async () => {
+    const r = await run(['streams', '3']).done;
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe('stdout line\n');
+    expect(r.stderr.split('\n').sort()).toEqual(
+      ['', 'js stderr launched=true', 'native after', 'native before'].sort(),
+    );
+  });
+
+  it('dies by the signal that killed the child', async () => {
+    const r = await run(['signal', 'SIGTERM']).done;
+    expect(r.signal).toBe('SIGTERM');
+  });
+
+  it("delivers a terminal's Ctrl-C (SIGINT to the whole process group) to the child exactly once", async () => {
+    const { child, done } = run(['count-sigint'], true);
+    expect(await firstLine(child)).toBe('ready');
+    process.kill(-(child.pid as number), 'SIGINT');
+    const r = await done;
+    expect(r.stdout).toBe('ready\nsigint 1\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('passes a SIGTERM sent to the launcher alone on to the child', async () => {
+    const { child, done } = run(['wait']);
+    await firstLine(child);
+    child.kill('SIGTERM');
+    expect((await done).signal).toBe('SIGTERM');
+  });
+
+  it('takes the child with it when the launcher is killed outright', async () => {
+    const { child, done } = run(['wait']);
+    const pid = Number((await firstLine(child)).split(' ')[1]);
+    child.kill('SIGKILL');
+    // stdout is shared with the child: it closes only once the child is gone too.
+    const r = await done;
+    expect(r.signal).toBe('SIGKILL');
+    expect(['gone', 'Z']).toContain(processState(pid));
+  });
+});
+
+/** 'gone', or the state letter from /proc (a killed orphan is a zombie until init reaps it). */
+function processState(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] as string;
+  } catch {
+    return 'gone';
+  }
+}
+
+describe('adrs on a real adapter', () => {
+  const raw = spawnSync(process.execPath, [BIN, 'devices'], {
+    encoding: 'utf8',
+    env: { ...process.env, ADRS_NATIVE_STDERR: 'show' },
+  });
+  const dawnWarns = /artificially reduced/.test(raw.stderr);
+
+  it.skipIf(!dawnWarns)(
+    "keeps Dawn's start-up warnings off the screen (this adapter makes Dawn print them)",
+    () => {
+      const r = spawnSync(process.execPath, [BIN, 'devices'], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(raw.stdout);
+      expect(r.stderr).toBe('');
+    },
+  );
+});
