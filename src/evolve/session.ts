@@ -76,6 +76,9 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   // leaves no folder behind, a refused resume leaves its folder as it was.
   if (o.resume) {
     existing = RunFolder.open(o.resume);
+    // A log the reader refuses (damaged, or from a newer adrs) refuses the resume here, before
+    // config.json is rewritten; the controller reads it again to continue (cutting a torn last line).
+    existing.readEvents();
     config = resumeConfig(
       existing.readConfig(),
       o.overrides ?? {},
