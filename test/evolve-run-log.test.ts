@@ -299,18 +299,18 @@ describe('TimeSums', () => {
   it('adds the time of each call to its key on the injected clock, also when the call throws', async () => {
     let now = 0;
     const sums = new TimeSums<'a' | 'b'>(() => now);
-    const after = <T>(ms: number, value: T): T => {
+    const advance = <T>(ms: number, value: T): T => {
       now += ms;
       return value;
     };
-    expect(sums.time('a', () => after(5, 'x'))).toBe('x');
+    expect(sums.time('a', () => advance(5, 'x'))).toBe('x');
     expect(() =>
       sums.time('a', () => {
         now += 2;
         throw new Error('boom');
       }),
     ).toThrow('boom');
-    const r = await sums.timeAsync('b', async () => after(7, 1));
+    const r = await sums.timeAsync('b', async () => advance(7, 1));
     expect(r).toEqual({ value: 1, ms: 7 });
     await expect(
       sums.timeAsync('b', async () => {
