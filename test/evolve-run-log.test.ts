@@ -292,6 +292,10 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
     const prompt = lines(dir).find((e) => e.type === 'prompt')!.messages_sha256 as string;
     rmSync(join(dir, 'prompts', `${prompt}.json`));
     expect(() => new RunFolder(dir).blobs.messages(prompt)).toThrow(/prompts\/[0-9a-f]{64}\.json is missing/);
+    // The report says a named file is gone (it checks presence; the hash is checked where a text is used).
+    expect(buildRunReport(readRunFiles(dir)).disagreements).toEqual([
+      `prompts/: 1 file(s) named in events.jsonl are missing (${prompt.slice(0, 16)})`,
+    ]);
   });
 });
 

@@ -434,6 +434,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     notes,
   );
   checkPrograms(files, evaluations, disagree);
+  checkBlobs(files, disagree);
   const exported = [...stops].reverse().find((s) => !ERROR_STOPS.has(s.reason)) ?? null;
   checkBestFolder(files, exported, programs, finalBest, disagree, notes);
   checkSummary(files, exported, programs, seed, disagree, notes);
@@ -677,6 +678,32 @@ function checkPrograms(
       `programs/: ${differ.length} stored result(s) differ from their evaluation event (${differ.slice(0, 3).join(', ')})`,
     );
   }
+}
+
+/**
+ * Every prompt and answer the events name is in prompts/ or responses/. Only presence: the hash is
+ * checked where a text is used (--resume, --replay), so a report of a large live run stays cheap.
+ */
+function checkBlobs(files: RunFiles, disagree: (s: string) => void): void {
+  const run = files.state;
+  const missing = (kind: 'prompts' | 'responses', hashes: Iterable<string>): void => {
+    const gone = [...new Set(hashes)].filter((h) => !files.blobs.has(kind, h));
+    if (gone.length)
+      disagree(
+        `${kind}/: ${gone.length} file(s) named in events.jsonl are missing (${gone
+          .slice(0, 3)
+          .map((h) => h.slice(0, 16))
+          .join(', ')})`,
+      );
+  };
+  missing(
+    'prompts',
+    [...run.prompts.values()].map((p) => p.messages_sha256),
+  );
+  missing(
+    'responses',
+    [...run.responses.values()].map((r) => r.text_sha256),
+  );
 }
 
 /** best/ is written when a session ends: it must hold the best program as of that session's stop. */

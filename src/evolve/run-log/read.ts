@@ -74,9 +74,9 @@ export function readRunLog(text: string, file: string): RunLog {
     const v = r.v;
     let e: Record<string, unknown> | string = r;
     if (v === undefined) e = migrateV1(r, texts);
-    else if (!Number.isInteger(v) || (v as number) < 1)
+    else if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
       return fail(`v is ${JSON.stringify(v)}, not a run-log version`);
-    else if ((v as number) > RUN_LOG_VERSION)
+    else if (v > RUN_LOG_VERSION)
       return fail(
         `written by a newer adrs (run-log version ${v}; this one reads up to ${RUN_LOG_VERSION}); use that adrs, or a newer one, on this run folder`,
       );

@@ -13,7 +13,7 @@ const isObj = (v: unknown): v is Record<string, unknown> =>
 
 const num: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? null : `${p} is not a number`);
 const int: Check = (v, p) =>
-  Number.isInteger(v) && (v as number) >= 0 ? null : `${p} is not a whole number ≥ 0`;
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 ? null : `${p} is not a whole number ≥ 0`;
 const str: Check = (v, p) => (typeof v === 'string' ? null : `${p} is not a string`);
 const bool: Check = (v, p) => (typeof v === 'boolean' ? null : `${p} is not true or false`);
 const sha256: Check = (v, p) =>
