@@ -1,18 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FolderRunState } from '../src/distributed/run-state.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'adrs-run-state-'));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs('adrs-run-state-');
 
 describe("broker.json, a run's queue identity", () => {
   it('is created once and read back by a resumed controller, with its pinned adapter', () => {

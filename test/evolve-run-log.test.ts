@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildRunReport } from '../src/evolve/report.js';
@@ -11,24 +10,19 @@ import { runSession } from '../src/evolve/session.js';
 import { TimeSums } from '../src/evolve/timing.js';
 import { buildRunPageData } from '../src/report/run-page-data.js';
 import { UserError } from '../src/util/errors.js';
-import { climbingModel, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
+import { climbingModel, commitSequence, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: raw events.jsonl lines, inspected field by field.
 type Line = Record<string, any>;
 
 let server: FakeOpenAiServer | undefined;
-const dirs: string[] = [];
 afterEach(async () => {
   await server?.close();
   server = undefined;
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'adrs-run-log-'));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs('adrs-run-log-');
 const lines = (dir: string): Line[] =>
   readFileSync(join(dir, 'events.jsonl'), 'utf8')
     .trim()
@@ -192,11 +186,7 @@ describe('a version-1 run folder (before run-log versions) still reports, replay
     expect(replay.stats.stopReason).toBe('replay-end');
     expect(replay.stats.replayMismatches).toEqual([]);
     expect(replay.stats.replayPlanDivergences).toBe(0);
-    const seq = (d: string) =>
-      lines(d)
-        .filter((e) => e.type === 'commit')
-        .map((e) => [e.iteration, e.outcome, e.hash, e.score]);
-    expect(seq(replay.dir)).toEqual(seq(dir));
+    expect(commitSequence(replay.dir)).toEqual(commitSequence(dir));
     const replayed = lines(replay.dir);
     expect(replayed.every((e) => e.v === 2)).toBe(true);
     const texts = lines(dir)
@@ -251,7 +241,6 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
   const liveRun = async () => {
     server = await FakeOpenAiServer.start(climbingModel);
     const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
-    dirs.push(p.dir);
     const r = await runSession({
       configPath: p.configPath,
       out: join(p.dir, 'run'),
