@@ -103,8 +103,7 @@ export interface CommitEvent {
   reason?: string;
 }
 
-export type RunEventType = RunEvent['type'];
-export type EventOf<K extends RunEventType> = Extract<RunEvent, { type: K }>;
+export type EventOf<K extends RunEvent['type']> = Extract<RunEvent, { type: K }>;
 
 /** An event as the controller writes it: the log stamps `v` and `t`. */
 export type NewEvent = RunEvent extends infer E ? (E extends RunEvent ? Omit<E, 'v' | 't'> : never) : never;

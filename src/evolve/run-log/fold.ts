@@ -102,10 +102,6 @@ export class RunState {
     return this.commitLog.at(-1)?.event.iteration ?? 0;
   }
 
-  lastCommitted(): number {
-    return Math.max(0, ...this.commits.keys());
-  }
-
   prompt(iteration: number, attempt: number): EventOf<'prompt'> | undefined {
     return this.prompts.get(key(iteration, attempt));
   }
