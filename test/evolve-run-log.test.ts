@@ -235,6 +235,29 @@ describe('a version-1 run folder (before run-log versions) still reports, replay
     expect(report.iterations.committed).toBe(9);
     expect(report.run.sessions).toBe(2);
   });
+  it('resumes it killed mid-iteration: the inline prompts and answers are reused, and the programs are those of the whole run', async () => {
+    const dir = v1Copy();
+    const full = readFileSync(join(dir, 'events.jsonl'), 'utf8');
+    // Killed before iteration 4 was committed (its two answers logged) and before any checkpoint.
+    const all = full.split('\n');
+    const cut = all.findIndex((l) => l.includes('"type":"commit","iteration":4'));
+    writeFileSync(join(dir, 'events.jsonl'), `${all.slice(0, cut).join('\n')}\n`);
+    for (const f of ['checkpoint.json', 'summary.json', 'best']) rmSync(join(dir, f), { recursive: true });
+    server = await FakeOpenAiServer.start(climbingModel);
+    const project = makeToyProject(server.baseUrl);
+    // Without a checkpoint the resume starts from the seed folder: the toy project's, the same files.
+    const config = join(dir, 'config.json');
+    writeFileSync(config, readFileSync(config, 'utf8').replaceAll('/fixture-project', project.dir));
+    const evaluator = await loadToyEvaluator(project);
+    const r = await runSession({ resume: dir, overrides: { baseUrl: server.baseUrl }, evaluator });
+    expect(r.stats.committed).toBe(6);
+    // Only iterations 5 and 6 were asked; 1–4 were answered from the version-1 log.
+    expect(server.requests.length).toBe(2);
+    const fixture = join(tempDir(), 'whole');
+    cpSync(V1_FIXTURE, fixture, { recursive: true });
+    expect(commitSequence(dir)).toEqual(commitSequence(fixture));
+    expect(buildRunReport(readRunFiles(dir)).disagreements).toEqual([]);
+  });
 });
 
 describe('prompts and answers are content-addressed blobs, checked on read', () => {
