@@ -72,6 +72,34 @@ describe('the run log is validated on read and fails closed in one line naming f
     expect(readRunLog(logOf(VALID), 'run/events.jsonl').events).toEqual(VALID);
   });
 
+  it('migrates version-1 lines: texts to hashes, a refusal to the class its wording names (other when none)', () => {
+    const v1 = [
+      {
+        type: 'prompt',
+        iteration: 1,
+        attempt: 1,
+        model: 'toy-a',
+        messages: [{ role: 'user', content: 'hi' }],
+      },
+      {
+        type: 'patch',
+        iteration: 1,
+        attempt: 1,
+        ok: false,
+        reason: 'block 1: the SEARCH text matches 2 places',
+      },
+      { type: 'patch', iteration: 1, attempt: 2, ok: false, reason: 'the model was rude' },
+    ];
+    const log = readRunLog(logOf(v1), 'run/events.jsonl');
+    const text = JSON.stringify(v1[0]!.messages);
+    expect(log.events).toEqual([
+      { v: 2, type: 'prompt', iteration: 1, attempt: 1, model: 'toy-a', messages_sha256: sha(text) },
+      { ...v1[1], v: 2, kind: 'ambiguous' },
+      { ...v1[2], v: 2, kind: 'other' },
+    ]);
+    expect(log.texts).toEqual(new Map([[sha(text), text]]));
+  });
+
   const malformed: [string, number, (e: Line[]) => void, RegExp][] = [
     [
       'an unknown type',
@@ -98,6 +126,12 @@ describe('the run log is validated on read and fails closed in one line naming f
     ['a line that is not an object', 2, (e) => (e[1] = [1, 2]), /the line is not an event object$/],
     ['a blob name that is not a sha256', 2, (e) => (e[1]!.messages_sha256 = 'abc'), /is not a sha256/],
     ['a patch kind that is not one', 4, (e) => (e[3]!.kind = 'weird'), /kind is "weird", not one of/],
+    [
+      "a version-2 refusal of kind 'other' (only a version-1 reason can be unplaceable)",
+      4,
+      (e) => (e[3]!.kind = 'other'),
+      /patch event: kind is "other", not one of applied, no-match/,
+    ],
     [
       'an applied patch with a refusal kind',
       4,

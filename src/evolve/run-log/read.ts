@@ -73,6 +73,7 @@ export function readRunLog(text: string, file: string): RunLog {
     if (!isRecord(r)) return fail('the line is not an event object');
     const v = r.v;
     let e: Record<string, unknown> | string = r;
+    const migrated = v === undefined || v === 1;
     if (v === undefined) e = migrateV1(r, texts);
     else if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
       return fail(`v is ${JSON.stringify(v)}, not a run-log version`);
@@ -82,7 +83,7 @@ export function readRunLog(text: string, file: string): RunLog {
       );
     else if (v === 1) e = migrateV1({ ...r, v: undefined }, texts);
     if (typeof e === 'string') return fail(e);
-    const event = toEvent(e);
+    const event = toEvent(e, migrated);
     return typeof event === 'string' ? fail(event) : event;
   });
   return { events, tail, texts };

@@ -107,7 +107,7 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
   prompt: { iteration: int, attempt: int, model: str, messages_sha256: sha256 },
   response: { iteration: int, attempt: int, reply },
   llm_error: { iteration: int, attempt: int, error: str, fatal: bool },
-  patch: { iteration: int, attempt: int, ok: bool, kind: oneOf(['applied', ...REFUSAL_KINDS, 'other']) },
+  patch: { iteration: int, attempt: int, ok: bool },
   evaluation: { iteration: int, hash: str, ms: num, result: outcome },
   evaluator_error: { iteration: int, hash: str, error: str, retrying: bool },
   comparison: {
@@ -135,6 +135,9 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
   heldout: { seed: outcome, best: outcome },
 };
 
+const PATCH_KIND = oneOf(['applied', ...REFUSAL_KINDS]);
+/** 'other' too: a version-1 refusal whose wording the migration cannot place (the patcher never gives it). */
+const PATCH_KIND_V1 = oneOf(['applied', ...REFUSAL_KINDS, 'other']);
 /** The fields a patch event has besides the common ones, by whether it applied. */
 const PATCH_APPLIED = { hash: str, changed: arrayOf(object({ file: str, line: int })) };
 const PATCH_REFUSED = { reason: str };
@@ -143,12 +146,12 @@ const PATCH_REFUSED = { reason: str };
  * A version-2 event, or what is wrong with it. The one place where a parsed line becomes a typed
  * event: every field the type promises has just been checked.
  */
-export function toEvent(e: Record<string, unknown>): RunEvent | string {
-  return eventProblem(e) ?? (e as unknown as RunEvent);
+export function toEvent(e: Record<string, unknown>, migrated: boolean): RunEvent | string {
+  return eventProblem(e, migrated) ?? (e as unknown as RunEvent);
 }
 
 /** What is wrong with a version-2 event, or null when it is one. */
-function eventProblem(e: Record<string, unknown>): string | null {
+function eventProblem(e: Record<string, unknown>, migrated: boolean): string | null {
   if (e.v !== RUN_LOG_VERSION) return `v is ${JSON.stringify(e.v)}, expected ${RUN_LOG_VERSION}`;
   if (e.t !== undefined && num(e.t, 't')) return 't is not a number';
   const type = e.type;
@@ -156,7 +159,9 @@ function eventProblem(e: Record<string, unknown>): string | null {
   const fields = (EVENTS as Record<string, Record<string, Check>>)[type];
   if (!fields) return `unknown event type '${type}' (known: ${Object.keys(EVENTS).join(', ')})`;
   const extra: Record<string, Check> =
-    type === 'patch' ? (e.ok === true ? PATCH_APPLIED : PATCH_REFUSED) : {};
+    type === 'patch'
+      ? { kind: migrated ? PATCH_KIND_V1 : PATCH_KIND, ...(e.ok === true ? PATCH_APPLIED : PATCH_REFUSED) }
+      : {};
   for (const [k, c] of Object.entries({ ...fields, ...extra })) {
     const bad = c(e[k], k);
     if (bad) return `${type} event: ${e[k] === undefined ? `missing field '${k}'` : bad}`;
