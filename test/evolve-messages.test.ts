@@ -182,13 +182,13 @@ describe('model call time limits', () => {
 });
 
 describe('plain messages', () => {
-  it('says why an iteration was refused', () => {
-    expect(outcomeText('refused', 'the SEARCH text of balancer.ts was not found in the program')).toBe(
-      'refused (no-match)',
-    );
-    expect(outcomeText('refused', 'the edit touches balancer.ts outside every EVOLVE-BLOCK')).toBe(
-      'refused (outside-block)',
-    );
+  it('says why an iteration was refused (the class the patcher gave the refusal)', () => {
+    expect(
+      outcomeText('refused', 'the SEARCH text of balancer.ts was not found in the program', 'no-match'),
+    ).toBe('refused (no-match)');
+    expect(
+      outcomeText('refused', 'the edit touches balancer.ts outside every EVOLVE-BLOCK', 'outside-block'),
+    ).toBe('refused (outside-block)');
     expect(outcomeText('valid')).toBe('valid');
   });
 

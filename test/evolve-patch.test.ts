@@ -108,6 +108,7 @@ describe('SEARCH/REPLACE patches', () => {
     const twice = applyDiff(doubled, patch('balancer.ts', 'best += 1;', 'best += 2;'));
     expect(twice).toEqual({
       ok: false,
+      kind: 'ambiguous',
       reason: expect.stringMatching(/matches 2 places \(balancer.ts:8, balancer.ts:9\); include more/),
     });
     const nowhere = applyDiff(files, patch('balancer.ts', '  let best = 0;\n  for (const w of a) {', 'x'));
@@ -176,6 +177,7 @@ describe('EVOLVE-BLOCK rewrites', () => {
     const r = applyRewriteText(files, '<<<<<<< BLOCK balancer.ts#2\nx\n>>>>>>> END');
     expect(r).toEqual({
       ok: false,
+      kind: 'no-match',
       reason: 'there is no EVOLVE-BLOCK balancer.ts#2; the blocks are balancer.ts#1, kernels/k.wgsl#1',
     });
     const m = applyRewriteText(
@@ -208,6 +210,7 @@ describe("a model's answer in either format", () => {
   it('names the format that was asked for when neither is found', () => {
     expect(applyModelEdit(files, 'No change.', 'rewrite')).toEqual({
       ok: false,
+      kind: 'malformed',
       reason: "no '<<<<<<< BLOCK file#n … >>>>>>> END' rewrite found in the response",
     });
     const d = applyModelEdit(files, 'No change.', 'diff');

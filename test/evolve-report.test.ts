@@ -14,9 +14,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyModelEdit } from '../src/evolve/edit.js';
 import { buildRunReport, type RunReport } from '../src/evolve/report.js';
-import { failureClass, refusalClass } from '../src/evolve/report-classify.js';
+import { failureClass } from '../src/evolve/report-classify.js';
 import { reportText } from '../src/evolve/report-format.js';
 import { readRunFiles } from '../src/evolve/report-read.js';
+import { legacyRefusalClass } from '../src/evolve/run-log/migrate-v1.js';
 import { runSession } from '../src/evolve/session.js';
 import {
   climbingModel,
@@ -367,7 +368,7 @@ describe('refusal and failure classes', () => {
   const files = { 'balancer.ts': TOY_BALANCER, 'kernels/toy.wgsl': TOY_KERNEL };
   const sr = (search: string, replace: string, file = 'balancer.ts') =>
     `<<<<<<< SEARCH ${file}\n${search}\n=======\n${replace}\n>>>>>>> REPLACE`;
-  it("classifies every refusal the real patcher gives by the patcher's own wording", () => {
+  it('the patcher gives every refusal its class, and a version-1 log recovers the same class from the wording', () => {
     const cases: [string, 'diff' | 'rewrite', string][] = [
       ['no edit here', 'diff', 'malformed'],
       ['no edit here', 'rewrite', 'malformed'],
@@ -389,9 +390,11 @@ describe('refusal and failure classes', () => {
     for (const [text, mutation, cls] of cases) {
       const r = applyModelEdit(files, text, mutation);
       expect(r.ok).toBe(false);
-      expect([text, refusalClass((r as { reason: string }).reason)]).toEqual([text, cls]);
+      if (r.ok) continue;
+      expect([text, r.kind]).toEqual([text, cls]);
+      expect([text, legacyRefusalClass(r.reason)]).toEqual([text, cls]);
     }
-    expect(refusalClass('the edit leaves the program unchanged (same code after normalisation)')).toBe(
+    expect(legacyRefusalClass('the edit leaves the program unchanged (same code after normalisation)')).toBe(
       'unchanged',
     );
   });

@@ -47,7 +47,12 @@ yargs(process.argv.slice(2))
     if (h) {
       // The child logs an iteration's prompt before it sends the request: its messages name the iteration.
       const asked = JSON.stringify(q.messages);
-      const prompt = events(h.out).find((e) => e.type === 'prompt' && JSON.stringify(e.messages) === asked);
+      // Its messages are the blob prompts/<messages_sha256>.json, on disk before the event names it.
+      const prompt = events(h.out).find(
+        (e) =>
+          e.type === 'prompt' &&
+          readFileSync(join(h.out, 'prompts', `${e.messages_sha256}.json`), 'utf8') === asked,
+      );
       if (!prompt) throw new Error('a request without a logged prompt');
       if (prompt.iteration > h.upTo) {
         h.held.add(prompt.iteration);

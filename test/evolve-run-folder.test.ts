@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseEvents, RunFolder, readRunConfig } from '../src/evolve/run-folder.js';
+import { RunFolder, readRunConfig } from '../src/evolve/run-folder.js';
+import { parseEvents } from '../src/evolve/run-log/read.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -15,8 +16,8 @@ const tempDir = (): string => {
 };
 
 // Non-ASCII content, so a cut measured in characters instead of bytes would land in the wrong place.
-const a = '{"type":"run","note":"état ✓"}\n';
-const b = '{"type":"commit","iteration":0}\n';
+const a = '{"v":2,"type":"run","mode":"start","note":"état ✓"}\n';
+const b = '{"v":2,"type":"commit","iteration":0,"outcome":"seed","hash":"ab12","id":"p0","score":1}\n';
 
 describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
   it('parses complete lines and reports a torn final line', () => {

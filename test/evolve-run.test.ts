@@ -3,7 +3,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyOverrides, loadConfigFile, NO_ENDPOINT_MESSAGE, validateConfig } from '../src/evolve/config.js';
 import { runSession } from '../src/evolve/session.js';
-import { climbingModel, currentValues, loadToyEvaluator, makeToyProject } from './helpers/evolve-toy.js';
+import {
+  climbingModel,
+  commitSequence,
+  currentValues,
+  loadToyEvaluator,
+  makeToyProject,
+} from './helpers/evolve-toy.js';
 import { FakeOpenAiServer, type FakeReply, type FakeRequest } from './helpers/fake-openai-server.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: events are free-form JSON lines, inspected field by field.
@@ -234,11 +240,7 @@ describe('adrs evolve against a local OpenAI-compatible server', () => {
     expect(replay.stats.stopReason).toBe('replay-end');
     expect(replay.stats.replayMismatches).toEqual([]);
     expect(replay.stats.replayPlanDivergences).toBe(0);
-    const seq = (dir: string) =>
-      events(dir)
-        .filter((e) => e.type === 'commit')
-        .map((e) => [e.iteration, e.outcome, e.hash, e.score]);
-    expect(seq(replay.dir)).toEqual(seq(first.dir));
+    expect(commitSequence(replay.dir)).toEqual(commitSequence(first.dir));
     expect(replay.best.hash).toBe(first.best.hash);
   });
 });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
 import type { BrokerRunState } from './broker-evaluator.js';
 
 interface Stored {
@@ -21,7 +22,7 @@ export class FolderRunState implements BrokerRunState {
   private load(): Stored {
     if (this.stored) return this.stored;
     const path = join(this.dir, 'broker.json');
-    if (existsSync(path)) this.stored = JSON.parse(readFileSync(path, 'utf8')) as Stored;
+    if (existsSync(path)) this.stored = readStored(path);
     else {
       this.stored = { format: 'adrs-broker-run/1', run_id: randomBytes(8).toString('hex'), adapter: null };
       this.save();
@@ -45,6 +46,29 @@ export class FolderRunState implements BrokerRunState {
     this.load().adapter = adapter;
     this.save();
   }
+}
+
+/** broker.json as written by save(); anything else is a damaged run folder, refused in one line. */
+function readStored(path: string): Stored {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    throw new UserError(`${path} is not JSON; the run folder is damaged`);
+  }
+  const fields = new Map<string, unknown>(typeof v === 'object' && v !== null ? Object.entries(v) : []);
+  const format = fields.get('format');
+  const runId = fields.get('run_id');
+  const adapter = fields.get('adapter');
+  if (
+    format !== 'adrs-broker-run/1' ||
+    typeof runId !== 'string' ||
+    !(adapter === null || typeof adapter === 'string')
+  )
+    throw new UserError(
+      `${path} is not an adrs-broker-run/1 record (format, run_id, adapter); the run folder is damaged`,
+    );
+  return { format, run_id: runId, adapter };
 }
 
 /** A batch without a run folder (adrs eval): the id is given (the batch's content), the pin lives in memory. */

@@ -13,13 +13,26 @@ import {
   scoreNoise,
 } from './evaluator.js';
 import { Semaphore } from './llm/semaphore.js';
-import type { ChatMessage, LanguageModel, LlmReply } from './llm/types.js';
+import type { ChatMessage, LlmReply } from './llm/types.js';
 import { LlmCallError } from './llm/types.js';
+import { type ProposalSource, type ReplayFindings, replyOf } from './modes.js';
 import type { PatchResult } from './patch.js';
 import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
-import { type CommitRecord, type Plan, Recorded } from './recorded.js';
-import type { Checkpoint, RunEvent, RunFolder } from './run-folder.js';
-import { type Comparison, decide, interleavedOrder } from './selection.js';
+import type { Checkpoint, RunFolder } from './run-folder.js';
+import {
+  type CommitEvent,
+  type CommitOutcome,
+  type ComparisonRecord,
+  eventKey,
+  type NewEvent,
+  type Plan,
+  type RefusalKind,
+  RUN_LOG_VERSION,
+  type RunEvent,
+} from './run-log/events.js';
+import { RunState } from './run-log/fold.js';
+import { decide, interleavedOrder } from './selection.js';
+import { TimeSums } from './timing.js';
 
 export type StopReason =
   | 'iterations'
@@ -44,6 +57,8 @@ export interface Progress {
   lastOutcome: string;
   /** Why the last iteration was refused, failed or invalid (its first line), when it was. */
   lastReason?: string;
+  /** Why the patcher refused the last iteration's edit, when it did. */
+  lastRefusal?: RefusalKind;
 }
 
 /** What one in-flight iteration is waiting for, and since when (the controller's clock), for a live status line. */
@@ -54,7 +69,7 @@ export interface Activity {
   since: number;
 }
 
-export interface RunStats {
+export interface RunStats extends ReplayFindings {
   stopReason: StopReason;
   stopDetail: string;
   committed: number;
@@ -71,20 +86,14 @@ export interface RunStats {
   /** This session: re-measurements made by the noise-aware selection, and its decisions (measured or reused). */
   remeasurementsThisSession: number;
   comparisons: { promoted: number; kept: number };
-  /** Replay only: iterations whose program differs from the recording. */
-  replayMismatches?: { iteration: number; recorded: string | null; replayed: string | null }[];
-  /** Replay only: iterations where fresh parent selection (from re-measured scores) differed from the recording. */
-  replayPlanDivergences?: number;
 }
 
 export interface ControllerOptions {
   config: EvolveConfig;
   folder: RunFolder;
   evaluator: Evaluator;
-  model: LanguageModel;
-  mode: 'start' | 'resume' | 'replay';
-  /** Replay: the recording being replayed. */
-  source?: Recorded;
+  /** Live (new or resumed run) or replay (src/evolve/modes.ts): where proposals come from. */
+  source: ProposalSource;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   /** Called whenever an in-flight iteration starts waiting for something else (progress display only). */
@@ -102,13 +111,15 @@ interface IterationResult {
   files: CandidateFiles | null;
   result: EvalOutcome | null;
   reason?: string;
+  /** Refused: the patcher's class of the refusal. */
+  refusal?: RefusalKind;
   fatal?: boolean;
 }
 
 /** What the noise-aware selection decided for a new program that beat the best's score (none: the plain rule). */
 interface Selection {
   decision?: 'promote' | 'keep';
-  comparison?: Pick<Comparison, 'reason' | 'ss' | 'dof' | 'noise' | 'incumbent' | 'decision'>;
+  comparison?: ComparisonRecord;
 }
 
 /**
@@ -121,7 +132,9 @@ interface Selection {
 export class Controller {
   private readonly config: EvolveConfig;
   private readonly folder: RunFolder;
-  private readonly own: Recorded;
+  /** This run's own log, folded (resume: what it did before; always: what it has logged). */
+  private readonly own: RunState;
+  private readonly source: ProposalSource;
   private db!: ProgramDatabase;
   private cp!: Checkpoint;
   /** null: the evaluator failed (the run is stopping); the program has no verdict. */
@@ -133,8 +146,8 @@ export class Controller {
   private readonly t0: number;
   private elapsedBefore = 0;
   private stop: { reason: StopReason; detail: string } | null = null;
-  private evalBusyMs = 0;
-  private overheadMs = 0;
+  /** Controller overhead (prompting, patching, bookkeeping) and evaluator busy time, ms. */
+  private readonly timing: TimeSums<'overhead' | 'evaluation'>;
   private modelMs = 0;
   private modelCalls = 0;
   private sessionIterations = 0;
@@ -143,8 +156,6 @@ export class Controller {
   private decisions = { promoted: 0, kept: 0 };
   private consecutiveModelFailures = 0;
   private inflightCalls = 0;
-  private replayMismatches: NonNullable<RunStats['replayMismatches']> = [];
-  private replayPlanDivergences = 0;
   private readonly activity = new Map<number, Activity>();
 
   constructor(private readonly o: ControllerOptions) {
@@ -152,8 +163,10 @@ export class Controller {
     this.folder = o.folder;
     this.now = o.now ?? (() => performance.now());
     this.t0 = this.now();
+    this.timing = new TimeSums(this.now);
+    this.source = o.source;
     this.evalGate = new Semaphore(Math.max(1, o.evaluator.workers));
-    this.own = Recorded.from(o.mode === 'resume' ? o.folder.readEvents(true) : []);
+    this.own = RunState.fold(this.source.continues ? o.folder.readEvents(true) : []);
     o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
       once: true,
     });
@@ -173,7 +186,7 @@ export class Controller {
 
   /** Runs until a stop rule fires; the run folder is consistent (and resumable) whenever this returns or throws. */
   async run(): Promise<RunStats> {
-    if (this.o.mode === 'resume' && this.folder.readCheckpoint()) this.restore();
+    if (this.source.continues && this.folder.readCheckpoint()) this.restore();
     else await this.evaluateSeed();
     await this.loop();
     const stats = this.stats();
@@ -200,7 +213,7 @@ export class Controller {
 
   private async evaluateSeed(): Promise<void> {
     const seedFiles = this.o.seedFiles ?? loadSeed(this.config.candidate);
-    this.log({ type: 'run', mode: this.o.mode, config_seed: this.config.seed });
+    this.log({ type: 'run', mode: this.source.mode, config_seed: this.config.seed });
     const hash = programHash(seedFiles);
     const result = await this.evaluate(0, hash, seedFiles);
     this.waitingFor(0, null);
@@ -294,13 +307,9 @@ export class Controller {
 
   private mayPlan(iteration: number): boolean {
     const c = this.config;
-    if (this.o.mode === 'replay') {
-      if (!this.o.source!.plans.has(iteration) || !this.o.source!.commits.has(iteration)) {
-        this.requestStop('replay-end', `replayed every recorded iteration (${iteration - 1})`);
-        return false;
-      }
-      return true;
-    }
+    const end = this.source.end(iteration);
+    if (end !== null) return this.stopWith('replay-end', end);
+    if (!this.source.ownLimits) return true;
     if (iteration > c.iterations) return this.stopWith('iterations', `reached ${c.iterations} iterations`);
     if (c.time_limit_s > 0 && this.elapsedS() >= c.time_limit_s)
       return this.stopWith('time', `time limit ${c.time_limit_s}s reached`);
@@ -338,22 +347,13 @@ export class Controller {
   }
 
   private planFor(iteration: number): Plan {
-    const t = this.now();
-    const recorded = this.own.plans.get(iteration);
-    let plan: Plan;
-    if (recorded) plan = recorded;
-    else {
-      plan = this.freshPlan(iteration);
-      if (this.o.mode === 'replay') {
-        const original = this.o.source!.plans.get(iteration)!;
-        if (JSON.stringify(original) !== JSON.stringify(plan)) this.replayPlanDivergences++;
-        // Follow the recording: re-measured timings may reorder near-equal programs.
-        plan = original;
-      }
+    return this.timing.time('overhead', () => {
+      const recorded = this.own.plans.get(iteration);
+      if (recorded) return recorded;
+      const plan = this.source.plan(iteration, this.freshPlan(iteration));
       this.log({ type: 'plan', iteration, plan });
-    }
-    this.overheadMs += this.now() - t;
-    return plan;
+      return plan;
+    });
   }
 
   private freshPlan(iteration: number): Plan {
@@ -390,49 +390,59 @@ export class Controller {
   private async iterate(plan: Plan): Promise<IterationResult> {
     const it = plan.iteration;
     const base = { plan, hash: null, files: null, result: null };
-    const t = this.now();
-    const parent = this.promptProgram(plan.parent);
-    const mate = plan.mate ? this.promptProgram(plan.mate) : null;
-    let messages: ChatMessage[] =
-      this.own.prompt(it, 1) ??
-      buildPrompt(this.config, {
-        mutation: plan.mutation,
-        parent,
-        mate,
-        top: plan.inspirations.top.map((id) => this.promptProgram(id)),
-        diverse: plan.inspirations.diverse.map((id) => this.promptProgram(id)),
-        attempts: this.cp.attempts.slice(-this.config.prompt.last_attempts),
-        ...(this.o.evaluator.describe ? { info: this.o.evaluator.describe() } : {}),
-        runNoise: this.db.runNoise(),
-      });
-    this.overheadMs += this.now() - t;
+    const { parent, first } = this.timing.time('overhead', () => {
+      const parent = this.promptProgram(plan.parent);
+      const mate = plan.mate ? this.promptProgram(plan.mate) : null;
+      const first =
+        this.recordedPrompt(it, 1) ??
+        buildPrompt(this.config, {
+          mutation: plan.mutation,
+          parent,
+          mate,
+          top: plan.inspirations.top.map((id) => this.promptProgram(id)),
+          diverse: plan.inspirations.diverse.map((id) => this.promptProgram(id)),
+          attempts: this.cp.attempts.slice(-this.config.prompt.last_attempts),
+          ...(this.o.evaluator.describe ? { info: this.o.evaluator.describe() } : {}),
+          runNoise: this.db.runNoise(),
+        });
+      return { parent, first };
+    });
+    let messages: ChatMessage[] = first;
     let patched: PatchResult | null = null;
     for (let attempt = 1; attempt <= 2; attempt++) {
-      if (attempt === 2) messages = this.own.prompt(it, 2) ?? messages;
-      this.log({ type: 'prompt', iteration: it, attempt, model: plan.model, messages });
+      if (attempt === 2) messages = this.recordedPrompt(it, 2) ?? messages;
+      // The prompt's blob is on disk before the event that names it.
+      const messagesSha = this.folder.blobs.putMessages(messages);
+      this.log({ type: 'prompt', iteration: it, attempt, model: plan.model, messages_sha256: messagesSha });
       const reply = await this.ask(plan, attempt, messages);
       if ('aborted' in reply) return { ...base, outcome: 'aborted' };
       if ('budget' in reply) return { ...base, outcome: 'budget', reason: reply.budget };
       if ('error' in reply)
         return { ...base, outcome: 'model-failed', reason: reply.error, fatal: reply.fatal };
-      const t2 = this.now();
-      patched = applyModelEdit(parent.files, reply.text, plan.mutation);
-      if (patched.ok && programHash(patched.files) === parent.record.hash) {
-        patched = {
-          ok: false,
-          reason: 'the edit leaves the program unchanged (same code after normalisation)',
-        };
-      }
-      this.log({
-        type: 'patch',
-        iteration: it,
-        attempt,
-        ok: patched.ok,
-        ...(patched.ok
-          ? { hash: programHash(patched.files), changed: patched.changed }
-          : { reason: patched.reason }),
+      patched = this.timing.time('overhead', () => {
+        let p = applyModelEdit(parent.files, reply.text, plan.mutation);
+        if (p.ok && programHash(p.files) === parent.record.hash) {
+          p = {
+            ok: false,
+            kind: 'unchanged',
+            reason: 'the edit leaves the program unchanged (same code after normalisation)',
+          };
+        }
+        this.log(
+          p.ok
+            ? {
+                type: 'patch',
+                iteration: it,
+                attempt,
+                ok: true,
+                kind: 'applied',
+                hash: programHash(p.files),
+                changed: p.changed,
+              }
+            : { type: 'patch', iteration: it, attempt, ok: false, kind: p.kind, reason: p.reason },
+        );
+        return p;
       });
-      this.overheadMs += this.now() - t2;
       if (patched.ok) break;
       if (attempt === 1) {
         messages = [
@@ -442,7 +452,13 @@ export class Controller {
         ];
       }
     }
-    if (!patched?.ok) return { ...base, outcome: 'refused', reason: patched?.reason ?? 'no edit' };
+    if (!patched?.ok)
+      return {
+        ...base,
+        outcome: 'refused',
+        reason: patched?.reason ?? 'no edit',
+        ...(patched ? { refusal: patched.kind } : {}),
+      };
     const hash = programHash(patched.files);
     const result = await this.evaluate(it, hash, patched.files);
     // No verdict (the evaluator failed and the run is stopping): not committed, evaluated on resume.
@@ -457,15 +473,12 @@ export class Controller {
   ): Promise<LlmReply | { error: string; fatal: boolean } | { aborted: true } | { budget: string }> {
     const it = plan.iteration;
     const recorded = this.own.response(it, attempt);
-    if (recorded) return recorded;
+    if (recorded) return replyOf(recorded, this.folder.blobs);
     const failed = this.own.llmError(it, attempt);
-    if (failed) return failed;
+    if (failed) return { error: failed.error, fatal: failed.fatal };
     if (this.abort.signal.aborted) return { aborted: true };
-    if (attempt > 1 && this.o.mode === 'replay' && this.o.source!.commits.get(it)?.outcome === 'budget') {
-      return { budget: 'budget exhausted in the recorded run' };
-    }
-    if (attempt > 1 && this.o.mode !== 'replay') {
-      const exhausted = this.budgetExhausted();
+    if (attempt > 1) {
+      const exhausted = this.source.retryBudget(it, () => this.budgetExhausted());
       if (exhausted) return { budget: exhausted };
     }
     const model = this.config.llm.models.find((m) => m.name === plan.model) ?? {
@@ -478,11 +491,17 @@ export class Controller {
     this.waitingFor(it, 'model', model.name);
     const call = this.abort.child();
     try {
-      const reply = await this.o.model.complete({ iteration: it, attempt, model, messages }, call.signal);
+      const reply = await this.source.model.complete(
+        { iteration: it, attempt, model, messages },
+        call.signal,
+      );
       this.consecutiveModelFailures = 0;
       this.modelMs += reply.latency_ms;
       this.modelCalls++;
-      this.log({ type: 'response', iteration: it, attempt, reply });
+      const { text, ...meta } = reply;
+      // The answer's blob is on disk before the event that names it.
+      const textSha = this.folder.blobs.put('responses', text);
+      this.log({ type: 'response', iteration: it, attempt, reply: { ...meta, text_sha256: textSha } });
       return reply;
     } catch (error) {
       if (this.abort.signal.aborted) return { aborted: true };
@@ -505,7 +524,7 @@ export class Controller {
    */
   private evaluate(iteration: number, hash: string, files: CandidateFiles): Promise<EvalOutcome | null> {
     const known = this.own.evaluations.get(hash);
-    if (known) return Promise.resolve(known);
+    if (known) return Promise.resolve(known.result);
     const running = this.inflightEvals.get(hash);
     if (running) return running;
     if (this.stop?.reason === 'evaluator-error') return Promise.resolve(null);
@@ -546,7 +565,7 @@ export class Controller {
     const own = this.own.comparisons.get(it);
     if (own) return { decision: own.decision, comparison: own };
     // Replay: the recorded decision holds even where re-measured scores now order the two differently.
-    const replayed = this.o.mode === 'replay' ? this.o.source!.comparisons.get(it) : undefined;
+    const replayed = this.source.decision(it);
     if (replayed) {
       this.log({ ...replayed, type: 'comparison', replayed: true });
       return { decision: replayed.decision, comparison: replayed };
@@ -558,24 +577,14 @@ export class Controller {
     // Exact scores (the evaluator says its noise is 0 for both): one measurement decides.
     if (scoreNoise(r) === 0 && scoreNoise(bestStored.result) === 0) return {};
     if (!challenges(r, bestStored.result, this.db.runNoise(), sel.z)) return {};
-    if (this.o.mode === 'replay') {
-      // The recording compared nothing here (its measurement did not challenge the best);
-      // re-measured scores that differ by noise must not change what the replay keeps.
-      const event = {
-        type: 'comparison',
-        iteration: it,
-        challenger: { id: `p${it}`, hash: res.hash!, first_score: r.score },
-        incumbent: { id: best.id, hash: best.hash, score: best.score! },
-        decision: 'keep' as const,
-        reason:
-          'replay: the recorded run made no comparison here (its measurement did not challenge the best)',
-        ss: 0,
-        dof: 0,
-        noise: 0,
-        replayed: true,
-      };
-      this.log(event);
-      return { decision: 'keep', comparison: event };
+    const unmeasured = this.source.unmeasured({
+      iteration: it,
+      challenger: { id: `p${it}`, hash: res.hash!, first_score: r.score },
+      incumbent: { id: best.id, hash: best.hash, score: best.score! },
+    });
+    if (unmeasured) {
+      this.log({ ...unmeasured, type: 'comparison' });
+      return { decision: unmeasured.decision, comparison: unmeasured };
     }
     const order = interleavedOrder(sel.rounds);
     const files = { incumbent: bestStored.files, challenger: res.files! };
@@ -629,22 +638,19 @@ export class Controller {
     what: string,
     announce: boolean,
   ): Promise<{ result: EvalOutcome; ms: number } | null> {
-    let t = this.now();
     if (announce) this.waitingFor(iteration, 'evaluation-queued');
     try {
-      const result = await this.evalGate.run(async () => {
-        t = this.now();
-        if (announce) this.waitingFor(iteration, 'evaluation');
-        return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
-          this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
-        );
-      });
-      const ms = this.now() - t;
-      this.evalBusyMs += ms;
+      const { value: result, ms } = await this.evalGate.run(() =>
+        this.timing.timeAsync('evaluation', () => {
+          if (announce) this.waitingFor(iteration, 'evaluation');
+          return evaluateWithRetry(this.o.evaluator, files, 'train', (error) =>
+            this.log({ type: 'evaluator_error', iteration, hash, error, retrying: true }),
+          );
+        }),
+      );
       return { result, ms };
     } catch (error) {
       if (!(error instanceof EvaluatorFailure)) throw error;
-      this.evalBusyMs += this.now() - t;
       this.log({ type: 'evaluator_error', iteration, hash, error: error.message, retrying: false });
       this.requestStop(
         'evaluator-error',
@@ -663,11 +669,22 @@ export class Controller {
   // ---------------------------------------------------------------- commit
 
   private commit(res: IterationResult, selection: Selection = {}): void {
-    const t = this.now();
+    const { outcome, reason } = this.timing.time('overhead', () => this.record(res, selection));
+    this.o.onProgress?.({
+      ...this.progress(outcome),
+      ...(reason ? { lastReason: reason.split('\n')[0]! } : {}),
+      ...(res.refusal ? { lastRefusal: res.refusal } : {}),
+    });
+  }
+
+  /** Commits one iteration's result to the database, the log and the checkpoint; returns why it failed, if it did. */
+  private record(res: IterationResult, selection: Selection): { outcome: CommitOutcome; reason?: string } {
     const it = res.plan.iteration;
     const parent = this.db.get(res.plan.parent);
     const counters = this.cp.counters;
-    let outcome: string = res.outcome;
+    // An aborted iteration is never committed (the loop stops before it).
+    if (res.outcome === 'aborted') throw new Error(`iteration ${it} was aborted and cannot be committed`);
+    let outcome: CommitOutcome = res.outcome === 'new' ? 'invalid' : res.outcome;
     let id: string | null = null;
     let score: number | null = null;
     if (res.outcome === 'new') {
@@ -760,38 +777,38 @@ export class Controller {
     this.cp.committed = it;
     this.cp.database = this.db.toJSON();
     this.sessionIterations++;
-    const record: CommitRecord = { iteration: it, outcome, hash: res.hash, id, score };
-    this.log({ type: 'commit', ...record, best: this.db.best()!.id, ...(reason ? { reason } : {}) });
-    if (this.o.mode === 'replay') this.compareWithRecording(record);
+    const commit: CommitEvent = {
+      type: 'commit',
+      iteration: it,
+      outcome,
+      hash: res.hash,
+      id,
+      score,
+      best: this.db.best()!.id,
+      ...(reason ? { reason } : {}),
+    };
+    this.log(commit);
+    this.source.committed(commit);
     this.checkpoint();
-    this.overheadMs += this.now() - t;
-    this.o.onProgress?.({
-      ...this.progress(outcome),
-      ...(reason ? { lastReason: reason.split('\n')[0]! } : {}),
-    });
-  }
-
-  private compareWithRecording(r: CommitRecord): void {
-    const original = this.o.source!.commits.get(r.iteration);
-    if (!original || original.hash !== r.hash) {
-      this.replayMismatches.push({
-        iteration: r.iteration,
-        recorded: original?.hash ?? null,
-        replayed: r.hash,
-      });
-    }
+    return { outcome, ...(reason ? { reason } : {}) };
   }
 
   private checkpoint(): void {
     this.folder.writeCheckpoint(this.cp);
   }
 
-  private log(e: RunEvent): void {
-    const event = { ...e, t: round(this.elapsedS() * 1000) };
-    const k = Recorded.eventKey(event);
+  private log(e: NewEvent): void {
+    const event = { ...e, v: RUN_LOG_VERSION, t: round(this.elapsedS() * 1000) } as RunEvent;
+    const k = eventKey(event);
     if (k && this.own.logged.has(k)) return;
     this.folder.append(event);
     this.own.add(event);
+  }
+
+  /** A prompt this run already logged (resume), read back from its blob. */
+  private recordedPrompt(iteration: number, attempt: number): ChatMessage[] | undefined {
+    const p = this.own.prompt(iteration, attempt);
+    return p ? this.folder.blobs.messages(p.messages_sha256) : undefined;
   }
 
   private elapsedS(): number {
@@ -820,8 +837,10 @@ export class Controller {
       stopDetail: this.stop?.detail ?? '',
       committed: this.cp.committed,
       elapsedS: this.elapsedS(),
-      evaluatorUtilisation: sessionMs > 0 ? this.evalBusyMs / (sessionMs * this.o.evaluator.workers) : 0,
-      overheadMsPerIteration: this.sessionIterations > 0 ? this.overheadMs / this.sessionIterations : 0,
+      evaluatorUtilisation:
+        sessionMs > 0 ? this.timing.total('evaluation') / (sessionMs * this.o.evaluator.workers) : 0,
+      overheadMsPerIteration:
+        this.sessionIterations > 0 ? this.timing.total('overhead') / this.sessionIterations : 0,
       meanModelLatencyMs: this.modelCalls > 0 ? this.modelMs / this.modelCalls : 0,
       iterationsThisSession: this.sessionIterations,
       evaluationsThisSession: this.sessionEvaluations,
@@ -829,9 +848,7 @@ export class Controller {
       counters: { ...this.cp.counters },
       remeasurementsThisSession: this.sessionRemeasurements,
       comparisons: { ...this.decisions },
-      ...(this.o.mode === 'replay'
-        ? { replayMismatches: this.replayMismatches, replayPlanDivergences: this.replayPlanDivergences }
-        : {}),
+      ...this.source.findings(),
     };
   }
 }

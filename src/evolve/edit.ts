@@ -20,6 +20,7 @@ export function applyModelEdit(
   if ('error' in parsed) {
     return {
       ok: false,
+      kind: 'malformed',
       reason:
         mutation === 'rewrite' && !hasDiff
           ? "no '<<<<<<< BLOCK file#n … >>>>>>> END' rewrite found in the response"

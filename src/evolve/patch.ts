@@ -8,6 +8,7 @@ import {
   sortedPaths,
   splitLines,
 } from './candidate.js';
+import type { RefusalKind } from './run-log/events.js';
 
 /**
  * SEARCH/REPLACE patches (contract):
@@ -30,9 +31,10 @@ export interface SearchReplaceBlock {
   replace: string[];
 }
 
+/** `kind`: the class of a refusal, logged with it (so a report never reads the English reason). */
 export type PatchResult =
   | { ok: true; files: CandidateFiles; changed: { file: string; line: number }[] }
-  | { ok: false; reason: string };
+  | { ok: false; kind: RefusalKind; reason: string };
 
 const SEARCH_RE = /^\s*<{5,9}\s*SEARCH\b\s*(.*?)\s*$/;
 const DIVIDER_RE = /^\s*={5,9}\s*$/;
@@ -192,6 +194,7 @@ export function applySearchReplace(files: CandidateFiles, blocks: SearchReplaceB
     if (search.length === 0) {
       return {
         ok: false,
+        kind: 'malformed',
         reason: `${n}: the SEARCH text is empty; copy the exact lines to replace from the current file`,
       };
     }
@@ -200,6 +203,7 @@ export function applySearchReplace(files: CandidateFiles, blocks: SearchReplaceB
       if (!(block.file in current)) {
         return {
           ok: false,
+          kind: 'no-match',
           reason: `${n}: no file '${block.file}' in the candidate (files: ${Object.keys(current).join(', ')})`,
         };
       }
@@ -212,12 +216,17 @@ export function applySearchReplace(files: CandidateFiles, blocks: SearchReplaceB
         block.file !== undefined || targets.length === 1
           ? closestMiss(targets[0]!, current[targets[0]!]!, search)
           : targets.map((f) => closestMiss(f, current[f]!, search)).join('; ');
-      return { ok: false, reason: `${n}: the SEARCH text was not found in ${where}: ${why}` };
+      return {
+        ok: false,
+        kind: 'no-match',
+        reason: `${n}: the SEARCH text was not found in ${where}: ${why}`,
+      };
     }
     if (hits.length > 1) {
       const at = hits.map((h) => `${h.file}:${h.start + 1}`).join(', ');
       return {
         ok: false,
+        kind: 'ambiguous',
         reason: `${n}: the SEARCH text matches ${hits.length} places (${at}); include more surrounding lines so it matches exactly one`,
       };
     }
@@ -243,12 +252,14 @@ export function applySearchReplace(files: CandidateFiles, blocks: SearchReplaceB
     if (inserted.some((l) => l.includes(BLOCK_START) || l.includes(BLOCK_END))) {
       return {
         ok: false,
+        kind: 'outside-block',
         reason: `${n}: the replacement adds or moves an EVOLVE-BLOCK marker; markers cannot be edited`,
       };
     }
     if (from === to && inserted.length === 0) {
       return {
         ok: false,
+        kind: 'unchanged',
         reason: `${n}: the REPLACE text is identical to the SEARCH text, so it changes nothing`,
       };
     }
@@ -257,6 +268,7 @@ export function applySearchReplace(files: CandidateFiles, blocks: SearchReplaceB
       const regions = fileBlocks.map((b) => `${b.startLine + 2}-${b.endLine}`).join(', ') || 'none';
       return {
         ok: false,
+        kind: 'outside-block',
         reason:
           `${n}: it changes ${hit.file}:${from + 1}-${Math.max(to, from + 1)}, outside every EVOLVE-BLOCK; ` +
           `only lines between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END may change (${hit.file} editable lines: ${regions})`,

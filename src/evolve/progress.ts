@@ -1,13 +1,13 @@
 import type { Activity, Progress } from './controller.js';
-import { refusalClass } from './report-classify.js';
 import { stopText } from './report-format.js';
 import { comparisonText, heldoutComparison } from './report-noise.js';
+import type { RefusalClass } from './run-log/events.js';
 import type { SessionResult } from './session.js';
 
 /** "refused (no-match)", "model-failed (HTTP 503)", "invalid (compile: …)": the outcome and why, short. */
-export function outcomeText(outcome: string, reason?: string): string {
+export function outcomeText(outcome: string, reason?: string, refusal?: RefusalClass): string {
   if (!reason) return outcome;
-  if (outcome === 'refused' || outcome === 'unchanged') return `${outcome} (${refusalClass(reason)})`;
+  if (outcome === 'refused' || outcome === 'unchanged') return `${outcome} (${refusal ?? 'other'})`;
   const short = reason.length > 60 ? `${reason.slice(0, 57)}...` : reason;
   return outcome === 'duplicate' ? outcome : `${outcome} (${short})`;
 }
@@ -40,14 +40,14 @@ export function progressLine(p: Progress): string {
   const shown = (keys.length ? keys : Object.keys(m).slice(0, 2)).map((k) => `${k} ${f4(m[k])}`).join(', ');
   return (
     `iter ${p.iteration} | best ${f4(p.best.score)} (${p.best.id}${shown ? `; ${shown}` : ''}) vs seed ${f4(p.seed.score)} | ` +
-    `${p.evalsPerMin.toFixed(1)} evals/min | ${p.tokens} tok, $${p.costUsd.toFixed(4)} | last: ${outcomeText(p.lastOutcome, p.lastReason)}`
+    `${p.evalsPerMin.toFixed(1)} evals/min | ${p.tokens} tok, $${p.costUsd.toFixed(4)} | last: ${outcomeText(p.lastOutcome, p.lastReason, p.lastRefusal)}`
   );
 }
 
 /** The short head of the terminal status line (the waits follow it, and the line must fit a terminal). */
 export function statusHead(p: Progress | null): string {
   if (!p) return 'no iteration committed yet';
-  return `iter ${p.iteration} · best ${f4(p.best.score)} (${p.best.id}) · last: ${outcomeText(p.lastOutcome, p.lastReason)}`;
+  return `iter ${p.iteration} · best ${f4(p.best.score)} (${p.best.id}) · last: ${outcomeText(p.lastOutcome, p.lastReason, p.lastRefusal)}`;
 }
 
 /** The closing summary: best against seed on the training trace and, re-scored, on the held-out trace. */

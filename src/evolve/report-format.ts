@@ -1,6 +1,6 @@
 import type { ReportProgram, RunReport } from './report.js';
-import type { RefusalClass } from './report-classify.js';
 import { comparisonText } from './report-noise.js';
+import type { RefusalClass } from './run-log/events.js';
 
 /** "reason (detail)", without repeating the reason when the detail already says it (older runs logged "interrupted (Ctrl-C)"). */
 export function stopText(reason: string | null, detail: string | null): string {

@@ -3,14 +3,11 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { loadCandidateDir, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
-import {
-  type Checkpoint,
-  type EventsTail,
-  parseEvents,
-  type RunEvent,
-  readRunConfig,
-  type StoredProgram,
-} from './run-folder.js';
+import { type Checkpoint, readRunConfig, type StoredProgram } from './run-folder.js';
+import { BlobStore } from './run-log/blobs.js';
+import type { RunEvent } from './run-log/events.js';
+import { RunState } from './run-log/fold.js';
+import { type EventsTail, readRunLog } from './run-log/read.js';
 
 /** A file of the run folder that exists but cannot be read as JSON. */
 export interface UnreadableFile {
@@ -23,6 +20,10 @@ export interface RunFiles {
   dir: string;
   config: EvolveConfig;
   events: RunEvent[];
+  /** The events folded (run-log/fold.ts): the same reading as --resume and --replay. */
+  state: RunState;
+  /** prompts/ and responses/ (and the texts a version-1 log held inline). */
+  blobs: BlobStore;
   tail: EventsTail;
   /** Age of events.jsonl's last write, seconds (to tell a live run from a killed one). */
   eventsAgeS: number;
@@ -58,7 +59,7 @@ export function readRunFiles(dir: string, now = Date.now()): RunFiles {
     );
   }
   const config = readRunConfig(configPath);
-  const { events, tail } = parseEvents(readFileSync(eventsPath, 'utf8'));
+  const { events, tail, texts } = readRunLog(readFileSync(eventsPath, 'utf8'), eventsPath);
   const unreadable: UnreadableFile[] = [];
   const optional = <T>(rel: string): T | null => {
     const p = join(dir, rel);
@@ -70,6 +71,8 @@ export function readRunFiles(dir: string, now = Date.now()): RunFiles {
       return null;
     }
   };
+  const blobs = new BlobStore(dir);
+  blobs.learn(texts);
   const checkpoint = optional<Checkpoint>('checkpoint.json');
   const summary = optional<Record<string, unknown>>('summary.json');
   const bestMetrics = optional<Record<string, unknown>>(join('best', 'metrics.json'));
@@ -87,6 +90,8 @@ export function readRunFiles(dir: string, now = Date.now()): RunFiles {
     dir,
     config,
     events,
+    state: RunState.fold(events),
+    blobs,
     tail,
     eventsAgeS: Math.max(0, (now - statSync(eventsPath).mtimeMs) / 1000),
     checkpoint,

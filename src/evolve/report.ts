@@ -1,11 +1,12 @@
 import type { EvolveConfig } from './config.js';
 import type { EvalOutcome } from './evaluator.js';
-import { costOf, type LlmReply } from './llm/types.js';
-import type { Plan } from './recorded.js';
-import { failureClass, type RefusalClass, refusalClass } from './report-classify.js';
+import { costOf } from './llm/types.js';
+import { failureClass } from './report-classify.js';
 import { type HeldOutComparison, heldoutComparison } from './report-noise.js';
 import type { RunFiles } from './report-read.js';
-import type { RunEvent } from './run-folder.js';
+import type { RecordedReply, RefusalClass } from './run-log/events.js';
+import type { RunProgram } from './run-log/fold.js';
+import { walkLineage } from './run-log/lineage.js';
 
 /** The metrics a report shows for every program (those the evaluator returned). */
 export const KEY_METRICS = [
@@ -17,18 +18,8 @@ export const KEY_METRICS = [
   'default_score',
 ] as const;
 
-export interface ReportProgram {
-  id: string;
-  iteration: number;
-  hash: string;
-  island: number;
-  parents: string[];
-  mutation: string;
-  model: string | null;
-  valid: boolean;
-  score: number | null;
-  metrics: Record<string, number>;
-}
+/** A committed program as the events describe it. */
+export type ReportProgram = RunProgram;
 
 export interface LineageStep {
   id: string;
@@ -199,120 +190,24 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     if (!disagreements.includes(s)) disagreements.push(s);
   };
 
-  // ------------------------------------------------------------ one pass over the events
-  const plans = new Map<number, Plan>();
-  const evaluations = new Map<string, { result: EvalOutcome; ms: number }>();
-  const promptModel = new Map<string, string>();
-  const patchesByIteration = new Map<number, { attempt: number; ok: boolean; reason?: string }[]>();
-  const responses: { reply: LlmReply; index: number }[] = [];
-  const llmErrors: { key: string; fatal: boolean }[] = [];
-  const programs = new Map<string, ReportProgram>();
-  const byHash = new Map<string, ReportProgram>();
-  const commits: { iteration: number; outcome: string; index: number; id: string | null }[] = [];
-  /** Best program id after each commit, by iteration. */
-  const bestAfter = new Map<number, string | null>();
-  const stops: { index: number; reason: string; detail: string; bestId: string | null; committed: number }[] =
-    [];
-  let best: ReportProgram | null = null;
-  let mode: string | null = null;
-  let sessions = 0;
-  let lastRun = -1;
-  let wallMs = 0;
-  let evaluatorRetried = 0;
-  let evaluatorFailed = 0;
-  let heldoutEvent: { index: number; seed: EvalOutcome; best: EvalOutcome; forBest: string | null } | null =
-    null;
-  let migrations = 0;
-  let badBestField: number | null = null;
-  const decisions = new Map<number, string>();
-
-  for (const [index, e] of events.entries()) {
-    if (typeof e.t === 'number') wallMs = Math.max(wallMs, e.t);
-    const it = e.iteration as number;
-    switch (e.type) {
-      case 'run':
-        sessions++;
-        lastRun = index;
-        mode ??= (e.mode as string) ?? null;
-        break;
-      case 'plan':
-        plans.set(it, e.plan as Plan);
-        break;
-      case 'prompt':
-        promptModel.set(`${it}:${e.attempt}`, e.model as string);
-        break;
-      case 'response':
-        responses.push({ reply: e.reply as LlmReply, index });
-        break;
-      case 'llm_error':
-        llmErrors.push({ key: `${it}:${e.attempt}`, fatal: Boolean(e.fatal) });
-        break;
-      case 'patch': {
-        const list = patchesByIteration.get(it) ?? [];
-        list.push({
-          attempt: e.attempt as number,
-          ok: Boolean(e.ok),
-          ...(typeof e.reason === 'string' ? { reason: e.reason } : {}),
-        });
-        patchesByIteration.set(it, list);
-        break;
-      }
-      case 'evaluation':
-        evaluations.set(e.hash as string, { result: e.result as EvalOutcome, ms: (e.ms as number) ?? 0 });
-        break;
-      case 'evaluator_error':
-        if (e.retrying) evaluatorRetried++;
-        else evaluatorFailed++;
-        break;
-      case 'migration':
-        migrations++;
-        break;
-      case 'comparison':
-        decisions.set(it, e.decision as string);
-        break;
-      case 'commit': {
-        const outcome = e.outcome as string;
-        const id = (e.id as string | null) ?? null;
-        commits.push({ iteration: it, outcome, index, id });
-        if (outcome === 'seed' || outcome === 'valid' || outcome === 'invalid') {
-          const p = programFromCommit(e, plans.get(it), evaluations.get(e.hash as string)?.result, disagree);
-          programs.set(p.id, p);
-          byHash.set(p.hash, p);
-          // A noise-aware comparison (src/evolve/selection.ts) decides; otherwise the higher score wins.
-          const decided = decisions.get(it);
-          const higher = !best || (p.score !== null && p.score > best.score!);
-          if (p.valid && p.score !== null && (decided ? decided === 'promote' : higher)) best = p;
-        }
-        const current = (best as ReportProgram | null)?.id ?? null;
-        bestAfter.set(it, current);
-        if (typeof e.best === 'string' && e.best !== current && badBestField === null) badBestField = it;
-        break;
-      }
-      case 'stop':
-        stops.push({
-          index,
-          reason: e.reason as string,
-          detail: (e.detail as string) ?? '',
-          bestId: (best as ReportProgram | null)?.id ?? null,
-          committed: commits.length ? commits.at(-1)!.iteration : 0,
-        });
-        break;
-      case 'heldout':
-        heldoutEvent = {
-          index,
-          seed: e.seed as EvalOutcome,
-          best: e.best as EvalOutcome,
-          forBest: stops.at(-1)?.bestId ?? null,
-        };
-        break;
-    }
-  }
-  const finalBest = best as ReportProgram | null;
-  if (badBestField !== null)
+  // ------------------------------------------------------------ the events, folded (the reading --resume and --replay share)
+  const run = files.state;
+  const { programs, bestAfter, stops } = run;
+  const evaluations = run.evaluations;
+  const patchesByIteration = run.patches;
+  const commits = run.commitLog.map(({ event, index }) => ({
+    iteration: event.iteration,
+    outcome: event.outcome,
+    index,
+    id: event.id,
+  }));
+  for (const a of run.anomalies) disagree(a);
+  const finalBest = run.best;
+  if (run.badBestField !== null)
     disagree(
-      `events.jsonl: the commit of iteration ${badBestField} names a best program other than the highest score committed so far`,
+      `events.jsonl: the commit of iteration ${run.badBestField} names a best program other than the highest score committed so far`,
     );
-  const committed = commits.length ? commits.at(-1)!.iteration : 0;
+  const committed = run.committed;
   commits.forEach((c, i) => {
     if (c.iteration !== i)
       disagree(
@@ -325,7 +220,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   const lastStop = stops.at(-1);
   let state: RunReport['status']['state'];
   if (events.length === 0) state = 'not-started';
-  else if (lastStop && lastStop.index > lastRun)
+  else if (lastStop && lastStop.index > run.lastRunIndex)
     state = ERROR_STOPS.has(lastStop.reason) || lastStop.reason === 'interrupted' ? 'stopped' : 'finished';
   else if (!seed && [...evaluations.values()].some((v) => !v.result.valid)) state = 'seed-failed';
   else state = 'in-progress-or-killed';
@@ -364,7 +259,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   let costMismatch: string | null = null;
   const queued = new Map<string, number>();
   const queuedCalls = new Map<string, number>();
-  for (const { reply } of responses) {
+  for (const { reply } of run.answers) {
     const a = account(reply.model);
     a.calls++;
     a.prompt_tokens += reply.usage.prompt_tokens;
@@ -384,7 +279,8 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     }
   }
   if (costMismatch) disagree(costMismatch);
-  for (const f of llmErrors) account(promptModel.get(f.key) ?? 'unknown').failed_calls++;
+  for (const f of run.llmErrors.values())
+    account(run.prompt(f.iteration, f.attempt)?.model ?? 'unknown').failed_calls++;
   const models = [...accounts.values()].sort((a, b) => a.model.localeCompare(b.model));
   for (const a of models) {
     a.mean_latency_ms = a.calls > 0 ? a.mean_latency_ms! / a.calls : null;
@@ -427,7 +323,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     for (const p of list) {
       answers++;
       if (p.ok) applied++;
-      else refusedAnswers[refusalClass(p.reason ?? '')]++;
+      else refusedAnswers[p.kind]++;
     }
     const last = list.reduce((a, b) => (b.attempt > a.attempt ? b : a));
     if (last.ok && last.attempt === 1) appliedFirst++;
@@ -437,11 +333,11 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   for (const c of commits) {
     if (c.outcome !== 'refused' && c.outcome !== 'unchanged') continue;
     const last = patchesByIteration.get(c.iteration)?.at(-1);
-    refusedIterations[refusalClass(last?.reason ?? '')]++;
+    refusedIterations[last?.ok === false ? last.kind : 'other']++;
   }
   const evalList = [...evaluations.values()];
   const invalid = evalList.filter((v) => !v.result.valid);
-  const wallS = wallMs / 1000;
+  const wallS = run.wallMs / 1000;
 
   // ------------------------------------------------------------ top programs, islands, lineage, progress
   const metricKeys = chooseMetricKeys([...programs.values()]);
@@ -451,12 +347,12 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     .sort((a, b) => b.score! - a.score! || a.iteration - b.iteration);
   const top = ranked.slice(0, Math.max(0, options.top ?? 10)).map(show);
 
-  const lineage: LineageStep[] = [];
-  for (let p = finalBest; p; p = p.parents[0] ? (programs.get(p.parents[0]) ?? null) : null) {
+  const walk = walkLineage(finalBest, (id) => programs.get(id));
+  if (walk.missing !== null)
+    disagree(`events.jsonl: ${walk.chain.at(-1)!.id}'s parent ${walk.missing} was never committed`);
+  const lineage: LineageStep[] = walk.chain.reverse().map((p) => {
     const parent = p.parents[0] ? (programs.get(p.parents[0]) ?? null) : null;
-    if (p.parents[0] && !parent)
-      disagree(`events.jsonl: ${p.id}'s parent ${p.parents[0]} was never committed`);
-    lineage.unshift({
+    return {
       id: p.id,
       iteration: p.iteration,
       parent: p.parents[0] ?? null,
@@ -466,9 +362,8 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       score: p.score,
       delta: parent?.score != null && p.score !== null ? p.score - parent.score : null,
       answers: patchesByIteration.get(p.iteration)?.length ?? 0,
-    });
-    if (lineage.length > programs.size) break;
-  }
+    };
+  });
 
   const progress = samplePoints(committed).map((iteration) => {
     const id = bestAfter.get(iteration) ?? null;
@@ -494,7 +389,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
 
   // ------------------------------------------------------------ held-out
   let heldout: RunReport['heldout'] = null;
-  const h = heldoutEvent as typeof heldoutEvent | null;
+  const h = run.heldout;
   if (h) {
     const side = (r: EvalOutcome): HeldOutSide => ({
       valid: r.valid,
@@ -532,8 +427,14 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
       : null;
 
   // ------------------------------------------------------------ the other files against the events
-  checkCheckpoint(files, { commits, programs, bestAfter, responses, committed }, disagree, notes);
+  checkCheckpoint(
+    files,
+    { commits, programs, bestAfter, responses: run.answers, committed },
+    disagree,
+    notes,
+  );
   checkPrograms(files, evaluations, disagree);
+  checkBlobs(files, disagree);
   const exported = [...stops].reverse().find((s) => !ERROR_STOPS.has(s.reason)) ?? null;
   checkBestFolder(files, exported, programs, finalBest, disagree, notes);
   checkSummary(files, exported, programs, seed, disagree, notes);
@@ -542,7 +443,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   return {
     format: 'adrs-evolve-report/1',
     dir: files.dir,
-    run: runEssentials(config, mode, sessions),
+    run: runEssentials(config, run.firstMode, run.sessions),
     status: {
       state,
       reason: state === 'finished' || state === 'stopped' ? lastStop!.reason : null,
@@ -576,7 +477,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     lineage,
     top,
     islands,
-    migrations: cp ? (cp.database?.migrations ?? null) : migrations,
+    migrations: cp ? (cp.database?.migrations ?? null) : run.migrations,
     accounting: {
       models,
       total,
@@ -598,7 +499,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
         mean_ms: evalList.length ? evalList.reduce((a, v) => a + v.ms, 0) / evalList.length : null,
         per_minute: wallS > 0 ? evalList.length / (wallS / 60) : null,
       },
-      evaluator_errors: { retried: evaluatorRetried, failed: evaluatorFailed },
+      evaluator_errors: { ...run.evaluatorErrors },
     },
     progress,
     checked: [
@@ -613,36 +514,9 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
 }
 
 /** Queueing before the request (recorded since replies carry queued_ms; null for older runs). */
-function queuedOf(reply: LlmReply): number | null {
+function queuedOf(reply: RecordedReply): number | null {
   const q = reply.queued_ms;
   return typeof q === 'number' && Number.isFinite(q) ? q : null;
-}
-
-function programFromCommit(
-  e: RunEvent,
-  plan: Plan | undefined,
-  result: EvalOutcome | undefined,
-  disagree: (s: string) => void,
-): ReportProgram {
-  const it = e.iteration as number;
-  const id = (e.id as string) ?? `p${it}`;
-  if (!result) disagree(`events.jsonl: ${id} (iteration ${it}) is committed without an evaluation event`);
-  if (it > 0 && !plan) disagree(`events.jsonl: iteration ${it} is committed without a plan event`);
-  const score = (e.score as number | null) ?? null;
-  if (result && score !== (result.valid ? result.score : null))
-    disagree(`events.jsonl: ${id} is committed with score ${score} but evaluated at ${result.score}`);
-  return {
-    id,
-    iteration: it,
-    hash: e.hash as string,
-    island: plan?.island ?? 0,
-    parents: plan ? [plan.parent, ...(plan.mate ? [plan.mate] : [])] : [],
-    mutation: it === 0 ? 'seed' : (plan?.mutation ?? 'unknown'),
-    model: plan?.model ?? null,
-    valid: e.outcome !== 'invalid' && score !== null,
-    score,
-    metrics: result?.metrics ?? {},
-  };
 }
 
 /** KEY_METRICS the programs have; a plug-in evaluator with other metrics shows its first few. */
@@ -695,7 +569,7 @@ interface EventIndex {
   commits: { iteration: number; outcome: string; index: number; id: string | null }[];
   programs: Map<string, ReportProgram>;
   bestAfter: Map<number, string | null>;
-  responses: { reply: LlmReply; index: number }[];
+  responses: { reply: RecordedReply; index: number }[];
   committed: number;
 }
 
@@ -806,6 +680,32 @@ function checkPrograms(
   }
 }
 
+/**
+ * Every prompt and answer the events name is in prompts/ or responses/. Only presence: the hash is
+ * checked where a text is used (--resume, --replay), so a report of a large live run stays cheap.
+ */
+function checkBlobs(files: RunFiles, disagree: (s: string) => void): void {
+  const run = files.state;
+  const missing = (kind: 'prompts' | 'responses', hashes: Iterable<string>): void => {
+    const gone = [...new Set(hashes)].filter((h) => !files.blobs.has(kind, h));
+    if (gone.length)
+      disagree(
+        `${kind}/: ${gone.length} file(s) named in events.jsonl are missing (${gone
+          .slice(0, 3)
+          .map((h) => h.slice(0, 16))
+          .join(', ')})`,
+      );
+  };
+  missing(
+    'prompts',
+    [...run.prompts.values()].map((p) => p.messages_sha256),
+  );
+  missing(
+    'responses',
+    [...run.responses.values()].map((r) => r.text_sha256),
+  );
+}
+
 /** best/ is written when a session ends: it must hold the best program as of that session's stop. */
 function checkBestFolder(
   files: RunFiles,
@@ -849,15 +749,7 @@ function checkBestFolder(
   }
   if (files.bestLineage) {
     const ids = files.bestLineage.map((s) => (s as { id?: unknown }).id);
-    const chain: string[] = [];
-    for (
-      let p: ReportProgram | undefined = expected;
-      p;
-      p = p.parents[0] ? programs.get(p.parents[0]) : undefined
-    ) {
-      chain.push(p.id);
-      if (chain.length > programs.size) break;
-    }
+    const chain = walkLineage(expected, (id) => programs.get(id)).chain.map((p) => p.id);
     if (JSON.stringify(ids) !== JSON.stringify(chain))
       disagree(
         `best/lineage.json (${ids.join(' ← ')}) differs from the events' lineage (${chain.join(' ← ')})`,
@@ -893,7 +785,7 @@ function checkSummary(
     problems.push(`best ${s.best?.id} (${s.best?.score}) vs ${expected?.id} (${expected?.score})`);
   if (seed && s.seed?.score !== seed.score) problems.push(`seed score ${s.seed?.score} vs ${seed.score}`);
   if (problems.length) disagree(`summary.json disagrees with events.jsonl: ${problems.join('; ')}`);
-  const last = files.events.findLastIndex((e) => e.type === 'commit');
-  const stopsAfter = files.events.findLastIndex((e) => e.type === 'stop');
+  const last = files.state.commitLog.at(-1)?.index ?? -1;
+  const stopsAfter = files.state.stops.at(-1)?.index ?? -1;
   if (last > stopsAfter) notes.push('summary.json is from an earlier session; the run has gone on since');
 }

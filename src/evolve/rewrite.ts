@@ -64,17 +64,20 @@ export function applyBlockRewrites(files: CandidateFiles, rewrites: BlockRewrite
   const seen = new Set<string>();
   for (const r of rewrites) {
     const label = `${r.file}#${r.index}`;
-    if (seen.has(label)) return { ok: false, reason: `${label} is rewritten twice in one response` };
+    if (seen.has(label))
+      return { ok: false, kind: 'malformed', reason: `${label} is rewritten twice in one response` };
     seen.add(label);
     if (!blocks.some((b) => b.file === r.file && b.index === r.index)) {
       return {
         ok: false,
+        kind: 'no-match',
         reason: `there is no EVOLVE-BLOCK ${label}; the blocks are ${blocks.map((b) => `${b.file}#${b.index}`).join(', ')}`,
       };
     }
     if (r.body.some((l) => l.includes(BLOCK_START) || l.includes(BLOCK_END))) {
       return {
         ok: false,
+        kind: 'outside-block',
         reason: `the rewrite of ${label} contains an EVOLVE-BLOCK marker; send only the lines between the markers`,
       };
     }
@@ -99,6 +102,6 @@ export function applyBlockRewrites(files: CandidateFiles, rewrites: BlockRewrite
 
 export function applyRewriteText(files: CandidateFiles, response: string): PatchResult {
   const parsed = parseBlockRewrites(response);
-  if ('error' in parsed) return { ok: false, reason: parsed.error };
+  if ('error' in parsed) return { ok: false, kind: 'malformed', reason: parsed.error };
   return applyBlockRewrites(files, parsed.rewrites);
 }

@@ -16,9 +16,9 @@ import type { EvolveConfig } from './config.js';
 import type { DatabaseState } from './database.js';
 import type { EvalOutcome } from './evaluator.js';
 import type { Attempt } from './prompts.js';
-
-/** One line of events.jsonl; `type` says which. Every line carries `t` (ms since the run started). */
-export type RunEvent = { type: string; t?: number; iteration?: number } & Record<string, unknown>;
+import { BlobStore } from './run-log/blobs.js';
+import type { RunEvent } from './run-log/events.js';
+import { readRunLog } from './run-log/read.js';
 
 export interface Checkpoint {
   format: 'adrs-evolve-checkpoint/1';
@@ -48,14 +48,17 @@ export interface StoredProgram {
 }
 
 /**
- * The run folder: config.json (resolved), events.jsonl (append-only), checkpoint.json (atomic),
- * programs/<hash>.json (content-addressed, written once), best/ (files, metrics, lineage,
+ * The run folder: config.json (resolved), events.jsonl (append-only, versioned: run-log/events.ts),
+ * checkpoint.json (atomic), programs/<hash>.json, prompts/<sha256>.json and responses/<sha256>.txt
+ * (content-addressed, written once, before the event naming them), best/ (files, metrics, lineage,
  * reproducer). A kill -9 at any instant leaves it resumable.
  */
 export class RunFolder {
   readonly eventsPath: string;
+  readonly blobs: BlobStore;
   constructor(readonly dir: string) {
     this.eventsPath = join(dir, 'events.jsonl');
+    this.blobs = new BlobStore(dir);
   }
 
   /** Refuses a folder that already holds a run (checked again by create). */
@@ -97,14 +100,16 @@ export class RunFolder {
   }
 
   /**
-   * Every complete event (see parseEvents). With `repair`, whatever follows the last event read (a
-   * line torn by a kill, or a line that is not JSON and everything after it) is cut off the file, so
-   * appends continue from a clean line.
+   * Every complete event, checked and migrated to the current version (readRunLog); the texts a
+   * version-1 log held inline become readable through `blobs`. With `repair`, whatever follows the
+   * last event read (a line torn by a kill, or a line that is not JSON and everything after it) is
+   * cut off the file, so appends continue from a clean line.
    */
   readEvents(repair = false): RunEvent[] {
     if (!existsSync(this.eventsPath)) return [];
     const text = readFileSync(this.eventsPath, 'utf8');
-    const { events, tail } = parseEvents(text);
+    const { events, tail, texts } = readRunLog(text, this.eventsPath);
+    this.blobs.learn(texts);
     if (repair && tail.cleanBytes < Buffer.byteLength(text)) {
       const fd = openSync(this.eventsPath, 'r+');
       ftruncateSync(fd, tail.cleanBytes);
@@ -154,52 +159,6 @@ export class RunFolder {
   writeSummary(summary: unknown): void {
     writeFileAtomic(join(this.dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   }
-}
-
-/** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a line that is not JSON. */
-export interface EventsTail {
-  lines: number;
-  /** Bytes after the last newline: a line a kill cut short. Ignored by --resume, --replay and the report. */
-  tornBytes: number;
-  /** A complete line that is not JSON (1-based), and how many lines after it were ignored with it. */
-  badLine: { line: number; ignoredAfter: number } | null;
-  /** Bytes up to the end of the last event read: where a repair cuts the file. */
-  cleanBytes: number;
-}
-
-/**
- * The one reading of events.jsonl, shared by --resume, --replay and the report: every complete
- * line up to the first that is not JSON, plus how the file ended, so a reader can say what it ignored.
- */
-export function parseEvents(text: string): { events: RunEvent[]; tail: EventsTail } {
-  const events: RunEvent[] = [];
-  let pos = 0;
-  let line = 0;
-  let clean = 0;
-  let badLine: EventsTail['badLine'] = null;
-  while (pos < text.length) {
-    const nl = text.indexOf('\n', pos);
-    if (nl < 0) break;
-    line++;
-    if (!badLine) {
-      try {
-        events.push(JSON.parse(text.slice(pos, nl)) as RunEvent);
-        clean = nl + 1;
-      } catch {
-        badLine = { line, ignoredAfter: 0 };
-      }
-    } else badLine.ignoredAfter++;
-    pos = nl + 1;
-  }
-  return {
-    events,
-    tail: {
-      lines: line,
-      tornBytes: Buffer.byteLength(text.slice(pos)),
-      badLine,
-      cleanBytes: Buffer.byteLength(text.slice(0, clean)),
-    },
-  };
 }
 
 /** config.json of a run folder, checked to be an adrs evolve config: a damaged one is a one-line error. */

@@ -18,8 +18,11 @@ import type { ProgramDatabase, ProgramRecord } from './database.js';
 import { type EvalOutcome, type Evaluator, EvaluatorFailure, evaluateWithRetry } from './evaluator.js';
 import { OpenAiModel } from './llm/openai-client.js';
 import type { LanguageModel } from './llm/types.js';
-import { Recorded, ReplayModel } from './recorded.js';
+import { LiveSource, type ProposalSource, ReplaySource, type RunMode } from './modes.js';
 import { RunFolder } from './run-folder.js';
+import { RUN_LOG_VERSION } from './run-log/events.js';
+import { RunState } from './run-log/fold.js';
+import { walkLineage } from './run-log/lineage.js';
 
 export interface SessionOptions {
   /** New run: the config file. */
@@ -63,8 +66,8 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     );
   }
   let config: EvolveConfig;
-  let mode: 'start' | 'resume' | 'replay';
-  let source: Recorded | undefined;
+  let mode: RunMode;
+  let recording: { state: RunState; folder: RunFolder } | undefined;
   let seedFiles: Record<string, string> | undefined;
   /** Resume: the folder to continue. New run or replay: the folder to create. */
   let existing: RunFolder | undefined;
@@ -73,6 +76,9 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   // leaves no folder behind, a refused resume leaves its folder as it was.
   if (o.resume) {
     existing = RunFolder.open(o.resume);
+    // A log the reader refuses (damaged, or from a newer adrs) refuses the resume here, before
+    // config.json is rewritten; the controller reads it again to continue (cutting a torn last line).
+    existing.readEvents();
     config = resumeConfig(
       existing.readConfig(),
       o.overrides ?? {},
@@ -82,8 +88,8 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     mode = 'resume';
   } else if (o.replay) {
     const src = RunFolder.open(o.replay);
-    source = Recorded.from(src.readEvents());
-    const seedCommit = source.commits.get(0);
+    recording = { state: RunState.fold(src.readEvents()), folder: src };
+    const seedCommit = recording.state.commits.get(0);
     if (!seedCommit?.hash) throw new UserError(`'${o.replay}' has no evaluated seed to replay from`);
     seedFiles = src.loadProgram(seedCommit.hash).files;
     config = src.readConfig();
@@ -106,7 +112,11 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   if (mode !== 'start' && config.evaluator.secret_series && config.evaluator.series_seed === null)
     config.evaluator.secret_series = false;
   if (!existing) RunFolder.checkFree(out);
-  const model = o.model ?? (mode === 'replay' ? new ReplayModel(source!) : new OpenAiModel(config.llm));
+  // Where proposals come from, chosen once: the recording, or the model (asked afresh, or on resume
+  // after the answers the run's own log already holds).
+  const source: ProposalSource = recording
+    ? new ReplaySource(recording.state, recording.folder.blobs, o.model)
+    : new LiveSource(mode === 'resume' ? 'resume' : 'start', o.model ?? new OpenAiModel(config.llm));
   // Distributed evaluation (issue 12): the broker's evaluator, or the local one; the config to record has no password.
   let evaluator: Evaluator;
   if (o.evaluator) evaluator = o.evaluator;
@@ -135,9 +145,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       config,
       folder,
       evaluator,
-      model,
-      mode,
-      ...(source ? { source } : {}),
+      source,
       ...(seedFiles ? { seedFiles } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
@@ -181,12 +189,10 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
  * the same seed and best, so scoring them again would only cost time (and log them twice).
  */
 function recordedHeldOut(folder: RunFolder): { seed: EvalOutcome; best: EvalOutcome } | null {
-  const events = folder.readEvents();
-  const lastCommit = events.findLastIndex((e) => e.type === 'commit');
-  const last = events.findLastIndex((e) => e.type === 'heldout');
-  if (last < lastCommit || last < 0) return null;
-  const e = events[last]!;
-  return { seed: e.seed as EvalOutcome, best: e.best as EvalOutcome };
+  const run = RunState.fold(folder.readEvents());
+  const h = run.heldout;
+  if (!h || h.index < (run.commitLog.at(-1)?.index ?? -1)) return null;
+  return { seed: h.seed, best: h.best };
 }
 
 /** Seed and best re-scored on the held-out trace: a gain that vanishes there is overfitting. */
@@ -208,7 +214,7 @@ async function scoreHeldOut(
       `stopped: the evaluator failed twice re-scoring on the held-out trace: ${error.message} (the run folder can be resumed with --resume)`,
     );
   }
-  folder.append({ type: 'heldout', seed: s, best: b });
+  folder.append({ type: 'heldout', v: RUN_LOG_VERSION, seed: s, best: b });
   return { seed: s, best: b };
 }
 
@@ -220,18 +226,15 @@ function exportBest(
   evaluator: Evaluator,
   mode: string,
 ): void {
-  const lineage: unknown[] = [];
-  for (let p: ProgramRecord | undefined = best; p; p = p.parents[0] ? db.get(p.parents[0]) : undefined) {
-    lineage.push({
-      id: p.id,
-      iteration: p.iteration,
-      mutation: p.mutation,
-      model: p.model,
-      parents: p.parents,
-      score: p.score,
-      hash: p.hash,
-    });
-  }
+  const lineage = walkLineage(best, (id) => (db.has(id) ? db.get(id) : undefined)).chain.map((p) => ({
+    id: p.id,
+    iteration: p.iteration,
+    mutation: p.mutation,
+    model: p.model,
+    parents: p.parents,
+    score: p.score,
+    hash: p.hash,
+  }));
   const stored = folder.loadProgram(best.hash);
   folder.writeBest({
     files: stored.files,

@@ -2,10 +2,8 @@ import { balanceMetrics, gpuLoads } from '../eplb/metrics.js';
 import { deriveLog2phy } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import { cellKey } from '../evolve/database.js';
-import type { EvalOutcome } from '../evolve/evaluator.js';
-import type { Plan } from '../evolve/recorded.js';
 import type { LineageStep, RunReport } from '../evolve/report.js';
-import { failureClass, refusalClass } from '../evolve/report-classify.js';
+import { failureClass } from '../evolve/report-classify.js';
 import { stopText } from '../evolve/report-format.js';
 import type { RunFiles } from '../evolve/report-read.js';
 import { candidateDiff } from './line-diff.js';
@@ -81,69 +79,49 @@ export interface RunPageData {
  * (the same reading as `adrs report`, plus the programs' code for the lineage diffs).
  */
 export function buildRunPageData(files: RunFiles, report: RunReport): RunPageData {
-  const plans = new Map<number, Plan>();
-  const evals = new Map<string, { result: EvalOutcome; t: number }>();
+  const run = files.state;
   const curve: RunPageData['curve'] = { iteration: [], best: [], heldout: [], heldoutSeed: [] };
   const points: EvaluationPoint[] = [];
-  let best: number | null = null;
-  // A noise-aware comparison decides whether a program became the best (src/evolve/selection.ts):
-  // the curve follows its decision, as the text report and best/ do, not the first measurement.
-  const decided = new Map<number, string>();
-  for (const e of files.events)
-    if (e.type === 'comparison') decided.set(e.iteration as number, String(e.decision));
-  for (const e of files.events) {
-    const it = e.iteration as number;
-    if (e.type === 'plan') plans.set(it, e.plan as Plan);
-    else if (e.type === 'evaluation')
-      evals.set(e.hash as string, { result: e.result as EvalOutcome, t: (e.t as number) ?? 0 });
-    else if (e.type === 'commit') {
-      const outcome = e.outcome as string;
-      const score = (e.score as number | null) ?? null;
-      const decision = decided.get(it);
-      if ((outcome === 'seed' || outcome === 'valid') && score !== null) {
-        if (decision === 'promote') best = score;
-        else if (decision !== 'keep' && (best === null || score > best)) best = score;
-      }
-      curve.iteration.push(it);
-      curve.best.push(best);
-      curve.heldout.push(null);
-      curve.heldoutSeed.push(null);
-      if (outcome === 'seed' || outcome === 'valid' || outcome === 'invalid') {
-        const ev = evals.get(e.hash as string);
-        const plan = plans.get(it);
-        points.push({
-          iteration: it,
-          id: (e.id as string) ?? null,
-          t_s: (ev?.t ?? (e.t as number) ?? 0) / 1000,
-          valid: outcome !== 'invalid',
-          score,
-          mutation: it === 0 ? 'seed' : (plan?.mutation ?? 'unknown'),
-          model: plan?.model ?? 'seed',
-          failure: outcome === 'invalid' && ev ? failureClass(ev.result) : null,
-        });
-      }
-    } else if (e.type === 'heldout' && curve.iteration.length > 0) {
-      // Taken when a session stops: it belongs to the last committed iteration.
-      const at = curve.iteration.length - 1;
-      curve.heldout[at] = (e.best as EvalOutcome).score;
-      curve.heldoutSeed[at] = (e.seed as EvalOutcome).score;
+  // The best after every commit as the fold decides it (a noise-aware comparison's decision, as the
+  // text report and best/ follow it, not the first measurement).
+  for (const { event: e } of run.commitLog) {
+    const it = e.iteration;
+    const bestId = run.bestAfter.get(it) ?? null;
+    curve.iteration.push(it);
+    curve.best.push(bestId ? (run.programs.get(bestId)?.score ?? null) : null);
+    curve.heldout.push(null);
+    curve.heldoutSeed.push(null);
+    if (e.outcome === 'seed' || e.outcome === 'valid' || e.outcome === 'invalid') {
+      const ev = e.hash !== null ? run.evaluations.get(e.hash) : undefined;
+      const plan = run.plans.get(it);
+      points.push({
+        iteration: it,
+        id: e.id,
+        t_s: (ev?.t ?? e.t ?? 0) / 1000,
+        valid: e.outcome !== 'invalid',
+        score: e.score,
+        mutation: it === 0 ? 'seed' : (plan?.mutation ?? 'unknown'),
+        model: plan?.model ?? 'seed',
+        failure: e.outcome === 'invalid' && ev ? failureClass(ev.result) : null,
+      });
+    }
+  }
+  // Taken when a session stops: held-out scores belong to the last iteration committed before them.
+  for (const h of run.heldouts) {
+    const at = run.commitLog.filter((c) => c.index < h.index).length - 1;
+    if (at >= 0) {
+      curve.heldout[at] = h.best.score;
+      curve.heldoutSeed[at] = h.seed.score;
     }
   }
 
   const refusals: Record<string, number> = {};
-  for (const e of files.events) {
-    if (e.type === 'patch' && !e.ok) {
-      const c = refusalClass((e.reason as string) ?? '');
-      refusals[c] = (refusals[c] ?? 0) + 1;
-    }
-  }
+  for (const list of run.patches.values())
+    for (const p of list) if (!p.ok) refusals[p.kind] = (refusals[p.kind] ?? 0) + 1;
 
-  // Commit hashes of the evaluated programs, looked up once rather than scanning the events per step.
-  const evaluated = new Set(points.map((p) => p.id));
-  const commits = commitHashes(files);
   const lineage: LineageNode[] = report.lineage.map((s) => {
     const hashOf = (id: string | null): string | null =>
-      id !== null && evaluated.has(id) ? (commits.get(id) ?? null) : null;
+      id !== null ? (run.programs.get(id)?.hash ?? null) : null;
     const own = hashOf(s.id);
     const parent = hashOf(s.parent);
     let diff: string | null = '';
@@ -209,15 +187,6 @@ function statusText(r: RunReport): string {
     default:
       return `running, or killed (last event ${s.last_event_age_s.toFixed(0)} s ago)`;
   }
-}
-
-/** Each committed program's id to its hash (the first commit event naming it, as the events are read). */
-function commitHashes(files: RunFiles): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const e of files.events)
-    if (e.type === 'commit' && typeof e.hash === 'string' && !out.has(e.id as string))
-      out.set(e.id as string, e.hash);
-  return out;
 }
 
 /** Each island's MAP-Elites grid from checkpoint.json, cells placed by the configured features. */

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -160,4 +160,17 @@ export function climbingModel(req: FakeRequest): FakeReply {
   return {
     text: `Move SPREAD toward the optimum.\n\`\`\`ts\n<<<<<<< SEARCH balancer.ts\nexport const SPREAD = ${spread};\n=======\nexport const SPREAD = ${s};\n>>>>>>> REPLACE\n\`\`\`\n`,
   };
+}
+
+/** A run's commits as (iteration, outcome, program hash, score), from its events.jsonl: what a replay must reproduce. */
+export function commitSequence(dir: string): unknown[][] {
+  return readFileSync(join(dir, 'events.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map(
+      (l) =>
+        JSON.parse(l) as { type: string; iteration: number; outcome: string; hash: string; score: number },
+    )
+    .filter((e) => e.type === 'commit')
+    .map((e) => [e.iteration, e.outcome, e.hash, e.score]);
 }

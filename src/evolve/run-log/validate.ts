@@ -1,0 +1,174 @@
+import { type CommitOutcome, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
+
+/**
+ * The shape check of a version-2 event. Each check returns what is wrong (a phrase naming the
+ * field) or null; the reader turns the first problem into "events.jsonl:LINE: …". Fields the run
+ * log does not use are let through, so a line may carry notes; every field a reader relies on is
+ * checked, down to the numbers the accounting adds up.
+ */
+type Check = (v: unknown, path: string) => string | null;
+
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const num: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? null : `${p} is not a number`);
+const int: Check = (v, p) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 ? null : `${p} is not a whole number ≥ 0`;
+const str: Check = (v, p) => (typeof v === 'string' ? null : `${p} is not a string`);
+const bool: Check = (v, p) => (typeof v === 'boolean' ? null : `${p} is not true or false`);
+const sha256: Check = (v, p) =>
+  typeof v === 'string' && /^[0-9a-f]{64}$/.test(v) ? null : `${p} is not a sha256 (64 hex digits)`;
+const nullable =
+  (c: Check): Check =>
+  (v, p) =>
+    v === null ? null : c(v, p);
+const optional =
+  (c: Check): Check =>
+  (v, p) =>
+    v === undefined ? null : c(v, p);
+const oneOf =
+  (values: readonly string[]): Check =>
+  (v, p) =>
+    typeof v === 'string' && values.includes(v)
+      ? null
+      : `${p} is ${JSON.stringify(v)}, not one of ${values.join(', ')}`;
+const arrayOf =
+  (c: Check): Check =>
+  (v, p) => {
+    if (!Array.isArray(v)) return `${p} is not a list`;
+    for (const [i, x] of v.entries()) {
+      const bad = c(x, `${p}[${i}]`);
+      if (bad) return bad;
+    }
+    return null;
+  };
+const recordOf =
+  (c: Check): Check =>
+  (v, p) => {
+    if (!isObj(v)) return `${p} is not an object`;
+    for (const [k, x] of Object.entries(v)) {
+      const bad = c(x, `${p}.${k}`);
+      if (bad) return bad;
+    }
+    return null;
+  };
+const object =
+  (fields: Record<string, Check>): Check =>
+  (v, p) => {
+    if (!isObj(v)) return `${p} is not an object`;
+    for (const [k, c] of Object.entries(fields)) {
+      const bad = c(v[k], `${p}.${k}`);
+      if (bad) return v[k] === undefined ? `missing field '${p}.${k}'` : bad;
+    }
+    return null;
+  };
+
+const outcome = object({
+  valid: bool,
+  score: nullable(num),
+  metrics: recordOf(num),
+  artifacts: recordOf(str),
+});
+const plan = object({
+  iteration: int,
+  island: int,
+  parent: str,
+  mate: nullable(str),
+  inspirations: object({ top: arrayOf(str), diverse: arrayOf(str) }),
+  mutation: oneOf(['diff', 'rewrite', 'crossover']),
+  model: str,
+  how: str,
+});
+const reply = object({
+  text_sha256: sha256,
+  model: str,
+  usage: object({ prompt_tokens: num, completion_tokens: num, estimated: optional(bool) }),
+  cost_usd: num,
+  latency_ms: num,
+  queued_ms: optional(num),
+  attempts: optional(int),
+  retried: optional(arrayOf(str)),
+});
+const side = (score: string): Check => object({ id: str, hash: str, [score]: num });
+const COMMIT_OUTCOMES: readonly CommitOutcome[] = [
+  'seed',
+  'valid',
+  'invalid',
+  'duplicate',
+  'refused',
+  'unchanged',
+  'model-failed',
+  'budget',
+];
+
+const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
+  run: { mode: oneOf(['start', 'resume', 'replay']), config_seed: optional(num), committed: optional(int) },
+  plan: { iteration: int, plan },
+  prompt: { iteration: int, attempt: int, model: str, messages_sha256: sha256 },
+  response: { iteration: int, attempt: int, reply },
+  llm_error: { iteration: int, attempt: int, error: str, fatal: bool },
+  patch: { iteration: int, attempt: int, ok: bool },
+  evaluation: { iteration: int, hash: str, ms: num, result: outcome },
+  evaluator_error: { iteration: int, hash: str, error: str, retrying: bool },
+  comparison: {
+    iteration: int,
+    challenger: side('first_score'),
+    incumbent: side('score'),
+    decision: oneOf(['promote', 'keep']),
+    reason: str,
+    ss: num,
+    dof: num,
+    noise: num,
+    replayed: optional(bool),
+  },
+  commit: {
+    iteration: int,
+    outcome: oneOf(COMMIT_OUTCOMES),
+    hash: nullable(str),
+    id: nullable(str),
+    score: nullable(num),
+    best: optional(str),
+    reason: optional(str),
+  },
+  migration: { iteration: int },
+  stop: { reason: str, detail: str, committed: int },
+  heldout: { seed: outcome, best: outcome },
+};
+
+const PATCH_KIND = oneOf(['applied', ...REFUSAL_KINDS]);
+/** 'other' too: a version-1 refusal whose wording the migration cannot place (the patcher never gives it). */
+const PATCH_KIND_V1 = oneOf(['applied', ...REFUSAL_KINDS, 'other']);
+/** The fields a patch event has besides the common ones, by whether it applied. */
+const PATCH_APPLIED = { hash: str, changed: arrayOf(object({ file: str, line: int })) };
+const PATCH_REFUSED = { reason: str };
+
+/**
+ * A version-2 event, or what is wrong with it. The one place where a parsed line becomes a typed
+ * event: every field the type promises has just been checked.
+ */
+export function toEvent(e: Record<string, unknown>, migrated: boolean): RunEvent | string {
+  return eventProblem(e, migrated) ?? (e as unknown as RunEvent);
+}
+
+/** What is wrong with a version-2 event, or null when it is one. */
+function eventProblem(e: Record<string, unknown>, migrated: boolean): string | null {
+  if (e.v !== RUN_LOG_VERSION) return `v is ${JSON.stringify(e.v)}, expected ${RUN_LOG_VERSION}`;
+  if (e.t !== undefined && num(e.t, 't')) return 't is not a number';
+  const type = e.type;
+  if (typeof type !== 'string') return 'the event has no type';
+  const fields = (EVENTS as Record<string, Record<string, Check>>)[type];
+  if (!fields) return `unknown event type '${type}' (known: ${Object.keys(EVENTS).join(', ')})`;
+  const extra: Record<string, Check> =
+    type === 'patch'
+      ? { kind: migrated ? PATCH_KIND_V1 : PATCH_KIND, ...(e.ok === true ? PATCH_APPLIED : PATCH_REFUSED) }
+      : {};
+  for (const [k, c] of Object.entries({ ...fields, ...extra })) {
+    const bad = c(e[k], k);
+    if (bad) return `${type} event: ${e[k] === undefined ? `missing field '${k}'` : bad}`;
+  }
+  if (type === 'patch' && (e.ok === true) !== (e.kind === 'applied'))
+    return `patch event: ok ${String(e.ok)} with kind '${String(e.kind)}'`;
+  return null;
+}
+
+export const isRecord = isObj;
