@@ -21,10 +21,12 @@
  *   ROUNDS (3: selection.rounds), TRACE (synthetic-v4-windows; a name or a manifest path),
  *   PRICE_IN (0.5), PRICE_OUT (1.5), SECRET_SERIES (unset: the evaluator's default; 0 or 1 where it has the key).
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { summaryText } from '../src/evolve/progress.js';
+import { RunFolder } from '../src/evolve/run-folder.js';
+import { RunState } from '../src/evolve/run-log/fold.js';
 import { runSession } from '../src/evolve/session.js';
 import { FakeOpenAiServer, type FakeRequest } from '../test/helpers/fake-openai-server.js';
 
@@ -146,20 +148,17 @@ const config = {
 writeFileSync(join(dir, 'evolve.json'), JSON.stringify(config));
 try {
   const r = await runSession({ configPath: join(dir, 'evolve.json'), out: join(dir, 'run') });
-  const events = readFileSync(join(r.dir, 'events.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const evalMs = events.filter((e) => e.type === 'evaluation').reduce((a, e) => a + (e.ms as number), 0);
+  // The run log as resume, replay and report read it (validated, folded once).
+  const state = RunState.fold(new RunFolder(r.dir).readEvents());
+  const evalMs = [...state.evaluations.values()].reduce((a, e) => a + e.ms, 0);
   const n = Math.max(1, r.stats.committed);
   const s = r.stats;
   const c = s.counters;
   const prompts = server.requests.map((q) => q.messages.reduce((a, m) => a + m.content.length, 0));
   console.log(summaryText(r));
-  const comparisons = events.filter((e) => e.type === 'comparison');
-  for (const e of comparisons)
-    console.log(`comparison at iteration ${e.iteration}: ${e.decision} — ${e.reason}`);
-  const withHistory = events.filter((e) => e.type === 'commit' && e.outcome === 'valid').length;
+  for (const [iteration, e] of state.comparisons)
+    console.log(`comparison at iteration ${iteration}: ${e.decision} — ${e.reason}`);
+  const withHistory = state.commitLog.filter(({ event }) => event.outcome === 'valid').length;
   console.log(
     JSON.stringify({
       trace,
