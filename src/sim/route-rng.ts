@@ -16,7 +16,8 @@ export const DRAW_GROUP = 0;
 export const DRAW_EXPERT = 16;
 export const DRAW_REPLICA = 32;
 
-const GOLDEN = 0x9e3779b9;
+/** Weyl-sequence step between draw indices and layers (2³² / golden ratio). */
+export const GOLDEN = 0x9e3779b9;
 
 /** The per-call seed key (hashed once so that nearby seeds give unrelated streams). */
 export const seedKey = (seed: number): number => pcgHash(seed >>> 0);
