@@ -67,8 +67,10 @@ export interface KernelDecl<
   B extends Record<string, BindingDecl>,
   O extends Record<string, OverrideDecl>,
 > {
-  /** The body file under kernels/. */
+  /** The body file under kernels/ (or a label when `code` is given). */
   file: string;
+  /** The body's WGSL when it is not read from kernels/<file> (tests, generated kernels). */
+  code?: string;
   /** The TypeScript module holding this declaration, named in the generated WGSL and in errors. */
   declaredIn: string;
   structs?: S;
@@ -141,11 +143,11 @@ export class KernelContract<
   /**
    * The module's full WGSL: the generated declarations, then the body file. Throws (naming the file)
    * when the body declares any name the contract declares: a second source would be the drift this
-   * contract exists to prevent. `body` replaces the file's text (tests).
+   * contract exists to prevent.
    */
-  wgsl(body?: string): string {
-    this.body ??= body === undefined ? readKernel(this.file) : undefined;
-    const code = body ?? this.body!;
+  wgsl(): string {
+    this.body ??= this.decl.code ?? readKernel(this.file);
+    const code = this.body;
     const names = this.declaredNames();
     const again = moduleDeclarations(code).filter((d) => names.has(d.name));
     if (again.length > 0) {
