@@ -17,7 +17,7 @@ afterAll(() => gpu?.destroy());
 const KERNELS: Array<[KernelContract, string[], Record<string, number>]> = [
   [SMOKE_KERNEL, ['main'], { scale: 3 }],
   [GPU_LPT_KERNEL, ['main'], { E_CAP: 256, R_CAP: 288, P_CAP: 32, W_CAP: 8, WG: 64, PARTS: 8 }],
-  [ROUTE_SIM_KERNEL, ['main'], { CDF_LEN: 65, GPUS: 8, TOP_K: 6 }],
+  [ROUTE_SIM_KERNEL, ['main'], { CDF_LEN: 65, GPUS: 8, TOP_K: 6, GROUPS: 1, CHOSEN_GROUPS: 1 }],
   [PLACEMENT_EVAL_KERNEL, ['layer_stats_main', 'pair_sums_main'], { WG: 8, EXPERT_CAP: 64 }],
 ];
 
@@ -51,7 +51,14 @@ describe("the project's kernels, built from their contracts", () => {
       structs: { ...GPU_LPT_KERNEL.decl.structs, Pick: { v: 'f32', i: 'u32' } },
     });
     await expect(
-      gpu.kernels.kernelPipeline(clash, 'main', { E_CAP: 256, R_CAP: 288, P_CAP: 32, W_CAP: 8 }),
+      gpu.kernels.kernelPipeline(clash, 'main', {
+        E_CAP: 256,
+        R_CAP: 288,
+        P_CAP: 32,
+        W_CAP: 8,
+        WG: 64,
+        PARTS: 8,
+      }),
     ).rejects.toThrow(
       /^kernels\/eplb-balancer\.wgsl re-declares struct Pick, which its contract \(src\/eplb\/balancers\/gpu-balancer\.contract\.ts\) generates/,
     );

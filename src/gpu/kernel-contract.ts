@@ -191,8 +191,9 @@ export class KernelContract<
    * Workgroup memory the kernel declares for the given overrides, by WebGPU's rule for
    * maxComputeWorkgroupStorageSize: each variable's size rounded up to 16 bytes, summed. (All
    * variables count, though an entry point is charged only for those it uses: an upper bound.)
+   * Only the overrides that size a variable are needed.
    */
-  workgroupBytes(values: OverrideValues<O>): number {
+  workgroupBytes(values: Partial<Record<keyof O, number>>): number {
     const env = this.valuesOf(values as Record<string, number>);
     let total = 0;
     for (const [name, w] of Object.entries(this.decl.workgroup ?? {})) {

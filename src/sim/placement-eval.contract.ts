@@ -34,10 +34,9 @@ export const PLACEMENT_EVAL_KERNEL = defineKernel({
   overrides: {
     WG: {
       type: 'u32',
-      default: 64,
       doc: 'workgroup size, a power of two (64 on GPUs, 8 on CPU adapters; see the kernel)',
     },
-    EXPERT_CAP: { type: 'u32', default: 256, doc: "capacity of the node marks (≥ the shape's E)" },
+    EXPERT_CAP: { type: 'u32', doc: "capacity of the node marks (≥ the shape's E)" },
   },
   constants: {
     LAYERS_PER_GROUP: {

@@ -10,6 +10,10 @@ import {
 import { DRAW_EXPERT, DRAW_GROUP, DRAW_REPLICA, GOLDEN } from './route-rng.js';
 import { MAX_GROUPS, MAX_TOP_K, POLICY_CODE } from './routing-tables.js';
 
+/** Threads per workgroup and tokens per thread: one tile = ROUTE_WG_SIZE · ROUTE_TOKENS_PER_THREAD tokens. */
+export const ROUTE_WG_SIZE = 256;
+export const ROUTE_TOKENS_PER_THREAD = 8;
+
 const u32 = (value: number, doc?: string) => ({ type: 'u32' as const, value, ...(doc ? { doc } : {}) });
 
 /**
@@ -21,19 +25,15 @@ export const ROUTE_SIM_KERNEL = defineKernel({
   file: 'route-sim.wgsl',
   declaredIn: 'src/sim/route-sim.contract.ts',
   overrides: {
-    CDF_LEN: { type: 'u32', default: 257, doc: 'experts + 1' },
-    GPUS: { type: 'u32', default: 32 },
-    TOKENS_PER_THREAD: { type: 'u32', default: 8 },
-    WG_SIZE: { type: 'u32', default: 256 },
-    TOP_K: { type: 'u32', default: 8, doc: 'experts per token (≤ MAX_TOP_K)' },
-    GROUPS: {
-      type: 'u32',
-      default: 1,
-      doc: "search groups: the shape's when group-limited, else 1 (the layer)",
-    },
-    CHOSEN_GROUPS: { type: 'u32', default: 1, doc: 'groups a token may use (1 when not limited)' },
+    CDF_LEN: { type: 'u32', doc: 'experts + 1' },
+    GPUS: { type: 'u32' },
+    TOP_K: { type: 'u32', doc: 'experts per token (≤ MAX_TOP_K)' },
+    GROUPS: { type: 'u32', doc: "search groups: the shape's when group-limited, else 1 (the layer)" },
+    CHOSEN_GROUPS: { type: 'u32', doc: 'groups a token may use (1 when not limited)' },
   },
   constants: {
+    WG_SIZE: u32(ROUTE_WG_SIZE),
+    TOKENS_PER_THREAD: u32(ROUTE_TOKENS_PER_THREAD),
     MAX_GROUPS: u32(MAX_GROUPS),
     MAX_TOP_K: u32(MAX_TOP_K),
     NONE: u32(0xffffffff),

@@ -6,7 +6,7 @@ import { check } from '../util/errors.js';
 import { COUNTERS_PER_GPU, type CostModel, H100_COST_MODEL } from './cost-model.js';
 import { resultFromCounters } from './route-result.js';
 import { seedKey } from './route-rng.js';
-import { ROUTE_SIM_KERNEL } from './route-sim.contract.js';
+import { ROUTE_SIM_KERNEL, ROUTE_TOKENS_PER_THREAD, ROUTE_WG_SIZE } from './route-sim.contract.js';
 import type { RouteInput, RouteResult } from './route-types.js';
 import {
   allocateRouteTables,
@@ -17,10 +17,8 @@ import {
   type RouteTables,
 } from './routing-tables.js';
 
-/** Threads per workgroup and tokens per thread in kernels/route-sim.wgsl: one tile = 2048 tokens. */
-const WG_SIZE = 256;
-const TOKENS_PER_THREAD = 8;
-const TILE = WG_SIZE * TOKENS_PER_THREAD;
+/** Tokens per workgroup of kernels/route-sim.wgsl. */
+const TILE = ROUTE_WG_SIZE * ROUTE_TOKENS_PER_THREAD;
 type RouteParams = ReturnType<typeof ROUTE_SIM_KERNEL.uniform<'Params'>>;
 
 /** Largest power of two below n (0 for n = 1): the first step of the kernel's binary lifting. */
@@ -220,8 +218,6 @@ export class RouteSimulator {
     const pipeline = await this.gpu.kernels.kernelPipeline(ROUTE_SIM_KERNEL, 'main', {
       CDF_LEN: E + 1,
       GPUS: P,
-      TOKENS_PER_THREAD,
-      WG_SIZE,
       TOP_K: topK,
       GROUPS: groups,
       CHOSEN_GROUPS: chosenGroups,

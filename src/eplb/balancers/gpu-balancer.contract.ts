@@ -13,12 +13,8 @@ export const GPU_LPT_KERNEL = defineKernel({
     R_CAP: { type: 'u32', doc: 'physical slots' },
     P_CAP: { type: 'u32', doc: 'GPUs' },
     W_CAP: { type: 'u32', doc: 'words of an expert bitset: ⌈E_CAP / 32⌉' },
-    WG: { type: 'u32', default: 256, doc: 'threads per workgroup; the result does not depend on it' },
-    PARTS: {
-      type: 'u32',
-      default: 16,
-      doc: 'first reduction level: PARTS threads each fold WG/PARTS partial results',
-    },
+    WG: { type: 'u32', doc: 'threads per workgroup; the result does not depend on it' },
+    PARTS: { type: 'u32', doc: 'first reduction level: PARTS threads each fold WG/PARTS partial results' },
   },
   constants: { NONE: { type: 'u32', value: 0xffffffff, doc: 'no index' } },
   structs: {
