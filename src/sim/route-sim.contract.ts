@@ -1,12 +1,5 @@
 import { defineKernel } from '../gpu/kernel-contract.js';
-import {
-  COUNTER_RECEIVED,
-  COUNTER_RECEIVED_INTER,
-  COUNTER_RECEIVED_INTRA,
-  COUNTER_SENT_INTER,
-  COUNTER_SENT_INTRA,
-  COUNTERS_PER_GPU,
-} from './cost-model.js';
+import * as counters from './cost-model.js';
 import { DRAW_EXPERT, DRAW_GROUP, DRAW_REPLICA, GOLDEN } from './route-rng.js';
 import { MAX_GROUPS, MAX_TOP_K, POLICY_CODE } from './routing-tables.js';
 
@@ -44,12 +37,12 @@ export const ROUTE_SIM_KERNEL = defineKernel({
     POLICY_ROUND_ROBIN: u32(POLICY_CODE['round-robin']),
     POLICY_STATIC_LOCAL: u32(POLICY_CODE['static-local']),
     POLICY_RANDOM: u32(POLICY_CODE.random),
-    COUNTERS_PER_GPU: u32(COUNTERS_PER_GPU, 'output counters per (layer, GPU), in this order:'),
-    RECEIVED: u32(COUNTER_RECEIVED),
-    RECEIVED_INTRA: u32(COUNTER_RECEIVED_INTRA),
-    RECEIVED_INTER: u32(COUNTER_RECEIVED_INTER),
-    SENT_INTRA: u32(COUNTER_SENT_INTRA),
-    SENT_INTER: u32(COUNTER_SENT_INTER),
+    COUNTERS_PER_GPU: u32(counters.COUNTERS_PER_GPU, 'output counters per (layer, GPU), in this order:'),
+    RECEIVED: u32(counters.COUNTER_RECEIVED),
+    RECEIVED_INTRA: u32(counters.COUNTER_RECEIVED_INTRA),
+    RECEIVED_INTER: u32(counters.COUNTER_RECEIVED_INTER),
+    SENT_INTRA: u32(counters.COUNTER_SENT_INTRA),
+    SENT_INTER: u32(counters.COUNTER_SENT_INTER),
   },
   structs: {
     Params: {
