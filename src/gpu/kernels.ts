@@ -79,25 +79,24 @@ export class KernelCache {
     overrides: OverrideValues<O>,
   ): Promise<GPUComputePipeline> {
     const c = contract as KernelContract;
-    let code: string;
+    let key: PipelineKey;
     try {
-      code = c.wgsl();
+      // A body that re-declares a contract name, or an undeclared override, fails here (rejecting).
+      key = {
+        file: c.file,
+        entry,
+        code: c.wgsl(),
+        headerLines: c.headerLines,
+        constants: c.constants(overrides),
+      };
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.pipeline({
-      file: c.file,
-      entry,
-      code,
-      headerLines: c.headerLines,
-      constants: c.constants(overrides as never),
-      layout: this.layouts(c).pipeline,
-    });
+    return this.pipeline({ ...key, layout: this.layouts(c).pipeline });
   }
 
   /** A contract's bind-group and pipeline layouts on this device, made once (labelled by the file). */
-  layouts(contract: KernelContract): ContractLayouts {
-    const c = contract as KernelContract;
+  layouts(c: KernelContract): ContractLayouts {
     let l = this.contractLayouts.get(c);
     if (!l) {
       const groups = Array.from({ length: c.groupCount }, (_, g) =>
