@@ -11,12 +11,12 @@
 // registers instead of becoming per-lane memory. One workgroup atomic per routed token-expert.
 
 // Its declarations (Params, bindings, overrides, workgroup memory, and the constants it shares with
-// the host: MAX_TOP_K, MAX_GROUPS, DRAW_*, GOLDEN, POLICY_*, the counter layout) come from
+// the host: MAX_TOP_K, MAX_GROUPS, PCG_*, DRAW_*, GOLDEN, POLICY_*, the counter layout) come from
 // src/sim/route-sim.contract.ts.
 
 fn pcg_hash(v: u32) -> u32 {
-  let state = v * 747796405u + 2891336453u;
-  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  let state = v * PCG_MULTIPLIER + PCG_INCREMENT;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * PCG_OUTPUT_MULTIPLIER;
   return (word >> 22u) ^ word;
 }
 

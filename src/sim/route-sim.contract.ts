@@ -1,6 +1,6 @@
 import { defineKernel } from '../gpu/kernel-contract.js';
 import * as counters from './cost-model.js';
-import { DRAW_EXPERT, DRAW_GROUP, DRAW_REPLICA, GOLDEN } from './route-rng.js';
+import * as rng from './route-rng.js';
 import { MAX_GROUPS, MAX_TOP_K, POLICY_CODE } from './routing-tables.js';
 
 /** Threads per workgroup and tokens per thread: one tile = ROUTE_WG_SIZE · ROUTE_TOKENS_PER_THREAD tokens. */
@@ -30,10 +30,13 @@ export const ROUTE_SIM_KERNEL = defineKernel({
     MAX_GROUPS: u32(MAX_GROUPS),
     MAX_TOP_K: u32(MAX_TOP_K),
     NONE: u32(0xffffffff),
-    DRAW_GROUP: u32(DRAW_GROUP),
-    DRAW_EXPERT: u32(DRAW_EXPERT),
-    DRAW_REPLICA: u32(DRAW_REPLICA),
-    GOLDEN: u32(GOLDEN),
+    PCG_MULTIPLIER: u32(rng.PCG_MULTIPLIER),
+    PCG_INCREMENT: u32(rng.PCG_INCREMENT),
+    PCG_OUTPUT_MULTIPLIER: u32(rng.PCG_OUTPUT_MULTIPLIER),
+    DRAW_GROUP: u32(rng.DRAW_GROUP),
+    DRAW_EXPERT: u32(rng.DRAW_EXPERT),
+    DRAW_REPLICA: u32(rng.DRAW_REPLICA),
+    GOLDEN: u32(rng.GOLDEN),
     POLICY_ROUND_ROBIN: u32(POLICY_CODE['round-robin']),
     POLICY_STATIC_LOCAL: u32(POLICY_CODE['static-local']),
     POLICY_RANDOM: u32(POLICY_CODE.random),
