@@ -619,6 +619,10 @@ export function createCandidateRuntime(
         file: `kernels/${file}`,
         entry,
         code: source(file),
+        // 'auto' on purpose: the candidate binds with pipeline.getBindGroupLayout(g), and a layout
+        // from our reflection (which over-approximates use and knows no texture or sampler types)
+        // could demand bindings its bind groups rightly leave out. ctx.dispatch builds explicit ones.
+        layout: 'auto',
         ...(constants ? { constants } : {}),
       }),
     hasTimestamps: gpu.hasTimestamps,
