@@ -232,6 +232,14 @@ describe('kernel contracts', () => {
     expect(() => clash.wgsl()).toThrow(/^kernels\/eplb-balancer\.wgsl re-declares struct Pick/);
   });
 
+  it('sizes array bindings by their element stride', () => {
+    expect(PLACEMENT_EVAL_KERNEL.elementBytes('windows')).toBe(4);
+    expect(PLACEMENT_EVAL_KERNEL.elementBytes('pairs')).toBe(8);
+    expect(PLACEMENT_EVAL_KERNEL.elementBytes('layer_stats')).toBe(16);
+    expect(ROUTE_SIM_KERNEL.elementBytes('counters')).toBe(4);
+    expect(() => ROUTE_SIM_KERNEL.elementBytes('params')).toThrow(/'params' is not an array binding/);
+  });
+
   it("the project's kernel files hold only code: every contract name is declared once, by the contract", () => {
     for (const k of [SMOKE_KERNEL, GPU_LPT_KERNEL, ROUTE_SIM_KERNEL, PLACEMENT_EVAL_KERNEL]) {
       const names = moduleDeclarations(k.wgsl()).map((d) => d.name);

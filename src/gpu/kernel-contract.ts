@@ -207,6 +207,14 @@ export class KernelContract<
     return total;
   }
 
+  /** Bytes per element of an array binding (its stride), for sizing its buffer. */
+  elementBytes(binding: keyof B & string): number {
+    const b = this.decl.bindings[binding];
+    const m = b && /^array<(.+?)(?:,\s*\d+[ui]?)?>$/.exec(b.type.replace(/\s+/g, ' ').trim());
+    if (!m) throw new Error(`${this.decl.declaredIn}: '${binding}' is not an array binding`);
+    return strideOf(parseWgslType(m[1]!));
+  }
+
   /** A constant's value (the host reads the one the kernel compiles with). */
   constant(name: string): number {
     const c = this.decl.constants?.[name];

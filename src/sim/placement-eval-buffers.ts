@@ -27,15 +27,19 @@ export interface EvalBuffers {
   bindGroup: GPUBindGroup;
 }
 
+/** Bytes of `count` elements of one of the kernel's array bindings. */
+const bytes = (binding: Parameters<typeof PLACEMENT_EVAL_KERNEL.elementBytes>[0], count: number) =>
+  PLACEMENT_EVAL_KERNEL.elementBytes(binding) * count;
+
 function sizes(shape: Shape, c: EvalCapacity) {
   const { layers: L, experts: E, replicas: R } = shape;
-  const out = 4 * c.pairs * (SUMMARY_WORDS + 2 * L);
+  const out = bytes('out', c.pairs * (SUMMARY_WORDS + 2 * L));
   return {
-    windows: 4 * c.windows * L * E,
-    placements: 4 * c.placements * L * (R + E),
-    pairs: 8 * c.pairs,
-    layerStats: 16 * c.pairs * L,
-    layerBad: 4 * c.pairs * L,
+    windows: bytes('windows', c.windows * L * E),
+    placements: bytes('placements', c.placements * L * (R + E)),
+    pairs: bytes('pairs', c.pairs),
+    layerStats: bytes('layer_stats', c.pairs * L),
+    layerBad: bytes('layer_bad', c.pairs * L),
     out,
     staging: Math.ceil(out / 256) * 256 + 256,
   };
