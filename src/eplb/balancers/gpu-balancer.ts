@@ -119,11 +119,15 @@ class GpuLpt implements PreparedBalancer {
     }
     // Only array sizes and the workgroup size are pipeline constants; the options travel in `params`.
     const pipeline = await gpu.kernels.kernelPipeline(GPU_LPT_KERNEL, 'main', gpuLptOverrides(shape, WG));
-    const outBytes = 4 * L * (R + E);
+    const outBytes = GPU_LPT_KERNEL.elementBytes('out') * L * (R + E);
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'gpu-lpt') : null;
     const timerOffset = align(outBytes, 8);
-    const loadsBuffer = storageBuffer(device, 4 * L * E, 'gpu-lpt-loads');
-    const recipBuffer = storageBuffer(device, 4 * (R - E + 2), 'gpu-lpt-recip');
+    const loadsBuffer = storageBuffer(device, GPU_LPT_KERNEL.elementBytes('loads') * L * E, 'gpu-lpt-loads');
+    const recipBuffer = storageBuffer(
+      device,
+      GPU_LPT_KERNEL.elementBytes('recip') * (R - E + 2),
+      'gpu-lpt-recip',
+    );
     const outBuffer = storageBuffer(device, outBytes, 'gpu-lpt-out');
     const params = GPU_LPT_KERNEL.uniform('Params').set({
       e: E,
@@ -187,8 +191,9 @@ class GpuLpt implements PreparedBalancer {
       let logcnt: Int32Array;
       try {
         const mapped = this.staging.getMappedRange();
-        phy2log = new Int32Array(mapped.slice(0, 4 * L * R));
-        logcnt = new Int32Array(mapped.slice(4 * L * R, this.outBytes));
+        // `out` holds phy2log [L][R], then logcnt [L][E].
+        phy2log = new Int32Array(mapped.slice(0, Int32Array.BYTES_PER_ELEMENT * L * R));
+        logcnt = new Int32Array(mapped.slice(Int32Array.BYTES_PER_ELEMENT * L * R, this.outBytes));
         this.gpuMs = this.timer ? PassTimer.totalMs(mapped, this.timerOffset, 1) : undefined;
       } finally {
         this.staging.unmap();
