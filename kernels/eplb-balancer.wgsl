@@ -5,50 +5,8 @@
 // and comparisons touch floats (WGSL rounds those correctly; division is only 2.5 ULP, hence the
 // host's reciprocal table), and no product feeds a sum in the same expression (no FMA contraction).
 
-// Array sizes (pipeline constants). Loop bounds come from `params` at run time instead: constant
-// trip counts get loops fully unrolled, which made one compile cost lavapipe seconds of LLVM time.
-override E_CAP: u32;      // logical experts
-override R_CAP: u32;      // physical slots
-override P_CAP: u32;      // GPUs
-override W_CAP: u32 = (E_CAP + 31u) / 32u; // words of an expert bitset
-
-struct Params {
-  e: u32,            // logical experts
-  r: u32,            // physical slots
-  p: u32,            // GPUs
-  s: u32,            // slots per GPU (r / p)
-  w: u32,            // words of an expert bitset ((e + 31) / 32)
-  max_swaps: u32,    // single-swap refinement rounds per layer
-  match_rounds: u32, // matching rounds per layer
-  pad: u32,
-}
-
-override WG: u32 = 256u;   // threads per workgroup; the result does not depend on it
-override PARTS: u32 = 16u; // first reduction level: PARTS threads each fold WG/PARTS partial results
-
-@group(0) @binding(0) var<storage, read> loads: array<f32>;      // [L][E]
-@group(0) @binding(1) var<storage, read> recip: array<f32>;      // fround(1/c), c = 0 … R−E+1
-@group(0) @binding(2) var<storage, read_write> out: array<i32>;  // phy2log [L][R], then logcnt [L][E]
-@group(0) @binding(3) var<uniform> params: Params;
-
-var<workgroup> load: array<f32, E_CAP>;
-var<workgroup> cnt: array<u32, E_CAP>;
-var<workgroup> rep_x: array<u32, R_CAP>;  // expert of replica j
-var<workgroup> rep_w: array<f32, R_CAP>;  // its weight load·(1/count)
-var<workgroup> ord: array<u32, R_CAP>;    // replicas heaviest first
-var<workgroup> slot_x: array<u32, R_CAP>; // expert in GPU slot g·S+k
-var<workgroup> slot_w: array<f32, R_CAP>;
-var<workgroup> has: array<u32, P_CAP * W_CAP>; // per GPU, a bit per expert it holds
-var<workgroup> heavy: u32;            // the heaviest GPU (ties lowest index)
-var<workgroup> gload: array<f32, P_CAP>;
-var<workgroup> perm: array<u32, P_CAP>;   // GPUs in ascending (load, index) order
-var<workgroup> red_v: array<f32, WG>;
-var<workgroup> red_i: array<u32, WG>;
-var<workgroup> part_v: array<f32, PARTS>;
-var<workgroup> part_i: array<u32, PARTS>;
-var<workgroup> done: u32;
-
-const NONE: u32 = 0xffffffffu;
+// Its declarations (Params, bindings, array-size overrides, workgroup memory, NONE) come from
+// src/eplb/balancers/gpu-balancer.contract.ts.
 
 // Replication order: larger value first, then lower index.
 fn above(v: f32, i: u32, bv: f32, bi: u32) -> bool {

@@ -15,47 +15,11 @@
 // Two barriers per layer: a workgroup is costly to start and a barrier to cross on SIMD CPUs
 // (llvmpipe), so each workgroup takes several layers and the final tree runs on one thread.
 
-// Workgroup size (a power of two): 64 on GPUs, a multiple of every vendor's SIMD width, as a layer
-// has tens of GPUs and hundreds of experts (DeepSeek-V3: 32 and 256); the host picks 8 on CPU
+// Workgroup size WG (a power of two): 64 on GPUs, a multiple of every vendor's SIMD width, as a
+// layer has tens of GPUs and hundreds of experts (DeepSeek-V3: 32 and 256); the host picks 8 on CPU
 // adapters, where that is one SIMD batch. Results agree within the stated tolerance for any size.
-override WG: u32 = 64u;
-// Capacity of the node marks (≥ the shape's E; the host passes E).
-override EXPERT_CAP: u32 = 256u;
-// Consecutive layers of one pair per layer_stats workgroup.
-override LAYERS_PER_GROUP: u32 = 8u;
-
-struct Params {
-  layers: u32,
-  experts: u32,
-  replicas: u32,
-  gpus: u32,
-  slots_per_gpu: u32,
-  gpus_per_node: u32,
-  nodes: u32,
-  pair_count: u32,
-  // Workgroups per row of the 2-D grid: linear workgroup id = x + y·grid_x (grids can exceed 65535).
-  grid_x: u32,
-  // Int32 words per placement in `placements`: phy2log [L][R] then logcnt [L][E].
-  placement_stride: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-// [W][L][E] expert loads, uploaded as the trace stores them.
-@group(0) @binding(1) var<storage, read> windows: array<f32>;
-// [Pn] blocks of placement_stride words: phy2log [L][R], logcnt [L][E].
-@group(0) @binding(2) var<storage, read> placements: array<i32>;
-// [pairs] (placement index, window index).
-@group(0) @binding(3) var<storage, read> pairs: array<vec2<u32>>;
-// [pairs][L] (total load, max GPU load, max slot load, inter-node numerator).
-@group(0) @binding(4) var<storage, read_write> layer_stats: array<vec4<f32>>;
-// [pairs][L] count of invalid entries met (expert out of range, replica count ≤ 0).
-@group(0) @binding(5) var<storage, read_write> layer_bad: array<u32>;
-
-var<workgroup> node_mask: array<atomic<u32>, EXPERT_CAP>;
-var<workgroup> partial: array<vec4<f32>, WG>;
-var<workgroup> bad_partial: array<u32, WG>;
+// Its declarations (Params, bindings, WG, EXPERT_CAP, LAYERS_PER_GROUP, the output's SUM_* layout,
+// workgroup memory) come from src/sim/placement-eval.contract.ts.
 
 fn workgroup_index(wid: vec3<u32>) -> u32 {
   return wid.x + wid.y * params.grid_x;
@@ -152,15 +116,9 @@ fn layer_stats_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
   }
 }
 
-// Per pair, written by pair_sums_main. Layout of `out` (one buffer, so one copy to the readback):
-//   [pairs][8] summaries: total load, Σ max GPU, Σ max slot, inter-node numerator,
-//                         GPU balancedness, slot balancedness, inter-node share, invalid entries;
-//   then [pairs][L] per-layer GPU balancedness, then [pairs][L] per-layer slot balancedness.
-const SUMMARY_WORDS: u32 = 8u;
-
-// Bindings 0, 4 and 5 are shared with layer_stats_main (read here); the output is binding 6.
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-
+// Per pair, written by pair_sums_main into `out` (one buffer, so one copy to the readback): the
+// SUMMARY_WORDS summary words at SUM_* offsets, then per-layer GPU and slot balancedness. It reads
+// the bindings params, layer_stats and layer_bad that layer_stats_main wrote.
 @compute @workgroup_size(WG)
 fn pair_sums_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let pair = wid.x + wid.y * params.grid_x;
@@ -190,13 +148,13 @@ fn pair_sums_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     reduce_partials(true);
     let t = partial[0];
     let o = pair * SUMMARY_WORDS;
-    out[o + 0u] = t.x;
-    out[o + 1u] = t.y;
-    out[o + 2u] = t.z;
-    out[o + 3u] = t.w;
-    out[o + 4u] = select(1.0, t.x / P / t.y, t.y > 0.0);
-    out[o + 5u] = select(1.0, t.x / R / t.z, t.z > 0.0);
-    out[o + 6u] = select(0.0, t.w / t.x, t.x > 0.0);
-    out[o + 7u] = f32(bad_partial[0]);
+    out[o + SUM_TOTAL_LOAD] = t.x;
+    out[o + SUM_MAX_GPU_LOAD] = t.y;
+    out[o + SUM_MAX_SLOT_LOAD] = t.z;
+    out[o + SUM_CROSSING] = t.w;
+    out[o + SUM_GPU_BALANCE] = select(1.0, t.x / P / t.y, t.y > 0.0);
+    out[o + SUM_SLOT_BALANCE] = select(1.0, t.x / R / t.z, t.z > 0.0);
+    out[o + SUM_INTER_NODE_SHARE] = select(0.0, t.w / t.x, t.x > 0.0);
+    out[o + SUM_BAD] = f32(bad_partial[0]);
   }
 }

@@ -10,64 +10,13 @@
 // compile-time trip count (TOP_K, CHOSEN_GROUPS are pipeline constants), so they unroll into
 // registers instead of becoming per-lane memory. One workgroup atomic per routed token-expert.
 
-override CDF_LEN: u32 = 257u;        // experts + 1
-override GPUS: u32 = 32u;
-override TOKENS_PER_THREAD: u32 = 8u;
-override WG_SIZE: u32 = 256u;
-override TOP_K: u32 = 8u;            // experts per token (≤ MAX_TOP_K)
-override GROUPS: u32 = 1u;           // search groups: the shape's when group-limited, else 1 (the layer)
-override CHOSEN_GROUPS: u32 = 1u;    // groups a token may use (1 when not limited)
-const MAX_GROUPS: u32 = 32u;
-const MAX_TOP_K: u32 = 16u;
-const NONE: u32 = 0xffffffffu;
-const DRAW_GROUP: u32 = 0u;
-const DRAW_EXPERT: u32 = 16u;
-const DRAW_REPLICA: u32 = 32u;
-const GOLDEN: u32 = 0x9e3779b9u;
-
-// Output counters per GPU (src/sim/cost-model.ts COUNTER_*).
-const RECEIVED: u32 = 0u;
-const RECEIVED_INTRA: u32 = 1u;
-const RECEIVED_INTER: u32 = 2u;
-const SENT_INTRA: u32 = 3u;
-const SENT_INTER: u32 = 4u;
-
-struct Params {
-  tokens: u32,
-  top_k: u32,
-  groups: u32,            // search groups: the shape's groups when group-limited, else 1
-  experts_per_group: u32,
-  chosen_groups: u32,     // groups drawn per token when group-limited
-  limited: u32,
-  experts: u32,
-  gpus: u32,
-  gpus_per_node: u32,
-  replicas: u32,
-  policy: u32,            // 0 round-robin, 1 static-local, 2 random
-  seed_key: u32,
-  tiles_x: u32,           // workgroups along x (tile = x + z · tiles_x)
-  tok_base: u32,          // tokens / gpus
-  tok_rem: u32,           // tokens % gpus (the first tok_rem ranks get one more)
-  search_top: u32,        // largest power of two < experts_per_group (0 when it is 1)
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> cdf: array<u32>;        // [L][E+1]
-@group(0) @binding(2) var<storage, read> offsets: array<u32>;    // [L][E+1]
-@group(0) @binding(3) var<storage, read> rep_gpu: array<u32>;    // [L][R]
-@group(0) @binding(4) var<storage, read> static_gpu: array<u32>; // [L][E][P]
-@group(0) @binding(5) var<storage, read_write> counters: array<atomic<u32>>; // [L][P][5]
-
-var<workgroup> wg_cdf: array<u32, CDF_LEN>;
-var<workgroup> wg_group_w: array<u32, MAX_GROUPS>;
-// Per destination GPU: token-experts from itself, from its node, from other nodes.
-var<workgroup> wg_recv: array<atomic<u32>, GPUS * 3u>;
-// Per source GPU: token-experts sent within its node, across nodes.
-var<workgroup> wg_sent: array<atomic<u32>, GPUS * 2u>;
+// Its declarations (Params, bindings, overrides, workgroup memory, and the constants it shares with
+// the host: MAX_TOP_K, MAX_GROUPS, PCG_*, DRAW_*, GOLDEN, POLICY_*, the counter layout) come from
+// src/sim/route-sim.contract.ts.
 
 fn pcg_hash(v: u32) -> u32 {
-  let state = v * 747796405u + 2891336453u;
-  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  let state = v * PCG_MULTIPLIER + PCG_INCREMENT;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * PCG_OUTPUT_MULTIPLIER;
   return (word >> 22u) ^ word;
 }
 
@@ -211,11 +160,11 @@ fn route_token(t: u32, layer: u32, layer_key: u32, src: u32, gw: array<u32, MAX_
     let first = offsets[ob + e];
     let cnt = offsets[ob + e + 1u] - first;
     var dest: u32;
-    if (params.policy == 0u) {
+    if (params.policy == POLICY_ROUND_ROBIN) {
       dest = rep_gpu[rb + first + (pos * K + j) % cnt];
-    } else if (params.policy == 1u) {
+    } else if (params.policy == POLICY_STATIC_LOCAL) {
       dest = static_gpu[(layer * E + e) * GPUS + src];
-    } else {
+    } else { // POLICY_RANDOM
       dest = rep_gpu[rb + first + mul_hi(draw(key, DRAW_REPLICA + j), cnt)];
     }
     let same_node = dest / params.gpus_per_node == src_node;
@@ -276,14 +225,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (cur_src != NONE) { flush_sent(cur_src, sent); }
   workgroupBarrier();
 
-  let base = layer * GPUS * 5u;
+  let base = layer * GPUS * COUNTERS_PER_GPU;
   for (var g = lid; g < GPUS; g += WG_SIZE) {
     let own = atomicLoad(&wg_recv[g * 3u]);
     let intra = atomicLoad(&wg_recv[g * 3u + 1u]);
     let inter = atomicLoad(&wg_recv[g * 3u + 2u]);
     let s_intra = atomicLoad(&wg_sent[g * 2u]);
     let s_inter = atomicLoad(&wg_sent[g * 2u + 1u]);
-    let c = base + g * 5u;
+    let c = base + g * COUNTERS_PER_GPU;
     if (own + intra + inter != 0u) { atomicAdd(&counters[c + RECEIVED], own + intra + inter); }
     if (intra != 0u) { atomicAdd(&counters[c + RECEIVED_INTRA], intra); }
     if (inter != 0u) { atomicAdd(&counters[c + RECEIVED_INTER], inter); }

@@ -1,10 +1,7 @@
 // Smoke kernel: out[i] = a[i] * scale + i. Proves the device compiles WGSL and runs compute.
-override scale: f32 = 2.0;
+// Its declarations (WG, override scale, bindings a and out) come from src/gpu/smoke.contract.ts.
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x;
   if (i >= arrayLength(&a)) {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
 import { ShaderCompileError } from '../src/gpu/kernels.js';
+import { SMOKE_KERNEL } from '../src/gpu/smoke.contract.js';
 
 let gpu: GpuContext;
 beforeAll(async () => {
@@ -17,14 +18,14 @@ describe('error scopes are never shared between concurrent creations', () => {
   it('a valid pipeline created next to broken ones succeeds, and each broken one reports its own error', async () => {
     // The good module compiled beforehand, so its pipeline's creation is in flight while the broken
     // module compiles (the interleaving that let one creation pop the other's scope).
-    await gpu.kernels.module('smoke.wgsl');
+    await gpu.kernels.module(SMOKE_KERNEL.file, SMOKE_KERNEL.wgsl(), SMOKE_KERNEL.headerLines);
     for (let round = 0; round < 5; round++) {
       const tag = `r${round}`;
       const results = await Promise.allSettled([
-        gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: round + 10 } }),
+        gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale: round + 10 }),
         gpu.kernels.module(`bad-${tag}.wgsl`, BROKEN_MODULE),
         gpu.kernels.pipeline({ file: `bad-pipe-${tag}.wgsl`, entry: 'main', code: BROKEN_PIPELINE }),
-        gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: round + 20 } }),
+        gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale: round + 20 }),
       ]);
       expect(results[0]!.status).toBe('fulfilled');
       expect(results[3]!.status).toBe('fulfilled');

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bindBuffers, storageBuffer } from '../src/gpu/buffers.js';
+import { storageBuffer } from '../src/gpu/buffers.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
 import { ShaderCompileError } from '../src/gpu/kernels.js';
+import { SMOKE_KERNEL } from '../src/gpu/smoke.contract.js';
 import { runSmoke } from '../src/gpu/smoke.js';
 
 let gpu: GpuContext;
@@ -25,9 +26,9 @@ describe('GPU runtime on lavapipe (or whatever adapter is present)', () => {
   });
 
   it('caches pipelines by (file, entry, overrides)', async () => {
-    const p1 = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: 5 } });
-    const p2 = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: 5 } });
-    const p3 = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale: 6 } });
+    const p1 = await gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale: 5 });
+    const p2 = await gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale: 5 });
+    const p3 = await gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale: 6 });
     expect(p1).toBe(p2);
     expect(p1).not.toBe(p3);
   });
@@ -47,15 +48,15 @@ describe('GPU runtime on lavapipe (or whatever adapter is present)', () => {
   });
 
   it("names the labelled object in Dawn's error and keeps the full message", async () => {
-    const pipeline = await gpu.kernels.pipeline({
-      file: 'smoke.wgsl',
-      entry: 'main',
-      constants: { scale: 1 },
-    });
+    const pipeline = await gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale: 1 });
     const input = storageBuffer(gpu.device, 256, 'label-test-in');
     try {
       // smoke.wgsl binds two buffers; giving one is a validation error on the bind group.
-      bindBuffers(gpu.device, pipeline, [input], 'label-test-group');
+      gpu.device.createBindGroup({
+        label: 'label-test-group',
+        layout: gpu.kernels.layouts(SMOKE_KERNEL).groups[0]!,
+        entries: [{ binding: 0, resource: { buffer: input } }],
+      });
       await gpu.device.queue.onSubmittedWorkDone();
       const error = (() => {
         try {

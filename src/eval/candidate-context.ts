@@ -328,6 +328,11 @@ export function createCandidateRuntime(
       return { layout, bindings };
     });
     const layout = device.createPipelineLayout({ label, bindGroupLayouts: groups.map((g) => g.layout) });
+    // Popped in the same tick as it was pushed: a scope held across an await would also catch (and
+    // hide) the errors of creations running meanwhile. The async creation rejects on its own.
+    const layoutError = await device.popErrorScope();
+    if (layoutError)
+      throw new Error(`kernels/${file}: pipeline for '${entry}': ${layoutError.message.split('\n')[0]}`);
     let pipeline: GPUComputePipeline;
     try {
       pipeline = await device.createComputePipelineAsync({
@@ -336,12 +341,8 @@ export function createCandidateRuntime(
         compute: { module: shader, entryPoint: entry, constants },
       });
     } catch (error) {
-      await device.popErrorScope();
       throw new Error(`kernels/${file}: pipeline for '${entry}': ${firstLine(error)}`);
     }
-    const scopeError = await device.popErrorScope();
-    if (scopeError)
-      throw new Error(`kernels/${file}: pipeline for '${entry}': ${scopeError.message.split('\n')[0]}`);
     return { label, file, pipeline, groups, used, module, bindGroups: new Map(), layouts: new Map() };
   };
 
@@ -618,6 +619,10 @@ export function createCandidateRuntime(
         file: `kernels/${file}`,
         entry,
         code: source(file),
+        // 'auto' on purpose: the candidate binds with pipeline.getBindGroupLayout(g), and a layout
+        // from our reflection (which over-approximates use and knows no texture or sampler types)
+        // could demand bindings its bind groups rightly leave out. ctx.dispatch builds explicit ones.
+        layout: 'auto',
         ...(constants ? { constants } : {}),
       }),
     hasTimestamps: gpu.hasTimestamps,

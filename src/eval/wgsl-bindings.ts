@@ -8,6 +8,15 @@
  * an explicit layout from it, and a layout may hold bindings a shader does not use.
  */
 
+import {
+  type FieldLayout,
+  layoutStruct,
+  packStruct as packFields,
+  parseWgslType,
+  type WgslType,
+} from '../gpu/wgsl-layout.js';
+import { braceDepths, stripComments } from '../gpu/wgsl-text.js';
+
 export interface WgslBinding {
   name: string;
   group: number;
@@ -28,32 +37,6 @@ export interface WgslModule {
   functions: Map<string, string>;
   /** @compute entry points, in source order. */
   entries: string[];
-}
-
-/** WGSL without its comments (line and nested block comments). */
-export function stripComments(code: string): string {
-  let out = '';
-  let i = 0;
-  while (i < code.length) {
-    if (code.startsWith('//', i)) {
-      const end = code.indexOf('\n', i);
-      i = end < 0 ? code.length : end;
-    } else if (code.startsWith('/*', i)) {
-      let depth = 1;
-      i += 2;
-      while (i < code.length && depth > 0) {
-        if (code.startsWith('/*', i)) {
-          depth++;
-          i += 2;
-        } else if (code.startsWith('*/', i)) {
-          depth--;
-          i += 2;
-        } else i++;
-      }
-      out += ' ';
-    } else out += code[i++];
-  }
-  return out;
 }
 
 const ATTRS = String.raw`((?:@[A-Za-z_]\w*\s*(?:\([^)]*\))?\s*)*)`;
@@ -155,26 +138,25 @@ export interface StructLayout {
 
 /**
  * The host-shareable layout of a struct of scalars and vectors of u32/i32/f32 (WGSL's alignment
- * rules: 4 bytes for scalars, 8 for vec2, 16 for vec3/vec4; the size rounded up to the largest
- * alignment), or a sentence saying why it cannot be packed from a record.
+ * rules, src/gpu/wgsl-layout.ts), or a sentence saying why it cannot be packed from a record.
  */
 export function structLayout(module: WgslModule, type: string): StructLayout | string {
   const members = module.structs.get(type);
   if (!members) return `its type ${type} is not a struct`;
-  const fields: PackedField[] = [];
-  let offset = 0;
-  let maxAlign = 4;
   for (const [name, memberType] of members) {
     const t = scalarOrVector(memberType);
     if (!t)
       return `field '${name}' has type ${memberType}; records pack only u32, i32, f32 and their vec2/3/4 (pass the bytes yourself as a typed array)`;
-    const align = t.count === 1 ? 4 : t.count === 2 ? 8 : 16;
-    maxAlign = Math.max(maxAlign, align);
-    offset = Math.ceil(offset / align) * align;
-    fields.push({ name, offset, kind: t.kind, count: t.count });
-    offset += 4 * t.count;
   }
-  return { size: Math.ceil(offset / maxAlign) * maxAlign, fields };
+  // Scalars and vectors lay out alike in every address space.
+  const layout = layoutStruct(type, members, 'storage');
+  return {
+    size: layout.size,
+    fields: layout.fields.map((f) => {
+      const t = f.type as Extract<WgslType, { kind: 'scalar' | 'vector' }>;
+      return { name: f.name, offset: f.offset, kind: t.scalar, count: t.kind === 'vector' ? t.n : 1 };
+    }),
+  };
 }
 
 /**
@@ -183,50 +165,22 @@ export function structLayout(module: WgslModule, type: string): StructLayout | s
  * binding in error messages.
  */
 export function packStruct(layout: StructLayout, values: object, out: DataView, what: string): void {
-  const given = values as Record<string, unknown>;
-  const names = layout.fields.map((f) => f.name);
-  for (const key of Object.keys(given)) {
-    if (!names.includes(key))
-      throw new Error(`${what} has no field '${key}' (its fields, in order: ${names.join(', ')})`);
-  }
-  for (const f of layout.fields) {
-    const v = given[f.name];
-    if (v === undefined)
-      throw new Error(`${what} needs a value for '${f.name}' (its fields, in order: ${names.join(', ')})`);
-    const components = f.count === 1 ? [v] : v;
-    if (!Array.isArray(components) && !ArrayBuffer.isView(components))
-      throw new Error(`${what}.${f.name} is a vec${f.count}<${f.kind}>: give an array of ${f.count} numbers`);
-    const list = components as ArrayLike<unknown>;
-    if (list.length !== f.count)
-      throw new Error(`${what}.${f.name} needs ${f.count} numbers, got ${list.length}`);
-    for (let c = 0; c < f.count; c++) {
-      const x = list[c];
-      const at = f.offset + 4 * c;
-      if (typeof x !== 'number' || !Number.isFinite(x))
-        throw new Error(`${what}.${f.name} must be a finite number, got ${String(x)}`);
-      if (f.kind === 'f32') out.setFloat32(at, x, true);
-      else if (f.kind === 'u32') {
-        if (!Number.isInteger(x) || x < 0 || x > 0xffffffff)
-          throw new Error(`${what}.${f.name} is a u32: give an integer in 0…4294967295, got ${x}`);
-        out.setUint32(at, x, true);
-      } else {
-        if (!Number.isInteger(x) || x < -0x80000000 || x > 0x7fffffff)
-          throw new Error(`${what}.${f.name} is an i32: give an integer in −2147483648…2147483647, got ${x}`);
-        out.setInt32(at, x, true);
-      }
-    }
-  }
+  const fields: FieldLayout[] = layout.fields.map((f) => {
+    const type: WgslType =
+      f.count === 1 ? { kind: 'scalar', scalar: f.kind } : { kind: 'vector', scalar: f.kind, n: f.count };
+    return { name: f.name, type, typeText: '', offset: f.offset, size: 4 * f.count, explicitAlign: 0 };
+  });
+  packFields({ size: layout.size, align: 4, fields }, values, out, what);
 }
 
-function scalarOrVector(type: string): { kind: PackedField['kind']; count: PackedField['count'] } | null {
-  const t = type.replace(/\s+/g, '');
-  const scalar = /^(u32|i32|f32)$/.exec(t);
-  if (scalar) return { kind: scalar[1] as PackedField['kind'], count: 1 };
-  const vec = /^vec([234])<(u32|i32|f32)>$/.exec(t) ?? /^vec([234])([uif])$/.exec(t);
-  if (!vec) return null;
-  const kind =
-    vec[2]!.length === 1 ? (`${vec[2]}32` as PackedField['kind']) : (vec[2] as PackedField['kind']);
-  return { kind, count: Number(vec[1]) as PackedField['count'] };
+function scalarOrVector(type: string): WgslType | null {
+  if (type.includes('@')) return null; // an explicit @align/@size changes the layout
+  try {
+    const t = parseWgslType(type);
+    return t.kind === 'scalar' || t.kind === 'vector' ? t : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Identifiers in a function body that are not member accesses (`.name`). */
@@ -237,19 +191,6 @@ function identifiers(body: string): Set<string> {
 function attrNumber(attrs: string, name: string): number | null {
   const m = new RegExp(String.raw`@${name}\s*\(\s*(\d+)[iu]?\s*\)`).exec(attrs);
   return m ? Number(m[1]) : null;
-}
-
-/** Brace depth before each character. */
-function braceDepths(text: string): Int32Array {
-  const depth = new Int32Array(text.length + 1);
-  let d = 0;
-  for (let i = 0; i < text.length; i++) {
-    depth[i] = d;
-    if (text[i] === '{') d++;
-    else if (text[i] === '}') d = Math.max(0, d - 1);
-  }
-  depth[text.length] = d;
-  return depth;
 }
 
 function matchingBrace(text: string, open: number): number {

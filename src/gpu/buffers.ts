@@ -27,21 +27,6 @@ export function stagingBuffer(device: GPUDevice, bytes: number, label: string): 
   });
 }
 
-/** Binds buffers to bindings 0…n−1 of group 0 of a pipeline built with layout 'auto'; `label` names it in Dawn's errors. */
-export function bindBuffers(
-  device: GPUDevice,
-  pipeline: GPUComputePipeline,
-  buffers: GPUBuffer[],
-  label: string,
-  group = 0,
-): GPUBindGroup {
-  return device.createBindGroup({
-    label,
-    layout: pipeline.getBindGroupLayout(group),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
-}
-
 /** Uploads a typed array into a buffer at a byte offset (the data length is padded to 4 bytes). */
 export function upload(device: GPUDevice, buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
   device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, align(data.byteLength));

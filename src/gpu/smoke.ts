@@ -1,10 +1,11 @@
-import { bindBuffers, stagingBuffer, storageBuffer, upload } from './buffers.js';
+import { stagingBuffer, storageBuffer, upload } from './buffers.js';
 import type { GpuContext } from './device.js';
+import { SMOKE_KERNEL } from './smoke.contract.js';
 
 /** Runs kernels/smoke.wgsl: returns a[i] * scale + i for every i. */
 export async function runSmoke(gpu: GpuContext, a: Float32Array, scale: number): Promise<Float32Array> {
   const { device } = gpu;
-  const pipeline = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale } });
+  const pipeline = await gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale });
   const input = storageBuffer(device, a.byteLength, 'smoke-in');
   const output = storageBuffer(device, a.byteLength, 'smoke-out');
   const staging = stagingBuffer(device, a.byteLength, 'smoke-read');
@@ -13,8 +14,8 @@ export async function runSmoke(gpu: GpuContext, a: Float32Array, scale: number):
     const encoder = device.createCommandEncoder({ label: 'smoke' });
     const pass = encoder.beginComputePass({ label: 'smoke' });
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindBuffers(device, pipeline, [input, output], 'smoke'));
-    pass.dispatchWorkgroups(Math.ceil(a.length / 64));
+    pass.setBindGroup(0, gpu.kernels.bindGroup(SMOKE_KERNEL, 'smoke', { a: input, out: output }));
+    pass.dispatchWorkgroups(Math.ceil(a.length / SMOKE_KERNEL.constant('WG')));
     pass.end();
     encoder.copyBufferToBuffer(output, 0, staging, 0, a.byteLength);
     await gpu.submit([encoder.finish()]);

@@ -1,6 +1,8 @@
 import type { Shape } from '../eplb/shape.js';
 import { stagingBuffer, storageBuffer, uniformBuffer } from '../gpu/buffers.js';
+import type { KernelCache } from '../gpu/kernels.js';
 import { UserError } from '../util/errors.js';
+import { PLACEMENT_EVAL_KERNEL, SUMMARY_WORDS } from './placement-eval.contract.js';
 
 /** How many placements, windows and pairs the evaluator's buffers hold. */
 export interface EvalCapacity {
@@ -8,9 +10,6 @@ export interface EvalCapacity {
   windows: number;
   pairs: number;
 }
-
-/** f32 words per pair in the output's summary section (see kernels/placement-eval.wgsl). */
-export const SUMMARY_WORDS = 8;
 
 /** The GPU buffers of a PlacementEvaluator and the bind groups over them. */
 export interface EvalBuffers {
@@ -24,19 +23,23 @@ export interface EvalBuffers {
   out: GPUBuffer;
   /** Output plus 256 bytes for the timestamp pair, mapped once per call. */
   staging: GPUBuffer;
-  layerBindGroup: GPUBindGroup;
-  pairBindGroup: GPUBindGroup;
+  /** Every binding of the kernel: both entry points share the contract's one layout. */
+  bindGroup: GPUBindGroup;
 }
+
+/** Bytes of `count` elements of one of the kernel's array bindings. */
+const bytes = (binding: Parameters<typeof PLACEMENT_EVAL_KERNEL.elementBytes>[0], count: number) =>
+  PLACEMENT_EVAL_KERNEL.elementBytes(binding) * count;
 
 function sizes(shape: Shape, c: EvalCapacity) {
   const { layers: L, experts: E, replicas: R } = shape;
-  const out = 4 * c.pairs * (SUMMARY_WORDS + 2 * L);
+  const out = bytes('out', c.pairs * (SUMMARY_WORDS + 2 * L));
   return {
-    windows: 4 * c.windows * L * E,
-    placements: 4 * c.placements * L * (R + E),
-    pairs: 8 * c.pairs,
-    layerStats: 16 * c.pairs * L,
-    layerBad: 4 * c.pairs * L,
+    windows: bytes('windows', c.windows * L * E),
+    placements: bytes('placements', c.placements * L * (R + E)),
+    pairs: bytes('pairs', c.pairs),
+    layerStats: bytes('layer_stats', c.pairs * L),
+    layerBad: bytes('layer_bad', c.pairs * L),
     out,
     staging: Math.ceil(out / 256) * 256 + 256,
   };
@@ -51,8 +54,7 @@ export function createEvalBuffers(
   device: GPUDevice,
   shape: Shape,
   capacity: EvalCapacity,
-  layerPipeline: GPUComputePipeline,
-  pairPipeline: GPUComputePipeline,
+  kernels: KernelCache,
 ): EvalBuffers {
   const s = sizes(shape, capacity);
   const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
@@ -64,7 +66,7 @@ export function createEvalBuffers(
       );
     }
   }
-  const params = uniformBuffer(device, 48, 'placement-eval-params');
+  const params = uniformBuffer(device, PLACEMENT_EVAL_KERNEL.layouts.Params.size, 'placement-eval-params');
   const windows = storageBuffer(device, s.windows, 'placement-eval-windows');
   const placements = storageBuffer(device, s.placements, 'placement-eval-placements');
   const pairs = storageBuffer(device, s.pairs, 'placement-eval-pairs');
@@ -72,29 +74,14 @@ export function createEvalBuffers(
   const layerBad = storageBuffer(device, s.layerBad, 'placement-eval-layer-bad');
   const out = storageBuffer(device, s.out, 'placement-eval-out');
   const staging = stagingBuffer(device, s.staging, 'placement-eval-read');
-  const entries = (pairsOf: Array<[number, GPUBuffer]>): GPUBindGroupEntry[] =>
-    pairsOf.map(([binding, buffer]) => ({ binding, resource: { buffer } }));
-  const layerBindGroup = device.createBindGroup({
-    label: 'placement-eval-layer',
-    layout: layerPipeline.getBindGroupLayout(0),
-    entries: entries([
-      [0, params],
-      [1, windows],
-      [2, placements],
-      [3, pairs],
-      [4, layerStats],
-      [5, layerBad],
-    ]),
-  });
-  const pairBindGroup = device.createBindGroup({
-    label: 'placement-eval-pair',
-    layout: pairPipeline.getBindGroupLayout(0),
-    entries: entries([
-      [0, params],
-      [4, layerStats],
-      [5, layerBad],
-      [6, out],
-    ]),
+  const bindGroup = kernels.bindGroup(PLACEMENT_EVAL_KERNEL, 'placement-eval', {
+    params,
+    windows,
+    placements,
+    pairs,
+    layer_stats: layerStats,
+    layer_bad: layerBad,
+    out,
   });
   return {
     capacity: { ...capacity },
@@ -106,8 +93,7 @@ export function createEvalBuffers(
     layerBad,
     out,
     staging,
-    layerBindGroup,
-    pairBindGroup,
+    bindGroup,
   };
 }
 

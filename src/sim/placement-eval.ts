@@ -4,12 +4,17 @@ import type { GpuContext } from '../gpu/device.js';
 import { PassTimer } from '../gpu/timing.js';
 import { check, UserError } from '../util/errors.js';
 import {
+  LAYERS_PER_GROUP,
+  PLACEMENT_EVAL_KERNEL,
+  SUMMARY,
+  SUMMARY_WORDS,
+} from './placement-eval.contract.js';
+import {
   createEvalBuffers,
   destroyEvalBuffers,
   type EvalBuffers,
   type EvalCapacity,
   evalBufferBytes,
-  SUMMARY_WORDS,
 } from './placement-eval-buffers.js';
 
 export type { EvalCapacity } from './placement-eval-buffers.js';
@@ -61,7 +66,6 @@ export interface EvalCallStats {
  */
 export const PLACEMENT_EVAL_TOLERANCE = 2e-6;
 
-const KERNEL_FILE = 'placement-eval.wgsl';
 /**
  * Threads per layer_stats workgroup: 64 on GPUs (see the kernel's comment); 8 on CPU adapters
  * (llvmpipe), where one workgroup of 8 is a single SIMD batch, so its barriers and the serial
@@ -69,8 +73,6 @@ const KERNEL_FILE = 'placement-eval.wgsl';
  */
 const GPU_WORKGROUP_SIZE = 64;
 const CPU_WORKGROUP_SIZE = 8;
-/** Consecutive layers of one pair per layer_stats workgroup (amortises its start and barriers). */
-const LAYERS_PER_GROUP = 8;
 
 export interface EvaluatorOptions {
   /** Threads per workgroup, a power of two in [1, 256]; default by adapter (see above). Tests vary it. */
@@ -91,7 +93,7 @@ export class PlacementEvaluator {
   /** Host-side packing areas, reused across calls. */
   private placementWords: Int32Array;
   private pairWords: Uint32Array;
-  private readonly params = new Uint32Array(12);
+  private readonly params = PLACEMENT_EVAL_KERNEL.uniform('Params');
 
   private constructor(
     private readonly gpu: GpuContext,
@@ -128,19 +130,19 @@ export class PlacementEvaluator {
       `workgroupSize must be a power of two in [1, 256], got ${wg}`,
     );
     const limits = gpu.device.limits;
-    const sharedBytes = 4 * shape.experts + 20 * wg;
+    const overrides = { WG: wg, EXPERT_CAP: shape.experts };
+    const sharedBytes = PLACEMENT_EVAL_KERNEL.workgroupBytes(overrides);
     check(
       sharedBytes <= limits.maxComputeWorkgroupStorageSize,
       `shape too large for the placement evaluator: ${shape.experts} experts need ` +
         `${sharedBytes} B of workgroup memory, the device has ${limits.maxComputeWorkgroupStorageSize} B`,
     );
-    const constants = { WG: wg, EXPERT_CAP: shape.experts, LAYERS_PER_GROUP };
     const [layerPipeline, pairPipeline] = await Promise.all([
-      gpu.kernels.pipeline({ file: KERNEL_FILE, entry: 'layer_stats_main', constants }),
-      gpu.kernels.pipeline({ file: KERNEL_FILE, entry: 'pair_sums_main', constants }),
+      gpu.kernels.kernelPipeline(PLACEMENT_EVAL_KERNEL, 'layer_stats_main', overrides),
+      gpu.kernels.kernelPipeline(PLACEMENT_EVAL_KERNEL, 'pair_sums_main', overrides),
     ]);
     const timer = gpu.hasTimestamps ? new PassTimer(gpu.device, 1, 'placement-eval') : null;
-    const buffers = createEvalBuffers(gpu.device, shape, capacity, layerPipeline, pairPipeline);
+    const buffers = createEvalBuffers(gpu.device, shape, capacity, gpu.kernels);
     return new PlacementEvaluator(gpu, shape, layerPipeline, pairPipeline, buffers, timer);
   }
 
@@ -313,7 +315,7 @@ export class PlacementEvaluator {
       windows: Math.max(needed.windows, have.windows),
       pairs: needed.pairs > have.pairs ? Math.max(needed.pairs, 2 * have.pairs) : have.pairs,
     };
-    const next = createEvalBuffers(this.gpu.device, this.shape, grown, this.layerPipeline, this.pairPipeline);
+    const next = createEvalBuffers(this.gpu.device, this.shape, grown, this.gpu.kernels);
     if (this.windowCount > 0 && grown.windows === have.windows) {
       // Keep resident windows: copy them on the GPU rather than asking the caller again.
       const encoder = this.gpu.device.createCommandEncoder({ label: 'placement-eval grow' });
@@ -347,23 +349,24 @@ export class PlacementEvaluator {
       pw[2 * i + 1] = pairs[i]![1];
     }
     const gridX = this.layerGrid(pairs.length).x;
-    const params = this.params;
-    params[0] = L;
-    params[1] = E;
-    params[2] = R;
-    params[3] = this.shape.gpus;
-    params[4] = slotsPerGpu(this.shape);
-    params[5] = gpusPerNode(this.shape);
-    params[6] = this.shape.nodes;
-    params[7] = pairs.length;
-    params[8] = gridX;
-    params[9] = stride;
+    const params = this.params.set({
+      layers: L,
+      experts: E,
+      replicas: R,
+      gpus: this.shape.gpus,
+      slots_per_gpu: slotsPerGpu(this.shape),
+      gpus_per_node: gpusPerNode(this.shape),
+      nodes: this.shape.nodes,
+      pair_count: pairs.length,
+      grid_x: gridX,
+      placement_stride: stride,
+    }).bytes;
     const queue = this.gpu.device.queue;
     const placementBytes = placements.length * stride * 4;
     const pairBytes = pairs.length * 8;
     queue.writeBuffer(this.buffers.placements, 0, words.buffer, 0, placementBytes);
     queue.writeBuffer(this.buffers.pairs, 0, pw.buffer, 0, pairBytes);
-    queue.writeBuffer(this.buffers.params, 0, params.buffer, 0, params.byteLength);
+    queue.writeBuffer(this.buffers.params, 0, params);
     return placementBytes + pairBytes + params.byteLength;
   }
 
@@ -381,11 +384,10 @@ export class PlacementEvaluator {
       label: 'placement-eval',
       ...(this.timer ? { timestampWrites: this.timer.writes(0) } : {}),
     });
+    pass.setBindGroup(0, b.bindGroup);
     pass.setPipeline(this.layerPipeline);
-    pass.setBindGroup(0, b.layerBindGroup);
     pass.dispatchWorkgroups(gridX, grid.y);
     pass.setPipeline(this.pairPipeline);
-    pass.setBindGroup(0, b.pairBindGroup);
     // Same row width as the first dispatch: pairs ≤ gridX gives one row, otherwise gridX = maxDim.
     const pairGridX = Math.min(pairCount, gridX);
     pass.dispatchWorkgroups(pairGridX, Math.ceil(pairCount / pairGridX));
@@ -416,7 +418,7 @@ export class PlacementEvaluator {
     const results: PairMetrics[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const o = i * SUMMARY_WORDS;
-      const bad = out[o + 7]!;
+      const bad = out[o + SUMMARY.BAD]!;
       if (bad !== 0) {
         const [p, w] = pairs[i]!;
         throw new UserError(
@@ -424,16 +426,16 @@ export class PlacementEvaluator {
             'or a replica count ≤ 0: validate placements with placementProblem first',
         );
       }
-      const total = out[o]!;
+      const total = out[o + SUMMARY.TOTAL_LOAD]!;
       results[i] = {
         totalLoad: total,
-        sumMaxGpuLoad: out[o + 1]!,
-        sumMaxSlotLoad: out[o + 2]!,
+        sumMaxGpuLoad: out[o + SUMMARY.MAX_GPU_LOAD]!,
+        sumMaxSlotLoad: out[o + SUMMARY.MAX_SLOT_LOAD]!,
         sumMeanGpuLoad: total / P,
         sumMeanSlotLoad: total / R,
-        gpuBalancedness: out[o + 4]!,
-        slotBalancedness: out[o + 5]!,
-        interNodeShare: out[o + 6]!,
+        gpuBalancedness: out[o + SUMMARY.GPU_BALANCE]!,
+        slotBalancedness: out[o + SUMMARY.SLOT_BALANCE]!,
+        interNodeShare: out[o + SUMMARY.INTER_NODE_SHARE]!,
         perLayerGpuBalancedness: perLayer
           ? out.subarray(n * SUMMARY_WORDS + i * L, n * SUMMARY_WORDS + (i + 1) * L)
           : empty,

@@ -3,6 +3,7 @@ import { DEFAULT_GPU_LPT_OPTIONS, gpuLptReference } from '../eplb/balancers/gpu-
 import { balanceMetrics } from '../eplb/metrics.js';
 import { DEEPSEEK_V3_SHAPE, type Shape } from '../eplb/shape.js';
 import { stagingBuffer, storageBuffer, upload } from '../gpu/buffers.js';
+import { SMOKE_KERNEL } from '../gpu/smoke.contract.js';
 import { PassTimer } from '../gpu/timing.js';
 import { check } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
@@ -95,7 +96,7 @@ export const smokeKernel: ProfilableKernel = {
     check(Number.isInteger(n) && n >= 1, `--batch must be a positive integer, got ${n}`);
     const { device } = gpu;
     const scale = 3;
-    const pipeline = await gpu.kernels.pipeline({ file: 'smoke.wgsl', entry: 'main', constants: { scale } });
+    const pipeline = await gpu.kernels.kernelPipeline(SMOKE_KERNEL, 'main', { scale });
     const a = Float32Array.from({ length: n }, (_, i) => i % 1000);
     const bytes = a.byteLength;
     const input = storageBuffer(device, bytes, 'profile-smoke-in');
@@ -103,15 +104,8 @@ export const smokeKernel: ProfilableKernel = {
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'profile-smoke') : null;
     const timestampOffset = Math.ceil(bytes / 256) * 256;
     const staging = stagingBuffer(device, timestampOffset + 16, 'profile-smoke-read');
-    const bindGroup = device.createBindGroup({
-      label: 'profile-smoke',
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: input } },
-        { binding: 1, resource: { buffer: output } },
-      ],
-    });
-    const groups = Math.ceil(n / 64);
+    const bindGroup = gpu.kernels.bindGroup(SMOKE_KERNEL, 'profile-smoke', { a: input, out: output });
+    const groups = Math.ceil(n / SMOKE_KERNEL.constant('WG'));
     const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
     check(groups <= maxDim, `smoke: ${n} elements need ${groups} workgroups, over the device's ${maxDim}`);
     const result = new Float32Array(n);

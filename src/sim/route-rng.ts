@@ -4,10 +4,15 @@
  * (token, layer) is independent and the GPU may process them in any order.
  */
 
+/** PCG's LCG step and output multiplier (shared with the kernel through its contract). */
+export const PCG_MULTIPLIER = 747796405;
+export const PCG_INCREMENT = 2891336453;
+export const PCG_OUTPUT_MULTIPLIER = 277803737;
+
 /** PCG-based 32-bit hash (Jarzynski & Olano, "Hash Functions for GPU Rendering", 2020). A bijection on u32. */
 export function pcgHash(v: number): number {
-  const state = (Math.imul(v >>> 0, 747796405) + 2891336453) >>> 0;
-  const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
+  const state = (Math.imul(v >>> 0, PCG_MULTIPLIER) + PCG_INCREMENT) >>> 0;
+  const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, PCG_OUTPUT_MULTIPLIER) >>> 0;
   return ((word >>> 22) ^ word) >>> 0;
 }
 
@@ -16,7 +21,8 @@ export const DRAW_GROUP = 0;
 export const DRAW_EXPERT = 16;
 export const DRAW_REPLICA = 32;
 
-const GOLDEN = 0x9e3779b9;
+/** Weyl-sequence step between draw indices and layers (2³² / golden ratio). */
+export const GOLDEN = 0x9e3779b9;
 
 /** The per-call seed key (hashed once so that nearby seeds give unrelated streams). */
 export const seedKey = (seed: number): number => pcgHash(seed >>> 0);

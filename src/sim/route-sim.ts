@@ -1,29 +1,25 @@
 import { gpusPerNode, type Shape, validateShape } from '../eplb/shape.js';
-import { bindBuffers, stagingBuffer, storageBuffer, uniformBuffer, upload } from '../gpu/buffers.js';
+import { stagingBuffer, storageBuffer, uniformBuffer, upload } from '../gpu/buffers.js';
 import type { GpuContext } from '../gpu/device.js';
 import { PassTimer } from '../gpu/timing.js';
 import { check } from '../util/errors.js';
 import { COUNTERS_PER_GPU, type CostModel, H100_COST_MODEL } from './cost-model.js';
 import { resultFromCounters } from './route-result.js';
 import { seedKey } from './route-rng.js';
+import { ROUTE_SIM_KERNEL, ROUTE_TOKENS_PER_THREAD, ROUTE_WG_SIZE } from './route-sim.contract.js';
 import type { RouteInput, RouteResult } from './route-types.js';
 import {
   allocateRouteTables,
   fillRouteTables,
-  MAX_GROUPS,
   MAX_TOKENS,
   POLICY_CODE,
   planRoute,
   type RouteTables,
 } from './routing-tables.js';
 
-/** Threads per workgroup and tokens per thread in kernels/route-sim.wgsl: one tile = 2048 tokens. */
-const WG_SIZE = 256;
-const TOKENS_PER_THREAD = 8;
-const TILE = WG_SIZE * TOKENS_PER_THREAD;
-const PARAM_WORDS = 16;
-/** Workgroup memory of the kernel in u32 words: CDF, group weights, received and sent counters per GPU. */
-const sharedWords = (shape: Shape): number => shape.experts + 1 + MAX_GROUPS + 5 * shape.gpus;
+/** Tokens per workgroup of kernels/route-sim.wgsl. */
+const TILE = ROUTE_WG_SIZE * ROUTE_TOKENS_PER_THREAD;
+type RouteParams = ReturnType<typeof ROUTE_SIM_KERNEL.uniform<'Params'>>;
 
 /** Largest power of two below n (0 for n = 1): the first step of the kernel's binary lifting. */
 const searchTop = (n: number): number => (n <= 1 ? 0 : 2 ** Math.floor(Math.log2(n - 1)));
@@ -69,7 +65,7 @@ export class RouteSimulator {
       staging: GPUBuffer;
     },
     private readonly timer: PassTimer | null,
-    private readonly params: Uint32Array,
+    private readonly params: RouteParams,
     private readonly maxDim: number,
   ) {}
 
@@ -85,7 +81,7 @@ export class RouteSimulator {
       `maxTokens must be an integer in [1, ${MAX_TOKENS}], got ${options.maxTokens}`,
     );
     const limits = gpu.device.limits;
-    const shared = 4 * sharedWords(shape);
+    const shared = ROUTE_SIM_KERNEL.workgroupBytes({ CDF_LEN: E + 1, GPUS: P });
     check(
       shared <= limits.maxComputeWorkgroupStorageSize,
       `${E} experts and ${P} GPUs need ${shared} B of workgroup memory; the adapter offers ${limits.maxComputeWorkgroupStorageSize}`,
@@ -96,8 +92,9 @@ export class RouteSimulator {
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'route-sim') : null;
     const countersBytes = L * P * COUNTERS_PER_GPU * 4;
     const timerOffset = Math.ceil(countersBytes / 256) * 256;
+    const params = ROUTE_SIM_KERNEL.uniform('Params');
     const buffers = {
-      params: uniformBuffer(device, PARAM_WORDS * 4, 'route-params'),
+      params: uniformBuffer(device, params.bytes.byteLength, 'route-params'),
       cdf: storageBuffer(device, tables.cdf.byteLength, 'route-cdf'),
       offsets: storageBuffer(device, tables.offsets.byteLength, 'route-offsets'),
       gpus: storageBuffer(device, tables.gpus.byteLength, 'route-gpus'),
@@ -114,7 +111,7 @@ export class RouteSimulator {
       tables,
       buffers,
       timer,
-      new Uint32Array(PARAM_WORDS),
+      params,
       Math.min(
         options.maxWorkgroupsPerDimension ?? limits.maxComputeWorkgroupsPerDimension,
         limits.maxComputeWorkgroupsPerDimension,
@@ -152,26 +149,25 @@ export class RouteSimulator {
     const tilesX = Math.min(tiles, this.maxDim);
     const tilesZ = Math.ceil(tiles / tilesX);
     check(tilesZ <= this.maxDim, `${plan.tokens} tokens need more workgroups than one dispatch allows`);
-    const p = this.params;
-    p.set([
-      plan.tokens,
-      plan.topK,
-      plan.groups,
-      plan.expertsPerGroup,
-      plan.chosenGroups,
-      plan.limited ? 1 : 0,
-      shape.experts,
-      shape.gpus,
-      gpusPerNode(shape),
-      shape.replicas,
-      POLICY_CODE[plan.policy],
-      seedKey(plan.seed),
-      tilesX,
-      Math.floor(plan.tokens / shape.gpus),
-      plan.tokens % shape.gpus,
-      searchTop(plan.expertsPerGroup),
-    ]);
-    upload(device, b.params, p);
+    this.params.set({
+      tokens: plan.tokens,
+      top_k: plan.topK,
+      groups: plan.groups,
+      experts_per_group: plan.expertsPerGroup,
+      chosen_groups: plan.chosenGroups,
+      limited: plan.limited ? 1 : 0,
+      experts: shape.experts,
+      gpus: shape.gpus,
+      gpus_per_node: gpusPerNode(shape),
+      replicas: shape.replicas,
+      policy: POLICY_CODE[plan.policy],
+      seed_key: seedKey(plan.seed),
+      tiles_x: tilesX,
+      tok_base: Math.floor(plan.tokens / shape.gpus),
+      tok_rem: plan.tokens % shape.gpus,
+      search_top: searchTop(plan.expertsPerGroup),
+    });
+    upload(device, b.params, this.params.bytes);
 
     const countersBytes = shape.layers * shape.gpus * COUNTERS_PER_GPU * 4;
     const timerOffset = Math.ceil(countersBytes / 256) * 256;
@@ -219,26 +215,22 @@ export class RouteSimulator {
 
   private async createPipeline(topK: number, groups: number, chosenGroups: number): Promise<RoutePipeline> {
     const { experts: E, gpus: P } = this.shape;
-    const pipeline = await this.gpu.kernels.pipeline({
-      file: 'route-sim.wgsl',
-      entry: 'main',
-      constants: {
-        CDF_LEN: E + 1,
-        GPUS: P,
-        TOKENS_PER_THREAD,
-        WG_SIZE,
-        TOP_K: topK,
-        GROUPS: groups,
-        CHOSEN_GROUPS: chosenGroups,
-      },
+    const pipeline = await this.gpu.kernels.kernelPipeline(ROUTE_SIM_KERNEL, 'main', {
+      CDF_LEN: E + 1,
+      GPUS: P,
+      TOP_K: topK,
+      GROUPS: groups,
+      CHOSEN_GROUPS: chosenGroups,
     });
     const b = this.buffers;
-    const bindGroup = bindBuffers(
-      this.gpu.device,
-      pipeline,
-      [b.params, b.cdf, b.offsets, b.gpus, b.staticMap, b.counters],
-      'route-sim',
-    );
+    const bindGroup = this.gpu.kernels.bindGroup(ROUTE_SIM_KERNEL, 'route-sim', {
+      params: b.params,
+      cdf: b.cdf,
+      offsets: b.offsets,
+      rep_gpu: b.gpus,
+      static_gpu: b.staticMap,
+      counters: b.counters,
+    });
     return { pipeline, bindGroup };
   }
 

@@ -1,20 +1,13 @@
-import {
-  align,
-  bindBuffers,
-  stagingBuffer,
-  storageBuffer,
-  uniformBuffer,
-  upload,
-} from '../../gpu/buffers.js';
+import { align, stagingBuffer, storageBuffer, uniformBuffer, upload } from '../../gpu/buffers.js';
 import type { GpuContext } from '../../gpu/device.js';
 import { PassTimer } from '../../gpu/timing.js';
 import { UserError } from '../../util/errors.js';
 import type { Balancer, BalancerContext, PreparedBalancer } from '../balancer.js';
 import { deriveLog2phy, type Placement } from '../placement.js';
 import { type Shape, validateShape } from '../shape.js';
+import { GPU_LPT_KERNEL } from './gpu-balancer.contract.js';
 import { DEFAULT_GPU_LPT_OPTIONS, type GpuLptOptions, reciprocals } from './gpu-balancer-reference.js';
 
-export const GPU_LPT_KERNEL = 'eplb-balancer.wgsl';
 /**
  * Driver settings that do not change the result (every choice in the kernel is a total order, so the
  * placement is the same for any workgroup size): only its speed.
@@ -46,20 +39,27 @@ export const gpuLptBalancer: Balancer = createGpuLptBalancer();
  * The kernel's array sizes for a shape: at least DeepSeek-V3's, so every shape up to it shares one
  * pipeline (a compile costs lavapipe seconds), and multiples of 32/8 above it.
  */
-export function gpuLptCapacities(shape: Shape): { E_CAP: number; R_CAP: number; P_CAP: number } {
+export function gpuLptCapacities(shape: Shape): {
+  E_CAP: number;
+  R_CAP: number;
+  P_CAP: number;
+  W_CAP: number;
+} {
   const cap = (v: number, min: number, step: number) => Math.max(min, Math.ceil(v / step) * step);
-  return {
-    E_CAP: cap(shape.experts, 256, 32),
-    R_CAP: cap(shape.replicas, 288, 32),
-    P_CAP: cap(shape.gpus, 32, 8),
-  };
+  const E_CAP = cap(shape.experts, 256, 32);
+  return { E_CAP, R_CAP: cap(shape.replicas, 288, 32), P_CAP: cap(shape.gpus, 32, 8), W_CAP: E_CAP / 32 };
 }
 
-/** Workgroup memory the kernel declares for a shape (keep in step with the kernel's var<workgroup>). */
+/** The kernel's pipeline constants for a shape and workgroup size. */
+const gpuLptOverrides = (shape: Shape, workgroupSize: number) => ({
+  ...gpuLptCapacities(shape),
+  WG: workgroupSize,
+  PARTS: reductionParts(workgroupSize),
+});
+
+/** Workgroup memory the kernel declares for a shape (from its contract's var<workgroup> list). */
 export function gpuLptWorkgroupBytes(shape: Shape, workgroupSize: number): number {
-  const { E_CAP, R_CAP, P_CAP } = gpuLptCapacities(shape);
-  const words = 2 * E_CAP + 5 * R_CAP + 2 * P_CAP + P_CAP * Math.ceil(E_CAP / 32);
-  return 4 * (words + 2 * workgroupSize + 2 * reductionParts(workgroupSize) + 2);
+  return GPU_LPT_KERNEL.workgroupBytes(gpuLptOverrides(shape, workgroupSize));
 }
 
 /** The kernel's two-level reductions: PARTS threads fold WG/PARTS values each, then one folds PARTS. */
@@ -118,29 +118,36 @@ class GpuLpt implements PreparedBalancer {
       }
     }
     // Only array sizes and the workgroup size are pipeline constants; the options travel in `params`.
-    const pipeline = await gpu.kernels.pipeline({
-      file: GPU_LPT_KERNEL,
-      entry: 'main',
-      constants: { ...gpuLptCapacities(shape), WG, PARTS: reductionParts(WG) },
-    });
-    const outBytes = 4 * L * (R + E);
+    const pipeline = await gpu.kernels.kernelPipeline(GPU_LPT_KERNEL, 'main', gpuLptOverrides(shape, WG));
+    const outBytes = GPU_LPT_KERNEL.elementBytes('out') * L * (R + E);
     const timer = gpu.hasTimestamps ? new PassTimer(device, 1, 'gpu-lpt') : null;
     const timerOffset = align(outBytes, 8);
-    const loadsBuffer = storageBuffer(device, 4 * L * E, 'gpu-lpt-loads');
-    const recipBuffer = storageBuffer(device, 4 * (R - E + 2), 'gpu-lpt-recip');
+    const loadsBuffer = storageBuffer(device, GPU_LPT_KERNEL.elementBytes('loads') * L * E, 'gpu-lpt-loads');
+    const recipBuffer = storageBuffer(
+      device,
+      GPU_LPT_KERNEL.elementBytes('recip') * (R - E + 2),
+      'gpu-lpt-recip',
+    );
     const outBuffer = storageBuffer(device, outBytes, 'gpu-lpt-out');
-    const paramsBuffer = uniformBuffer(device, 32, 'gpu-lpt-params');
+    const params = GPU_LPT_KERNEL.uniform('Params').set({
+      e: E,
+      r: R,
+      p: P,
+      s: R / P,
+      w: Math.ceil(E / 32),
+      max_swaps: options.maxSwaps,
+      match_rounds: options.matchingRounds,
+    });
+    const paramsBuffer = uniformBuffer(device, params.bytes.byteLength, 'gpu-lpt-params');
     const staging = stagingBuffer(device, timerOffset + (timer?.bytes ?? 0), 'gpu-lpt-read');
     upload(device, recipBuffer, reciprocals(shape));
-    const S = R / P;
-    const W = Math.ceil(E / 32);
-    upload(device, paramsBuffer, Uint32Array.of(E, R, P, S, W, options.maxSwaps, options.matchingRounds, 0));
-    const bindGroup = bindBuffers(
-      device,
-      pipeline,
-      [loadsBuffer, recipBuffer, outBuffer, paramsBuffer],
-      'gpu-lpt',
-    );
+    upload(device, paramsBuffer, params.bytes);
+    const bindGroup = gpu.kernels.bindGroup(GPU_LPT_KERNEL, 'gpu-lpt', {
+      loads: loadsBuffer,
+      recip: recipBuffer,
+      out: outBuffer,
+      params: paramsBuffer,
+    });
     gpu.check();
     return new GpuLpt(
       gpu,
@@ -184,8 +191,9 @@ class GpuLpt implements PreparedBalancer {
       let logcnt: Int32Array;
       try {
         const mapped = this.staging.getMappedRange();
-        phy2log = new Int32Array(mapped.slice(0, 4 * L * R));
-        logcnt = new Int32Array(mapped.slice(4 * L * R, this.outBytes));
+        // `out` holds phy2log [L][R], then logcnt [L][E].
+        phy2log = new Int32Array(mapped.slice(0, Int32Array.BYTES_PER_ELEMENT * L * R));
+        logcnt = new Int32Array(mapped.slice(Int32Array.BYTES_PER_ELEMENT * L * R, this.outBytes));
         this.gpuMs = this.timer ? PassTimer.totalMs(mapped, this.timerOffset, 1) : undefined;
       } finally {
         this.staging.unmap();

@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GPU_LPT_KERNEL } from '../src/eplb/balancers/gpu-balancer.contract.js';
+import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
+import { defineKernel, type KernelContract } from '../src/gpu/kernel-contract.js';
+import { ShaderCompileError } from '../src/gpu/kernels.js';
+import { SMOKE_KERNEL } from '../src/gpu/smoke.contract.js';
+import { PLACEMENT_EVAL_KERNEL } from '../src/sim/placement-eval.contract.js';
+import { ROUTE_SIM_KERNEL } from '../src/sim/route-sim.contract.js';
+
+let gpu: GpuContext;
+beforeAll(async () => {
+  gpu = await acquireGpu();
+});
+afterAll(() => gpu?.destroy());
+
+/** Every project kernel with its entry points and pipeline constants of a small shape. */
+const KERNELS: Array<[KernelContract, string[], Record<string, number>]> = [
+  [SMOKE_KERNEL, ['main'], { scale: 3 }],
+  [GPU_LPT_KERNEL, ['main'], { E_CAP: 256, R_CAP: 288, P_CAP: 32, W_CAP: 8, WG: 64, PARTS: 8 }],
+  [ROUTE_SIM_KERNEL, ['main'], { CDF_LEN: 65, GPUS: 8, TOP_K: 6, GROUPS: 1, CHOSEN_GROUPS: 1 }],
+  [PLACEMENT_EVAL_KERNEL, ['layer_stats_main', 'pair_sums_main'], { WG: 8, EXPERT_CAP: 64 }],
+];
+
+describe("the project's kernels, built from their contracts", () => {
+  it('the generated WGSL of each compiles without errors', async () => {
+    for (const [kernel] of KERNELS) {
+      const module = gpu.device.createShaderModule({ label: kernel.file, code: kernel.wgsl() });
+      const info = await module.getCompilationInfo();
+      const errors = info.messages.filter((m) => m.type === 'error').map((m) => m.message);
+      expect(errors, kernel.file).toEqual([]);
+    }
+  });
+
+  it('each entry point makes a pipeline with the explicit, labelled layout', async () => {
+    for (const [kernel, entries, overrides] of KERNELS) {
+      const layouts = gpu.kernels.layouts(kernel);
+      expect(layouts.pipeline.label).toBe(kernel.file);
+      expect(layouts.groups[0]!.label).toBe(`${kernel.file} group 0`);
+      for (const entry of entries) {
+        const pipeline = await gpu.kernels.kernelPipeline(kernel, entry, overrides as never);
+        // The pipeline's group 0 is the contract's layout, not one derived from the WGSL.
+        expect(pipeline.label).toBe(`${kernel.file}:${entry}`);
+      }
+    }
+    gpu.check();
+  });
+
+  it('a body that re-declares its contract struct is refused before compiling, naming the file', async () => {
+    const clash = defineKernel({
+      ...GPU_LPT_KERNEL.decl,
+      structs: { ...GPU_LPT_KERNEL.decl.structs, Pick: { v: 'f32', i: 'u32' } },
+    });
+    await expect(
+      gpu.kernels.kernelPipeline(clash, 'main', {
+        E_CAP: 256,
+        R_CAP: 288,
+        P_CAP: 32,
+        W_CAP: 8,
+        WG: 64,
+        PARTS: 8,
+      }),
+    ).rejects.toThrow(
+      /^kernels\/eplb-balancer\.wgsl re-declares struct Pick, which its contract \(src\/eplb\/balancers\/gpu-balancer\.contract\.ts\) generates/,
+    );
+  });
+
+  it("reports compile errors at the body file's own lines, past the generated declarations", async () => {
+    const kernel = defineKernel({
+      file: 'broken.wgsl',
+      declaredIn: 'test/gpu-kernel-contracts.test.ts',
+      code: '@compute @workgroup_size(1)\nfn main() {\n  let x: u32 = params.n * 1.5;\n}\n',
+      structs: { P: { n: 'u32' } },
+      bindings: { params: { binding: 0, access: 'uniform', type: 'P' } },
+    });
+    const error = await gpu.kernels.kernelPipeline(kernel, 'main', {}).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ShaderCompileError);
+    expect((error as ShaderCompileError).diagnostics[0]).toMatch(/^broken\.wgsl:3:\d+: /);
+  });
+
+  it('binds buffers by name and refuses a missing or unknown binding', () => {
+    const buffer = gpu.device.createBuffer({ label: 'named', size: 64, usage: GPUBufferUsage.STORAGE });
+    try {
+      expect(() => gpu.kernels.bindGroup(SMOKE_KERNEL, 'bg', { a: buffer } as never)).toThrow(
+        "bg: no buffer for binding 'out' of kernels/smoke.wgsl",
+      );
+      expect(() =>
+        gpu.kernels.bindGroup(SMOKE_KERNEL, 'bg', { a: buffer, out: buffer, b: buffer } as never),
+      ).toThrow("bg: kernels/smoke.wgsl has no binding 'b' in group 0");
+    } finally {
+      buffer.destroy();
+    }
+  });
+});
