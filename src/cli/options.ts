@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import { cliIo } from './io.js';
 
 /** `--adapter`, shared by every command that opens a GPU device. */
 export function withAdapter<T>(y: Argv<T>) {
@@ -20,5 +21,5 @@ export function withJson<T>(y: Argv<T>) {
 
 /** Writes a JSON document to stdout: indented, or on one line for large arrays (placements). */
 export function printJson(value: unknown, options: { compact?: boolean } = {}): void {
-  process.stdout.write(`${options.compact ? JSON.stringify(value) : JSON.stringify(value, null, 2)}\n`);
+  cliIo().stdout(`${options.compact ? JSON.stringify(value) : JSON.stringify(value, null, 2)}\n`);
 }

@@ -10,6 +10,7 @@ import { ROUTE_POLICIES, type RoutePolicy } from '../../sim/route-types.js';
 import { listBundledTraces, loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 import { tickingLine } from '../progress.js';
 
@@ -165,6 +166,6 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     if (argv.out) writeFileAtomic(argv.out, `${JSON.stringify(report, null, 2)}\n`);
     if (argv.html) writeFileAtomic(argv.html, benchHtml(report));
     if (argv.json) printJson(report);
-    else console.log(formatBenchTable(report));
+    else say(formatBenchTable(report));
   },
 };

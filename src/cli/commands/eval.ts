@@ -9,6 +9,7 @@ import type { EvalResult, EvaluateOptions, Objective } from '../../eval/types.js
 import { loadTrace } from '../../trace/load.js';
 import type { Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
+import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 interface EvalArgs {
@@ -169,12 +170,12 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
             ...common,
             trace,
             deployment,
-            ...(progress ? { onProgress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
+            ...(progress ? { onProgress: (line: string) => cliIo().stderr(`\r\x1b[K${line}`) } : {}),
           });
           return { dir, trace: trace.manifest.name, series_seed: seriesSeed, ...r };
         }),
       );
-      if (progress) process.stderr.write('\r\x1b[K');
+      if (progress) cliIo().stderr('\r\x1b[K');
       if (argv.json) printJson(argv.dirs.length === 1 ? results[0] : results);
       else if (results.length === 1) printResult(results[0]!, pool.adapter);
       else printTable(results, pool.adapter);
@@ -218,34 +219,32 @@ const where = (r: EvalRow) =>
 
 function printResult(r: EvalRow, adapter: string): void {
   const m = r.metrics;
-  console.log(`${r.dir}: ${r.valid ? 'valid' : 'INVALID'} (stage ${r.stage}) on ${where(r)}, ${adapter}`);
-  console.log(
+  say(`${r.dir}: ${r.valid ? 'valid' : 'INVALID'} (stage ${r.stage}) on ${where(r)}, ${adapter}`);
+  say(
     `  score (${r.objective}): ${pm(r.score, m.score_noise)}   adrs ${pm(m.adrs_score, m.adrs_score_noise)}, default ${pm(m.default_score, m.default_score_noise)}, moe-time ${pm(m.moe_score, m.moe_score_noise)}`,
   );
-  console.log(
-    `  GPU balancedness: next window ${f(m.balancedness_next)}, same window ${f(m.balancedness_same)}`,
-  );
-  console.log(
+  say(`  GPU balancedness: next window ${f(m.balancedness_next)}, same window ${f(m.balancedness_same)}`);
+  say(
     `  modelled MoE time (next window, ${m.moe_tokens} tokens/layer, ${m.moe_windows} windows): ${f(m.moe_time_ms, 3)} ms, load-unaware ${f(m.moe_time_none_ms, 3)} ms`,
   );
-  console.log(
+  say(
     `  time per call: mean ${pm(m.mean_ms, m.mean_ms_noise)} ms (charged), median ${f(m.median_ms, 3)} ms, p95 ${f(m.p95_ms, 3)} ms` +
       (m.host_ms !== null
         ? `; host ${f(m.host_ms, 3)}, GPU wait ${f(m.gpu_wait_ms, 3)}, GPU ${f(m.gpu_ms, 3)} ms`
         : ''),
   );
-  console.log(
+  say(
     `  ${m.passes} passes × ${m.windows} windows (history ${m.history}), ${m.calls} timed calls; evaluation ${(m.eval_ms / 1000).toFixed(2)} s, of which the candidate ${(m.candidate_ms / 1000).toFixed(2)} s; seed ${r.seed}`,
   );
-  if (r.sandbox) console.log(`  sandbox: ${sandboxLine(r.sandbox)}`);
+  if (r.sandbox) say(`  sandbox: ${sandboxLine(r.sandbox)}`);
   for (const [key, text] of Object.entries(r.artifacts)) {
-    console.log(`  ${key}:`);
-    for (const line of text.split('\n')) console.log(`    ${line}`);
+    say(`  ${key}:`);
+    for (const line of text.split('\n')) say(`    ${line}`);
   }
 }
 
 function printTable(rows: EvalRow[], adapter: string): void {
-  console.log(`${rows.length} candidates on ${where(rows[0]!)}, ${adapter}; score = ${rows[0]!.objective}`);
+  say(`${rows.length} candidates on ${where(rows[0]!)}, ${adapter}; score = ${rows[0]!.objective}`);
   const header = [
     'candidate',
     'verdict',
@@ -274,10 +273,9 @@ function printTable(rows: EvalRow[], adapter: string): void {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: string[]) =>
     `  ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
-  console.log(line(header));
-  for (const row of body) console.log(line(row));
+  say(line(header));
+  for (const row of body) say(line(row));
   for (const r of rows) {
-    for (const [key, text] of Object.entries(r.artifacts))
-      console.log(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
+    for (const [key, text] of Object.entries(r.artifacts)) say(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
   }
 }

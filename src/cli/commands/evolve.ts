@@ -4,6 +4,7 @@ import type { Activity, Progress } from '../../evolve/controller.js';
 import { activityText, progressLine, statusHead, summaryText } from '../../evolve/progress.js';
 import { runSession } from '../../evolve/session.js';
 import { type Dashboard, serveRun } from '../../report/serve.js';
+import { cliIo, say, setExitCode } from '../io.js';
 import { printJson, withJson } from '../options.js';
 import { tickingLine } from '../progress.js';
 import { servePort } from './report.js';
@@ -68,7 +69,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
     const onSigint = (): void => {
       interrupts++;
       if (interrupts > 1) process.exit(130);
-      process.stderr.write(
+      cliIo().stderr(
         '\nstopping: finishing the checkpoint (Ctrl-C again to quit at once; --resume continues)\n',
       );
       stopper.abort();
@@ -104,7 +105,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
           ? {
               onFolder: async (dir: string) => {
                 dashboard = await serveRun(dir, { port });
-                process.stderr.write(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
+                cliIo().stderr(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
               },
             }
           : {}),
@@ -113,7 +114,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
               onProgress: (p: Progress) => {
                 last = p;
                 if (line.live) line.redraw();
-                else process.stderr.write(`${progressLine(p)}\n`);
+                else cliIo().stderr(`${progressLine(p)}\n`);
               },
               onActivity: (list: Activity[], now: number) => {
                 inflight = { list, at: now, seen: performance.now() };
@@ -124,8 +125,8 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       });
       line.stop();
       if (argv.json) printJson(result);
-      else console.log(summaryText(result));
-      if (result.stats.replayMismatches && result.stats.replayMismatches.length > 0) process.exitCode = 1;
+      else say(summaryText(result));
+      if (result.stats.replayMismatches && result.stats.replayMismatches.length > 0) setExitCode(1);
     } finally {
       line.stop();
       process.off('SIGINT', onSigint);

@@ -14,6 +14,7 @@ import {
 import { type CandidateProfile, profileCandidate, type TimeStats } from '../../sim/profile-candidate.js';
 import { loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
+import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 /** The trace `adrs profile DIR` runs a candidate on by default (the evaluator's). */
@@ -115,10 +116,10 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
     const kernels = findProfilableKernels(argv.kernel);
     await withGpu({ adapter: argv.adapter }, async (gpu) => {
       const device = `${adapterLabel(gpu.info)}${gpu.hasTimestamps ? '' : ' (no timestamp queries: wall time only)'}`;
-      if (!argv.json) console.log(`device: ${device}`);
+      if (!argv.json) say(`device: ${device}`);
       const profiles: KernelProfile[] = [];
       for (const kernel of kernels) {
-        process.stderr.write(`profiling ${kernel.name} (${argv.size}, ${argv.repeat} runs)…\n`);
+        cliIo().stderr(`profiling ${kernel.name} (${argv.size}, ${argv.repeat} runs)…\n`);
         profiles.push(
           await profileKernel(gpu, kernel, {
             size: argv.size,
@@ -154,7 +155,7 @@ async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
   };
   validateShape(shape);
   await withGpu({ adapter: argv.adapter }, async (gpu: GpuContext) => {
-    process.stderr.write(
+    cliIo().stderr(
       `profiling ${dir} in this process, outside the sandbox (profile only code you trust): ${argv.passes} pass(es) over ${trace.manifest.name}…\n`,
     );
     const profile = await profileCandidate(gpu, dir, {
@@ -172,14 +173,14 @@ async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
 
 function printCandidate(p: CandidateProfile, device: string): void {
   const s = p.shape;
-  console.log(
+  say(
     `${p.candidate} on ${p.trace} (${s.layers}×${s.experts}, R=${s.replicas}, ${s.gpus} GPUs, ${s.nodes} nodes, ${s.groups} groups), ${device}`,
   );
-  console.log('  ran in this process, outside the sandbox');
-  console.log(
+  say('  ran in this process, outside the sandbox');
+  say(
     `  ${p.calls} calls (${p.passes} pass(es), history ≤ ${p.history} windows), after a first call per pass of ${p.first_call_ms.map((t) => ms(t)).join(', ')} (warm-up: JIT, pipeline compilation)`,
   );
-  console.log(`  kernel GPU time: ${p.timing}`);
+  say(`  kernel GPU time: ${p.timing}`);
   const row = (name: string, t: TimeStats | null) => [
     name,
     ...(t ? [t.mean_ms, t.median_ms, t.p95_ms].map(ms) : ['—', '—', '—']),
@@ -204,8 +205,8 @@ function printCandidate(p: CandidateProfile, device: string): void {
         `${(100 * k.share_of_call).toFixed(1)} %`,
       ]),
     ]);
-  } else console.log('  no kernel ran through ctx.dispatch (GPU work done otherwise is not attributed)');
-  console.log(
+  } else say('  no kernel ran through ctx.dispatch (GPU work done otherwise is not attributed)');
+  say(
     `  GPU balancedness on the next window (first pass, no relabelling): ${p.balancedness_next.toFixed(4)}`,
   );
 }
@@ -213,7 +214,7 @@ function printCandidate(p: CandidateProfile, device: string): void {
 function printRows(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows)
-    console.log(`  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+    say(`  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
 }
 
 function printTable(profiles: KernelProfile[]): void {
@@ -250,11 +251,11 @@ function printTable(profiles: KernelProfile[]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  for (const r of rows) console.log(line(r));
+  say(line(header));
+  for (const r of rows) say(line(r));
   for (const p of profiles) {
     const resident = p.bytes.resident > 0 ? `; ${bytes(p.bytes.resident)} resident, uploaded once` : '';
-    console.log(`  ${p.kernel}: ${p.workload}${resident}`);
+    say(`  ${p.kernel}: ${p.workload}${resident}`);
   }
 }
 

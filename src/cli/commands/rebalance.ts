@@ -15,6 +15,7 @@ import { acquireGpu, type GpuContext } from '../../gpu/device.js';
 import { loadLoads, type WindowSelection } from '../../trace/load.js';
 import { windowLoads } from '../../trace/windows.js';
 import { check } from '../../util/errors.js';
+import { say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 interface RebalanceArgs {
@@ -131,18 +132,18 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
         return;
       }
       const m = balanceMetrics(placement, step.loads);
-      console.log(
+      say(
         `${balancer.name} on ${step.trace.manifest.name} (${windowLabel(step)}; history of ${history.length} window${history.length === 1 ? '' : 's'}): ${describeShape(shape)}`,
       );
-      console.log(
+      say(
         `GPU balancedness ${m.gpuBalancedness.toFixed(4)}, slot balancedness ${m.slotBalancedness.toFixed(4)}, ` +
           `inter-node share ${(100 * m.interNodeShare).toFixed(1)} % (placed and scored on the same loads)`,
       );
-      console.log(
+      say(
         `time: median ${timing.median_ms.toFixed(3)} ms, p95 ${timing.p95_ms.toFixed(3)} ms over ${timing.runs} run(s)` +
           (gpuTiming ? `; GPU ${gpuTiming.median_ms.toFixed(3)} ms` : ''),
       );
-      console.log('(--json prints phy2log, logcnt and log2phy)');
+      say('(--json prints phy2log, logcnt and log2phy)');
     } finally {
       prepared?.dispose?.();
       gpu?.destroy();

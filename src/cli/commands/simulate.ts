@@ -16,6 +16,7 @@ import {
 import { loadTrace, selectWindow } from '../../trace/load.js';
 import { windowLoads } from '../../trace/windows.js';
 import { check } from '../../util/errors.js';
+import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 interface SimulateArgs {
@@ -175,7 +176,7 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
       ...(argv['group-limited'] ? { topKGroups: m.topKGroups } : {}),
     };
     const log = (line: string) => {
-      if (!argv.json) process.stderr.write(`${line}\n`);
+      if (!argv.json) cliIo().stderr(`${line}\n`);
     };
 
     await withGpu({ adapter: argv.adapter }, async (gpu: GpuContext) => {
@@ -290,12 +291,12 @@ function report(argv: SimulateArgs, r: Report): void {
   const f = (x: number, d = 0) =>
     x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const groups = r.topKGroups !== undefined ? `, group-limited ${r.topKGroups}/${r.shape.groups}` : '';
-  console.log(
+  say(
     `${r.trace}: window ${r.window} (placed on ${r.placedOn}), ${argv.tokens} tokens, top-${r.topK}${groups}, policy ${argv.policy}, seed ${argv.seed}`,
   );
-  console.log(`  ${''.padEnd(22)}${r.balancer.padStart(14)}${'none'.padStart(14)}`);
+  say(`  ${''.padEnd(22)}${r.balancer.padStart(14)}${'none'.padStart(14)}`);
   const row = (name: string, a: string, b: string) =>
-    console.log(`  ${name.padEnd(22)}${a.padStart(14)}${b.padStart(14)}`);
+    say(`  ${name.padEnd(22)}${a.padStart(14)}${b.padStart(14)}`);
   row('max tokens/GPU/layer', f(r.balanced.maxTokensPerGpu), f(r.none.maxTokensPerGpu));
   row('mean tokens/GPU/layer', f(r.balanced.meanTokensPerGpu), f(r.none.meanTokensPerGpu));
   row('token balancedness', f(r.balanced.tokenBalancedness, 4), f(r.none.tokenBalancedness, 4));
@@ -303,15 +304,15 @@ function report(argv: SimulateArgs, r: Report): void {
   row('modelled MoE ms', f(r.balanced.modelledUs / 1e3, 3), f(r.none.modelledUs / 1e3, 3));
   row('  compute ms', f(r.balanced.computeUs / 1e3, 3), f(r.none.computeUs / 1e3, 3));
   row('  all-to-all ms', f(r.balanced.transferUs / 1e3, 3), f(r.none.transferUs / 1e3, 3));
-  console.log(`  modelled speed-up over none: ${f(speedup, 3)}×`);
+  say(`  modelled speed-up over none: ${f(speedup, 3)}×`);
   const gpuPart =
     gpuMs !== undefined ? `GPU ${f(gpuMs, 1)} ms (${f(perf.routedPerSecondGpu! / 1e6, 1)} M routed/s), ` : '';
-  console.log(
+  say(
     `  ${f(routed)} routed token-experts on ${r.device}: ${gpuPart}wall ${f(r.result.wallMs, 1)} ms (${f(perf.routedPerSecondWall / 1e6, 1)} M/s)`,
   );
   if (perf.cpu) {
     const byGpu = perf.cpu.speedupGpu !== null ? `, ${f(perf.cpu.speedupGpu, 2)}× by GPU time` : '';
-    console.log(
+    say(
       `  TS reference: wall ${f(perf.cpu.wallMs, 1)} ms (${f(perf.cpu.routedPerSecond / 1e6, 1)} M/s); speed ratio (TS time / GPU time): ${f(perf.cpu.speedupWall, 2)}× by wall${byGpu}; counts agree: ${perf.cpu.agree ? 'yes' : 'NO'}`,
     );
   }

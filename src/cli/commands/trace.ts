@@ -12,6 +12,7 @@ import { temporalCalibration, temporalCalibrationTable } from '../../trace/tempo
 import { stepLoads, TRACE_NAME_PATTERN, type Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { say } from '../io.js';
 import { printJson, withJson } from '../options.js';
 
 interface InfoArgs {
@@ -84,20 +85,18 @@ const info: CommandModule<object, InfoArgs> = {
       d.granularity === 'window'
         ? `window${plural} of ${d.stepsPerWindow} steps`
         : `${d.granularity}${plural}`;
-    console.log(`${d.name}  (${d.path})`);
-    console.log(
+    say(`${d.name}  (${d.path})`);
+    say(
       `  ${d.model}: ${d.layers} layers × ${d.experts} experts, ${d.groups} groups, top-${d.topK}, top-${d.topKGroups} groups`,
     );
-    console.log(
+    say(
       `  ${d.steps} ${unit}; total load ${d.totalLoad.toLocaleString('en-US')} (${Math.round(d.meanLoadPerStep).toLocaleString('en-US')} per ${d.granularity})`,
     );
-    console.log(`  source: ${d.source}`);
-    if (d.attribution) console.log(`  attribution: ${d.attribution}`);
-    console.log('  per-layer skew (mean / median / p10 / p90 over steps × layers):');
+    say(`  source: ${d.source}`);
+    if (d.attribution) say(`  attribution: ${d.attribution}`);
+    say('  per-layer skew (mean / median / p10 / p90 over steps × layers):');
     for (const [key, s] of Object.entries(d.skew)) {
-      console.log(
-        `    ${key.padEnd(10)} ${[s.mean, s.median, s.p10, s.p90].map((x) => x.toFixed(3)).join(' / ')}`,
-      );
+      say(`    ${key.padEnd(10)} ${[s.mean, s.median, s.p10, s.p90].map((x) => x.toFixed(3)).join(' / ')}`);
     }
   },
 };
@@ -170,10 +169,8 @@ const gen: CommandModule<object, GenArgs> = {
     }
     if (argv.json) return printJson({ written, manifest: trace.manifest, report });
     if (written)
-      console.log(
-        `wrote ${written} (${trace.manifest.steps} windows, ${trace.loads.byteLength} bytes of loads)`,
-      );
-    if (report) console.log(report.table);
+      say(`wrote ${written} (${trace.manifest.steps} windows, ${trace.loads.byteLength} bytes of loads)`);
+    if (report) say(report.table);
   },
 };
 
@@ -243,15 +240,15 @@ const fit: CommandModule<object, FitArgs> = {
         )
       : undefined;
     if (argv.json) return printJson({ ...result, bundled: CALIBRATED_TEMPORAL_PARAMS, calibration: rows });
-    console.log(`fit on ${trace.manifest.name}: ${result.steps} steps, ${result.tokens} tokens`);
+    say(`fit on ${trace.manifest.name}: ${result.steps} steps, ${result.tokens} tokens`);
     for (const [k, v] of Object.entries(result.params)) {
       const bundled = CALIBRATED_TEMPORAL_PARAMS[k as keyof typeof CALIBRATED_TEMPORAL_PARAMS];
-      console.log(`  ${k.padEnd(18)} ${String(v).padEnd(12)} (bundled: ${bundled})`);
+      say(`  ${k.padEnd(18)} ${String(v).padEnd(12)} (bundled: ${bundled})`);
     }
-    console.log('  autocovariance of relative share deviations (lags in steps): value / fitted');
+    say('  autocovariance of relative share deviations (lags in steps): value / fitted');
     for (const b of result.autocovariance)
-      console.log(`    ${`${b.from}-${b.to}`.padEnd(9)} ${b.value.toFixed(5)} / ${b.fitted.toFixed(5)}`);
-    if (rows) console.log(`\n${temporalCalibrationTable(rows)}`);
+      say(`    ${`${b.from}-${b.to}`.padEnd(9)} ${b.value.toFixed(5)} / ${b.fitted.toFixed(5)}`);
+    if (rows) say(`\n${temporalCalibrationTable(rows)}`);
   },
 };
 
@@ -283,7 +280,7 @@ const importCmd: CommandModule<object, ImportArgs> = {
     };
     const written = writeTrace({ manifest, loads: trace.loads }, argv.out);
     if (argv.json) return printJson({ written, manifest });
-    console.log(
+    say(
       `wrote ${written}: ${manifest.steps} ${manifest.granularity}(s) of ${manifest.layers}×${manifest.experts}`,
     );
   },
@@ -296,7 +293,7 @@ const list: CommandModule<object, { json: boolean }> = {
   handler: (argv) => {
     const names = listBundledTraces();
     if (argv.json) return printJson({ traces: names });
-    for (const n of names) console.log(n);
+    for (const n of names) say(n);
   },
 };
 
