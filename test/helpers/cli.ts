@@ -1,3 +1,4 @@
+import type { Argv } from 'yargs';
 import { createCli } from '../../src/cli/main.js';
 
 /** One `adrs` command line run in this process (createCli), with what it printed and its exit code. */
@@ -13,4 +14,11 @@ export async function runAdrs(...args: string[]): Promise<{ code: number; stdout
     },
   }).run(args);
   return { code, stdout: out.join(''), stderr: err.join('') };
+}
+
+/** The option names a yargs parser declares (getOptions is yargs API its types leave out). */
+export function declaredOptions(parser: Argv): string[] {
+  return Object.keys(
+    (parser as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key,
+  );
 }
