@@ -9,6 +9,7 @@ import type { EvalResult, EvaluateOptions, Objective } from '../../eval/types.js
 import { loadTrace } from '../../trace/load.js';
 import type { Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
+import { fixed, formatTable, NO_VALUE } from '../../util/table.js';
 import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
@@ -211,9 +212,9 @@ function sandboxLine(b: NonNullable<EvalResult['sandbox']>): string {
   return parts.join(', ');
 }
 
-const f = (x: number | null, d = 4) => (x === null ? '—' : x.toFixed(d));
+const f = (x: number | null, d = 4) => fixed(x, d);
 const pm = (x: number | null, noise: number | null, d = 3) =>
-  x === null ? '—' : `${x.toFixed(d)}${noise !== null ? ` ± ${noise.toFixed(d)}` : ''}`;
+  x === null ? NO_VALUE : `${x.toFixed(d)}${noise !== null ? ` ± ${noise.toFixed(d)}` : ''}`;
 const where = (r: EvalRow) =>
   r.series_seed !== null ? `${r.trace} (drawn, series seed ${r.series_seed})` : r.trace;
 
@@ -270,11 +271,8 @@ function printTable(rows: EvalRow[], adapter: string): void {
       f(m.default_score, 3),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) =>
-    `  ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
-  say(line(header));
-  for (const row of body) say(line(row));
+  for (const line of formatTable([header, ...body], { indent: '  ', align: ['left', 'left', 'right'] }))
+    say(line);
   for (const r of rows) {
     for (const [key, text] of Object.entries(r.artifacts)) say(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
   }

@@ -14,6 +14,7 @@ import {
 import { type CandidateProfile, profileCandidate, type TimeStats } from '../../sim/profile-candidate.js';
 import { loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
+import { formatTable, NO_VALUE } from '../../util/table.js';
 import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
@@ -183,7 +184,7 @@ function printCandidate(p: CandidateProfile, device: string): void {
   say(`  kernel GPU time: ${p.timing}`);
   const row = (name: string, t: TimeStats | null) => [
     name,
-    ...(t ? [t.mean_ms, t.median_ms, t.p95_ms].map(ms) : ['—', '—', '—']),
+    ...(t ? [t.mean_ms, t.median_ms, t.p95_ms].map(ms) : [NO_VALUE, NO_VALUE, NO_VALUE]),
   ];
   const rows = [
     ['per call', 'mean', 'median', 'p95'],
@@ -212,9 +213,7 @@ function printCandidate(p: CandidateProfile, device: string): void {
 }
 
 function printRows(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows)
-    say(`  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+  for (const line of formatTable(rows, { indent: '  ' })) say(line);
 }
 
 function printTable(profiles: KernelProfile[]): void {
@@ -237,22 +236,18 @@ function printTable(profiles: KernelProfile[]): void {
     p.kernel,
     `${p.items} ${p.unit}`,
     String(p.dispatches),
-    p.gpuMs ? ms(p.gpuMs.median_ms) : '—',
-    p.gpuMs ? ms(p.gpuMs.p95_ms) : '—',
+    p.gpuMs ? ms(p.gpuMs.median_ms) : NO_VALUE,
+    p.gpuMs ? ms(p.gpuMs.p95_ms) : NO_VALUE,
     ms(p.wallMs.median_ms),
     ms(p.wallMs.p95_ms),
     bytes(p.bytes.uploaded),
     bytes(p.bytes.readBack),
     bytes(p.bytes.touchedEstimate),
     rate(p.perSecond.wall),
-    p.reference ? rate(p.reference.perSecond) : '—',
-    p.reference ? `${p.reference.wallSpeedup.toFixed(2)}×` : '—',
+    p.reference ? rate(p.reference.perSecond) : NO_VALUE,
+    p.reference ? `${p.reference.wallSpeedup.toFixed(2)}×` : NO_VALUE,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  say(line(header));
-  for (const r of rows) say(line(r));
+  for (const line of formatTable([header, ...rows], { align: ['left', 'left', 'right'] })) say(line);
   for (const p of profiles) {
     const resident = p.bytes.resident > 0 ? `; ${bytes(p.bytes.resident)} resident, uploaded once` : '';
     say(`  ${p.kernel}: ${p.workload}${resident}`);

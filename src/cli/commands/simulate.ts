@@ -16,6 +16,7 @@ import {
 import { loadTrace, selectWindow } from '../../trace/load.js';
 import { windowLoads } from '../../trace/windows.js';
 import { check } from '../../util/errors.js';
+import { formatTable } from '../../util/table.js';
 import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
@@ -294,16 +295,17 @@ function report(argv: SimulateArgs, r: Report): void {
   say(
     `${r.trace}: window ${r.window} (placed on ${r.placedOn}), ${argv.tokens} tokens, top-${r.topK}${groups}, policy ${argv.policy}, seed ${argv.seed}`,
   );
-  say(`  ${''.padEnd(22)}${r.balancer.padStart(14)}${'none'.padStart(14)}`);
-  const row = (name: string, a: string, b: string) =>
-    say(`  ${name.padEnd(22)}${a.padStart(14)}${b.padStart(14)}`);
-  row('max tokens/GPU/layer', f(r.balanced.maxTokensPerGpu), f(r.none.maxTokensPerGpu));
-  row('mean tokens/GPU/layer', f(r.balanced.meanTokensPerGpu), f(r.none.meanTokensPerGpu));
-  row('token balancedness', f(r.balanced.tokenBalancedness, 4), f(r.none.tokenBalancedness, 4));
-  row('cross-node share', f(r.balanced.crossNodeShare, 4), f(r.none.crossNodeShare, 4));
-  row('modelled MoE ms', f(r.balanced.modelledUs / 1e3, 3), f(r.none.modelledUs / 1e3, 3));
-  row('  compute ms', f(r.balanced.computeUs / 1e3, 3), f(r.none.computeUs / 1e3, 3));
-  row('  all-to-all ms', f(r.balanced.transferUs / 1e3, 3), f(r.none.transferUs / 1e3, 3));
+  const rows = [
+    ['', r.balancer, 'none'],
+    ['max tokens/GPU/layer', f(r.balanced.maxTokensPerGpu), f(r.none.maxTokensPerGpu)],
+    ['mean tokens/GPU/layer', f(r.balanced.meanTokensPerGpu), f(r.none.meanTokensPerGpu)],
+    ['token balancedness', f(r.balanced.tokenBalancedness, 4), f(r.none.tokenBalancedness, 4)],
+    ['cross-node share', f(r.balanced.crossNodeShare, 4), f(r.none.crossNodeShare, 4)],
+    ['modelled MoE ms', f(r.balanced.modelledUs / 1e3, 3), f(r.none.modelledUs / 1e3, 3)],
+    ['  compute ms', f(r.balanced.computeUs / 1e3, 3), f(r.none.computeUs / 1e3, 3)],
+    ['  all-to-all ms', f(r.balanced.transferUs / 1e3, 3), f(r.none.transferUs / 1e3, 3)],
+  ];
+  for (const line of formatTable(rows, { indent: '  ' })) say(line);
   say(`  modelled speed-up over none: ${f(speedup, 3)}×`);
   const gpuPart =
     gpuMs !== undefined ? `GPU ${f(gpuMs, 1)} ms (${f(perf.routedPerSecondGpu! / 1e6, 1)} M routed/s), ` : '';
