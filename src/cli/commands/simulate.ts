@@ -15,7 +15,7 @@ import {
 } from '../../sim/route-types.js';
 import { loadTrace, selectWindow } from '../../trace/load.js';
 import { windowLoads } from '../../trace/windows.js';
-import { check } from '../../util/errors.js';
+import { assert, check } from '../../util/errors.js';
 import { formatTable } from '../../util/table.js';
 import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
@@ -197,8 +197,7 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
           log('running the TypeScript reference on the same input…');
           const ref = routeReference(input);
           cpu = { result: ref, agree: sameCounters(ref.counters, result.counters) };
-          if (!cpu.agree)
-            throw new Error('the GPU and the TypeScript reference disagree on the routing counts');
+          assert(cpu.agree, 'the GPU and the TypeScript reference disagree on the routing counts');
         }
         report(argv, {
           trace: m.name,
