@@ -31,7 +31,8 @@ export interface BenchOptions {
   policy: RoutePolicy;
   /** Steps between two rebalances (vLLM's default: 3000). */
   rebalanceInterval: number;
-  deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>;
+  /** The deployment; groups: the trace's unless given. */
+  deployment: BenchDeployment;
   /** History windows each balancer call gets (window k and the ones before it, at most this many). */
   history: number;
   /** Stored steps summed into one window (default: the trace's own, see traceWindows). */
@@ -167,8 +168,10 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
   };
 }
 
+export type BenchDeployment = Pick<Shape, 'replicas' | 'nodes' | 'gpus'> & { groups?: number };
+
 /** The trace's model shape on the benchmark's deployment. */
-export function traceShape(trace: Trace, deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>): Shape {
+export function traceShape(trace: Trace, deployment: BenchDeployment): Shape {
   const { layers, experts, groups } = trace.manifest;
   return { layers, experts, groups, ...deployment };
 }
