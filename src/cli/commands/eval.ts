@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { DEFAULT_HISTORY, DEFAULT_MOE_TOKENS } from '../../eval/cascade.js';
+import { DEFAULT_MOE_TOKENS } from '../../eval/cascade.js';
 import { DEFAULT_REPEATS, EvaluatorPool } from '../../eval/index.js';
 import { checkEvaluateOptions, deploymentShape } from '../../eval/pool.js';
 import { OBJECTIVES } from '../../eval/scores.js';
@@ -10,10 +10,11 @@ import { loadTrace } from '../../trace/load.js';
 import type { Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
 import { fixed, formatTable, NO_VALUE } from '../../util/table.js';
+import { type DeploymentArgs, deploymentOf, historyOf, withDeployment } from '../deployment.js';
 import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
-interface EvalArgs {
+interface EvalArgs extends DeploymentArgs {
   dirs: string[];
   trace?: string;
   like: string;
@@ -23,11 +24,6 @@ interface EvalArgs {
   timeout: number;
   windows?: number;
   repeats: number;
-  history: number;
-  replicas?: number;
-  groups?: number;
-  nodes?: number;
-  gpus?: number;
   'moe-tokens': number;
   workers: number;
   memory: number;
@@ -46,7 +42,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
   builder: (y) =>
     withJson(
       withAdapter(
-        y
+        withDeployment(y, { history: 'windows each call receives as input.history (the latest included)' })
           .positional('dirs', {
             type: 'string',
             array: true,
@@ -90,15 +86,6 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
             describe:
               'Timed passes, at least 2, each a fresh worker fed the windows in time order under its own relabelling',
           })
-          .option('history', {
-            type: 'number',
-            default: DEFAULT_HISTORY,
-            describe: 'Windows each call receives as input.history (the latest included)',
-          })
-          .option('replicas', { type: 'number', describe: 'Physical slots R (default 288)' })
-          .option('groups', { type: 'number', describe: "Expert groups G (default: the trace's)" })
-          .option('nodes', { type: 'number', describe: 'Nodes N (default 4)' })
-          .option('gpus', { type: 'number', describe: 'GPUs P (default 32)' })
           .option('moe-tokens', {
             type: 'number',
             default: DEFAULT_MOE_TOKENS,
@@ -128,16 +115,11 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       Number.isInteger(argv.workers) && argv.workers >= 1,
       `--workers must be a positive integer, got ${argv.workers}`,
     );
-    const deployment: EvaluateOptions['deployment'] = {
-      ...(argv.replicas !== undefined ? { replicas: argv.replicas } : {}),
-      ...(argv.groups !== undefined ? { groups: argv.groups } : {}),
-      ...(argv.nodes !== undefined ? { nodes: argv.nodes } : {}),
-      ...(argv.gpus !== undefined ? { gpus: argv.gpus } : {}),
-    };
+    const deployment: EvaluateOptions['deployment'] = deploymentOf(argv);
     const common = {
       objective: argv.objective,
       repeats: argv.repeats,
-      history: argv.history,
+      history: historyOf(argv),
       moeTokens: argv['moe-tokens'],
       ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
       ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
@@ -190,6 +172,7 @@ async function evalOnBroker(argv: EvalArgs): Promise<void> {
   const { evalBatchCommand } = await import('../../distributed/eval-command.js');
   await evalBatchCommand({
     ...argv,
+    history: historyOf(argv),
     trace: argv.trace ?? argv.like,
     seriesSeed: argv.trace !== undefined ? null : (argv['series-seed'] ?? secretSeriesSeed()),
   });

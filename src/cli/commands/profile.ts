@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../../eplb/shape.js';
 import { openCandidate } from '../../eval/sources.js';
 import { adapterLabel } from '../../gpu/adapter-info.js';
 import { type GpuContext, withGpu } from '../../gpu/device.js';
@@ -15,23 +14,19 @@ import { type CandidateProfile, profileCandidate, type TimeStats } from '../../s
 import { loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { formatTable, NO_VALUE } from '../../util/table.js';
+import { type DeploymentArgs, historyOf, shapeOf, withDeployment } from '../deployment.js';
 import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 /** The trace `adrs profile DIR` runs a candidate on by default (the evaluator's). */
 const DEFAULT_CANDIDATE_TRACE = 'synthetic-v4-windows';
 
-interface ProfileArgs {
+interface ProfileArgs extends DeploymentArgs {
   dir?: string;
   trace: string;
   windows?: number;
-  history: number;
   passes: number;
   timestamps: boolean;
-  replicas: number;
-  gpus: number;
-  nodes: number;
-  groups?: number;
   kernel: string;
   size: ProfileSize;
   repeat: number;
@@ -47,7 +42,10 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
   describe:
     "Profile the project's GPU kernels (GPU time, dispatches, bytes moved, wall time, speed-up over the TS reference), or with DIR a candidate folder: per-call host, GPU-wait and GPU time and each ctx.dispatch kernel's GPU time",
   builder: (y) =>
-    withAdapter(withJson(y))
+    withDeployment(withAdapter(withJson(y)), {
+      context: 'With DIR:',
+      history: 'windows of history per call, the latest included',
+    })
       .positional('dir', {
         type: 'string',
         describe:
@@ -62,11 +60,6 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
         type: 'number',
         describe: 'With DIR: calls per pass (default: all windows but the last)',
       })
-      .option('history', {
-        type: 'number',
-        default: 8,
-        describe: 'With DIR: windows of history per call, the latest included',
-      })
       .option('passes', {
         type: 'number',
         default: 3,
@@ -78,14 +71,6 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
         describe:
           'With DIR: time kernels with timestamp queries when the adapter has them (--no-timestamps: wall time around onSubmittedWorkDone)',
       })
-      .option('replicas', {
-        type: 'number',
-        default: DEEPSEEK_V3_SHAPE.replicas,
-        describe: 'With DIR: slots R',
-      })
-      .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'With DIR: GPUs P' })
-      .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'With DIR: nodes N' })
-      .option('groups', { type: 'number', describe: "With DIR: expert groups G (default: the trace's)" })
       .option('kernel', {
         type: 'string',
         default: 'all',
@@ -146,15 +131,7 @@ async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
   openCandidate(dir).dispose();
   const trace = loadTrace(argv.trace);
   const m = trace.manifest;
-  const shape: Shape = {
-    layers: m.layers,
-    experts: m.experts,
-    replicas: argv.replicas,
-    groups: argv.groups ?? m.groups,
-    nodes: argv.nodes,
-    gpus: argv.gpus,
-  };
-  validateShape(shape);
+  const shape = shapeOf(m, argv);
   await withGpu({ adapter: argv.adapter }, async (gpu: GpuContext) => {
     cliIo().stderr(
       `profiling ${dir} in this process, outside the sandbox (profile only code you trust): ${argv.passes} pass(es) over ${trace.manifest.name}…\n`,
@@ -162,7 +139,7 @@ async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
     const profile = await profileCandidate(gpu, dir, {
       trace,
       shape,
-      history: argv.history,
+      history: historyOf(argv),
       passes: argv.passes,
       timestamps: argv.timestamps,
       ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
