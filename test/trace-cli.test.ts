@@ -42,7 +42,7 @@ describe('adrs trace', () => {
     // Generator v2 draws each request's tokens; every layer holds tokens × top-8 hits.
     const tokens = JSON.parse(readFileSync(a, 'utf8')).generator.tokensPerWindow as number[];
     expect(tokens).toHaveLength(2);
-    expect(info.totalLoad).toBe((tokens[0]! + tokens[1]!) * 58 * 8);
+    expect(info.total_load).toBe((tokens[0]! + tokens[1]!) * 58 * 8);
     const text = await run('trace', 'info', 'sglang-r1-prefill-in512');
     expect(text).toContain('58 layers × 256 experts');
     expect(text).toContain('1 snapshot;');

@@ -3,22 +3,22 @@ import type { BenchReport, BenchRow } from './bench-types.js';
 
 const COLUMNS: Array<[header: string, cell: (r: BenchRow) => string]> = [
   ['trace', (r) => r.trace],
-  ['balancer', (r) => r.balancer + (r.runsOn === 'gpu' ? ' (gpu)' : '')],
+  ['balancer', (r) => r.balancer + (r.runs_on === 'gpu' ? ' (gpu)' : '')],
   ['median ms', (r) => ms(r.time.median_ms)],
   ['p95 ms', (r) => ms(r.time.p95_ms)],
-  ['GPU ms', (r) => (r.gpuTime ? ms(r.gpuTime.median_ms) : NO_VALUE)],
-  ['bal. same', (r) => r.balancednessSame.toFixed(4)],
-  ['bal. next', (r) => (r.balancednessNext === null ? NO_VALUE : r.balancednessNext.toFixed(4))],
+  ['GPU ms', (r) => (r.gpu_time ? ms(r.gpu_time.median_ms) : NO_VALUE)],
+  ['bal. same', (r) => r.balancedness_same.toFixed(4)],
+  ['bal. next', (r) => (r.balancedness_next === null ? NO_VALUE : r.balancedness_next.toFixed(4))],
   [
     'next: median [q1–q3]',
     (r) => {
-      const s = r.balancednessNextSpread;
+      const s = r.balancedness_next_spread;
       return s ? `${s.median.toFixed(4)} [${s.q1.toFixed(4)}–${s.q3.toFixed(4)}]` : NO_VALUE;
     },
   ],
-  ['ADRS score', (r) => r.adrsScore.toFixed(2)],
-  ['MoE time vs none', (r) => `${(100 * r.moeVsNone).toFixed(1)} %`],
-  ['rebalance share', (r) => percent(r.rebalanceShare)],
+  ['ADRS score', (r) => r.adrs_score.toFixed(2)],
+  ['MoE time vs none', (r) => `${(100 * r.moe_vs_none).toFixed(1)} %`],
+  ['rebalance share', (r) => percent(r.rebalance_share)],
 ];
 
 /** The human table of `adrs bench`, device first; also valid Markdown (for bench/ results and the README). */
@@ -27,8 +27,8 @@ export function formatBenchTable(report: BenchReport): string {
   const lines = [
     `device: ${report.device}`,
     `deployment: ${c.replicas} slots on ${c.gpus} GPUs / ${c.nodes} nodes; timing over ${c.repeat} calls; ` +
-      `routing: ${c.tokens} tokens/step, ${c.policy}; rebalance every ${c.rebalanceInterval} steps; ` +
-      `history: up to ${c.history} windows per call${c.windowSteps ? `; windows of ${c.windowSteps} steps` : ''}`,
+      `routing: ${c.tokens} tokens/step, ${c.policy}; rebalance every ${c.rebalance_interval} steps; ` +
+      `history: up to ${c.history} windows per call${c.window_steps ? `; windows of ${c.window_steps} steps` : ''}`,
     '',
   ];
   const header = COLUMNS.map(([h]) => h);
