@@ -27,6 +27,8 @@ export interface DeploymentFlagOptions {
   defaults?: Partial<Record<DeploymentKey, number>>;
   /** Also --history (windows per balancer call, the latest included), with this description. */
   history?: string;
+  /** The deployment flags to declare (default all four). */
+  keys?: readonly DeploymentKey[];
 }
 
 const unsetText: Record<DeploymentKey, string> = {
@@ -42,7 +44,7 @@ const capitalized = (s: string): string => s[0]!.toUpperCase() + s.slice(1);
 export function withDeployment<T>(y: Argv<T>, options: DeploymentFlagOptions = {}): Argv<T & DeploymentArgs> {
   const say = (text: string) => (options.context ? `${options.context} ${text}` : capitalized(text));
   let out = y as Argv<T & DeploymentArgs>;
-  for (const key of DEPLOYMENT_KEYS) {
+  for (const key of options.keys ?? DEPLOYMENT_KEYS) {
     const fixed = options.defaults?.[key];
     out = out.option(key, {
       type: 'number',
