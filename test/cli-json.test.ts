@@ -68,20 +68,7 @@ describe('snake_case keys in every JSON the CLI writes', () => {
     ],
     [
       'rebalance',
-      [
-        'rebalance',
-        '--weights',
-        weights,
-        '--replicas',
-        '16',
-        '--groups',
-        '4',
-        '--nodes',
-        '2',
-        '--gpus',
-        '8',
-        '--json',
-      ],
+      ['rebalance', '--weights', weights, ...'--replicas 16 --groups 4 --nodes 2 --gpus 8 --json'.split(' ')],
     ],
     ['profile', ['profile', '--size', 'small', '--repeat', '1', '--kernel', 'route-sim', '--json']],
     [

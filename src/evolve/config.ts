@@ -136,6 +136,10 @@ function key<T, F extends Flag<T, string, number> | Flag<T, string, string> | 'f
   return { kind: 'key', resume: 'frozen', ...spec };
 }
 
+/** A key set in the config file alone (no flag). */
+const fileOnly = <T>(describe: string, def: T, read: Read<T>, resume: 'frozen' | 'free' = 'frozen') =>
+  key({ describe, default: def, read, flag: 'file-only', resume });
+
 function section<S extends Record<string, unknown>>(
   describe: string,
   keys: S,
@@ -283,23 +287,17 @@ const deploymentKey = <N extends 'replicas' | 'gpus' | 'nodes' | 'groups' | 'his
 ) => key({ describe, default: null as number | null, read: orNull(int(1)), flag: optionalIntFlag(name) });
 
 export const CONFIG_SCHEMA = section('adrs evolve config', {
-  problem: key({
-    describe: 'What the model is asked to improve; shown at the top of every prompt',
-    default: '',
-    read: str,
-    flag: 'file-only',
-  }),
+  problem: fileOnly('What the model is asked to improve; shown at the top of every prompt', '', str),
   problem_file: alias(
     'problem',
     'A file holding the problem text (relative to the config file)',
     readProblemFile,
   ),
-  candidate: key({
-    describe: "Seed candidate folder (balancer.ts + kernels/), resolved against the config file's folder",
-    default: '.',
-    read: str,
-    flag: 'file-only',
-  }),
+  candidate: fileOnly(
+    "Seed candidate folder (balancer.ts + kernels/), resolved against the config file's folder",
+    '.',
+    str,
+  ),
   seed: key({
     describe: 'RNG seed (parent, mutation and model choices)',
     default: 42,
@@ -322,18 +320,12 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
     file: 'time_limit',
   }),
   stop: section('Stop rules', {
-    plateau: key({
-      describe: 'Stop after this many iterations without a new best (0 = never)',
-      default: 0,
-      read: int(0),
-      flag: 'file-only',
-    }),
-    target_score: key({
-      describe: 'Stop once the best score reaches this (null = never)',
-      default: null as number | null,
-      read: orNull(num(0)),
-      flag: 'file-only',
-    }),
+    plateau: fileOnly('Stop after this many iterations without a new best (0 = never)', 0, int(0)),
+    target_score: fileOnly(
+      'Stop once the best score reaches this (null = never)',
+      null as number | null,
+      orNull(num(0)),
+    ),
   }),
   llm: section('The model endpoint, its ensemble and its limits', {
     base_url: key({
@@ -343,13 +335,12 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
       flag: stringFlag<string | null, 'base-url'>('base-url', (url) => url),
       resume: 'free',
     }),
-    api_key_env: key({
-      describe: 'The environment variable holding the API key',
-      default: null as string | null,
-      read: orNull(str),
-      flag: 'file-only',
-      resume: 'free',
-    }),
+    api_key_env: fileOnly(
+      'The environment variable holding the API key',
+      null as string | null,
+      orNull(str),
+      'free',
+    ),
     model: alias('models', 'One model: the ensemble of that model alone', (raw, k, v) => [
       model(v.str(raw, k)),
     ]),
@@ -364,28 +355,13 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
         'Use this one model instead of the configured ensemble',
       ),
     }),
-    temperature: key({ describe: 'Sampling temperature', default: 0.7, read: num(0), flag: 'file-only' }),
-    max_tokens: key({ describe: 'Longest answer, tokens', default: 8192, read: int(1), flag: 'file-only' }),
+    temperature: fileOnly('Sampling temperature', 0.7, num(0)),
+    max_tokens: fileOnly('Longest answer, tokens', 8192, int(1)),
     // Per attempt; a timed-out attempt is retried once at most (openai-client.ts), so ≤ ~10 min a call.
-    timeout_s: key({
-      describe: 'Seconds per model call attempt',
-      default: 300,
-      read: num(0.001),
-      flag: 'file-only',
-    }),
-    retries: key({ describe: 'Retries of a failed call', default: 3, read: int(0), flag: 'file-only' }),
-    retry_base_s: key({
-      describe: 'First back-off between retries, seconds (doubling)',
-      default: 2,
-      read: num(0),
-      flag: 'file-only',
-    }),
-    concurrency: key({
-      describe: 'Model calls in flight at once, per model and in total',
-      default: 4,
-      read: int(1),
-      flag: 'file-only',
-    }),
+    timeout_s: fileOnly('Seconds per model call attempt', 300, num(0.001)),
+    retries: fileOnly('Retries of a failed call', 3, int(0)),
+    retry_base_s: fileOnly('First back-off between retries, seconds (doubling)', 2, num(0)),
+    concurrency: fileOnly('Model calls in flight at once, per model and in total', 4, int(1)),
     budget_usd: key({
       describe: 'Stop cleanly once the model calls cost this many dollars (null = no cap)',
       default: null as number | null,
@@ -400,66 +376,34 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
       ),
       resume: 'free',
     }),
-    budget_tokens: key({
-      describe: 'Stop cleanly once the model calls used this many tokens (null = no cap)',
-      default: null as number | null,
-      read: budget,
-      flag: 'file-only',
-      resume: 'free',
-    }),
+    budget_tokens: fileOnly(
+      'Stop cleanly once the model calls used this many tokens (null = no cap)',
+      null as number | null,
+      budget,
+      'free',
+    ),
   }),
   search: section(
     'The program database: islands, MAP-Elites features, selection and mutations',
     {
-      islands: key({ describe: 'Islands', default: 3, read: int(1), flag: 'file-only' }),
-      migration_interval: key({
-        describe: 'Iterations between migrations',
-        default: 20,
-        read: int(0),
-        flag: 'file-only',
-      }),
-      migration_count: key({
-        describe: 'Programs each migration moves',
-        default: 2,
-        read: int(0),
-        flag: 'file-only',
-      }),
-      population: key({ describe: 'Programs per island', default: 60, read: int(1), flag: 'file-only' }),
-      archive_size: key({ describe: 'Elite archive size', default: 20, read: int(1), flag: 'file-only' }),
-      exploration: key({
-        describe: 'Share of parents drawn at random from the island',
-        default: 0.2,
-        read: num(0, 1),
-        flag: 'file-only',
-      }),
-      exploitation: key({
-        describe: 'Share of parents drawn from the elite archive',
-        default: 0.6,
-        read: num(0, 1),
-        flag: 'file-only',
-      }),
-      features: key({
-        describe: 'MAP-Elites feature axes: {metric, bins, min, max, scale}',
-        default: DEFAULT_FEATURES,
-        read: readFeatures,
-        flag: 'file-only',
-      }),
+      islands: fileOnly('Islands', 3, int(1)),
+      migration_interval: fileOnly('Iterations between migrations', 20, int(0)),
+      migration_count: fileOnly('Programs each migration moves', 2, int(0)),
+      population: fileOnly('Programs per island', 60, int(1)),
+      archive_size: fileOnly('Elite archive size', 20, int(1)),
+      exploration: fileOnly('Share of parents drawn at random from the island', 0.2, num(0, 1)),
+      exploitation: fileOnly('Share of parents drawn from the elite archive', 0.6, num(0, 1)),
+      features: fileOnly(
+        'MAP-Elites feature axes: {metric, bins, min, max, scale}',
+        DEFAULT_FEATURES,
+        readFeatures,
+      ),
       mutations: section(
         'Weights of the mutation kinds',
         {
-          diff: key({ describe: 'Weight of diff edits', default: 0.6, read: num(0), flag: 'file-only' }),
-          rewrite: key({
-            describe: 'Weight of full rewrites',
-            default: 0.25,
-            read: num(0),
-            flag: 'file-only',
-          }),
-          crossover: key({
-            describe: 'Weight of crossovers',
-            default: 0.15,
-            read: num(0),
-            flag: 'file-only',
-          }),
+          diff: fileOnly('Weight of diff edits', 0.6, num(0)),
+          rewrite: fileOnly('Weight of full rewrites', 0.25, num(0)),
+          crossover: fileOnly('Weight of crossovers', 0.15, num(0)),
         },
         (m, where) => {
           if (m.diff + m.rewrite + m.crossover <= 0)
@@ -468,12 +412,11 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
             );
         },
       ),
-      parallel: key({
-        describe: 'Iterations in flight at once (model calls and evaluations overlap across them)',
-        default: 4,
-        read: int(1),
-        flag: 'file-only',
-      }),
+      parallel: fileOnly(
+        'Iterations in flight at once (model calls and evaluations overlap across them)',
+        4,
+        int(1),
+      ),
     },
     (s, where) => {
       if (s.exploration + s.exploitation > 1)
@@ -483,36 +426,16 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
     },
   ),
   prompt: section('What each prompt shows', {
-    top_programs: key({ describe: 'Best programs shown', default: 3, read: int(0), flag: 'file-only' }),
-    diverse_programs: key({
-      describe: 'Diverse programs shown',
-      default: 2,
-      read: int(0),
-      flag: 'file-only',
-    }),
-    last_attempts: key({
-      describe: 'Latest attempts shown, with their outcome',
-      default: 5,
-      read: int(0),
-      flag: 'file-only',
-    }),
-    artifact_chars: key({
-      describe: 'Characters of evaluator artifacts shown',
-      default: 4000,
-      read: int(0),
-      flag: 'file-only',
-    }),
+    top_programs: fileOnly('Best programs shown', 3, int(0)),
+    diverse_programs: fileOnly('Diverse programs shown', 2, int(0)),
+    last_attempts: fileOnly('Latest attempts shown, with their outcome', 5, int(0)),
+    artifact_chars: fileOnly('Characters of evaluator artifacts shown', 4000, int(0)),
   }),
   selection: section(
     'Noise-aware promotion of a new best (src/evolve/selection.ts)',
     {
-      rounds: key({
-        describe: 'Re-measurement rounds per side (0 = off)',
-        default: 3,
-        read: int(0),
-        flag: 'file-only',
-      }),
-      z: key({ describe: 'The z threshold of a promotion', default: 2, read: num(0), flag: 'file-only' }),
+      rounds: fileOnly('Re-measurement rounds per side (0 = off)', 3, int(0)),
+      z: fileOnly('The z threshold of a promotion', 2, num(0)),
     },
     (s, where) => {
       if (s.rounds === 1)
@@ -520,88 +443,53 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
     },
   ),
   evaluator: section('How candidates are scored', {
-    module: key({
-      describe: 'A JS module exporting `createEvaluator(options)`; default: the sandboxed GPU evaluator pool',
-      default: null as string | null,
-      read: orNull(str),
-      flag: 'file-only',
-    }),
-    workers: key({ describe: 'Evaluations at once', default: 2, read: int(1), flag: 'file-only' }),
-    timeout_s: key({
-      describe: "Hard limit on a candidate's run, seconds",
-      default: 120,
-      read: num(0.001),
-      flag: 'file-only',
-    }),
-    memory_mb: key({
-      describe: 'Worker memory cap, MiB',
-      default: null as number | null,
-      read: orNull(int(16)),
-      flag: 'file-only',
-    }),
-    adapter: key({
-      describe: 'GPU adapter (substring of its name)',
-      default: null as string | null,
-      read: orNull(str),
-      flag: 'file-only',
-    }),
-    objective: key({
-      describe: 'Which score is the score',
-      default: 'adrs' as 'adrs' | 'default' | 'moe-time',
-      read: oneOf(['adrs', 'default', 'moe-time']),
-      flag: 'file-only',
-    }),
-    trace: key({
-      describe:
-        'Training series: scored as is when secret_series is false, else the shape the drawn series takes',
-      default: null as string | null,
-      read: orNull(str),
-      flag: 'file-only',
-    }),
-    heldout_trace: key({
-      describe: 'The held-out trace the best is scored on at the end',
-      default: null as string | null,
-      read: orNull(str),
-      flag: 'file-only',
-    }),
-    windows: key({
-      describe: 'Scored windows',
-      default: null as number | null,
-      read: orNull(int(1)),
-      flag: 'file-only',
-    }),
-    repeats: key({
-      describe: 'Timed passes (at least 2)',
-      default: null as number | null,
-      read: orNull(int(2)),
-      flag: 'file-only',
-    }),
-    broker: key({
-      describe: 'Evaluate through a job queue on `adrs worker` machines (issue 12); null = the local pool',
-      default: null as BrokerConfig | null,
-      read: readBroker,
-      // --broker is a session option (src/evolve/session.ts): the recorded config never holds its password.
-      flag: 'file-only',
-    }),
+    module: fileOnly(
+      'A JS module exporting `createEvaluator(options)`; default: the sandboxed GPU evaluator pool',
+      null as string | null,
+      orNull(str),
+    ),
+    workers: fileOnly('Evaluations at once', 2, int(1)),
+    timeout_s: fileOnly("Hard limit on a candidate's run, seconds", 120, num(0.001)),
+    memory_mb: fileOnly('Worker memory cap, MiB', null as number | null, orNull(int(16))),
+    adapter: fileOnly('GPU adapter (substring of its name)', null as string | null, orNull(str)),
+    objective: fileOnly(
+      'Which score is the score',
+      'adrs' as 'adrs' | 'default' | 'moe-time',
+      oneOf(['adrs', 'default', 'moe-time']),
+    ),
+    trace: fileOnly(
+      'Training series: scored as is when secret_series is false, else the shape the drawn series takes',
+      null as string | null,
+      orNull(str),
+    ),
+    heldout_trace: fileOnly(
+      'The held-out trace the best is scored on at the end',
+      null as string | null,
+      orNull(str),
+    ),
+    windows: fileOnly('Scored windows', null as number | null, orNull(int(1))),
+    repeats: fileOnly('Timed passes (at least 2)', null as number | null, orNull(int(2))),
+    // File-only: --broker is a session option (src/evolve/session.ts), so the recorded config never holds its password.
+    broker: fileOnly(
+      'Evaluate through a job queue on `adrs worker` machines (issue 12); null = the local pool',
+      null as BrokerConfig | null,
+      readBroker,
+    ),
     history: deploymentKey('history', 'Windows of history per call (default 8)'),
     replicas: deploymentKey('replicas', `Evaluator deployment: ${SHAPE_TEXT.replicas} (default 288)`),
     gpus: deploymentKey('gpus', `Evaluator deployment: ${SHAPE_TEXT.gpus} (default 32)`),
     nodes: deploymentKey('nodes', `Evaluator deployment: ${SHAPE_TEXT.nodes} (default 4)`),
     groups: deploymentKey('groups', `Evaluator deployment: ${SHAPE_TEXT.groups} (default: the trace's)`),
-    secret_series: key({
-      describe:
-        'Train on a series drawn from the calibrated generator, shaped like `trace`, with a secret seed: a candidate holding a copy of the public series gains nothing',
-      default: true,
-      read: bool,
-      flag: 'file-only',
-    }),
-    series_seed: key({
-      describe:
-        "The drawn series' seed: null in a config file; drawn at the start of a run and kept in its config.json",
-      default: null as number | null,
-      read: orNull(int(0)),
-      flag: 'file-only',
-    }),
+    secret_series: fileOnly(
+      'Train on a series drawn from the calibrated generator, shaped like `trace`, with a secret seed: a candidate holding a copy of the public series gains nothing',
+      true,
+      bool,
+    ),
+    series_seed: fileOnly(
+      "The drawn series' seed: null in a config file; drawn at the start of a run and kept in its config.json",
+      null as number | null,
+      orNull(int(0)),
+    ),
   }),
 });
 
