@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import yargs from 'yargs';
 import { configOverrides, evolveCommand } from '../src/cli/commands/evolve.js';
@@ -11,6 +12,7 @@ import {
   resumeConfig,
   validateConfig,
 } from '../src/evolve/config.js';
+import { readRunConfig } from '../src/evolve/run-folder.js';
 import { declaredOptions } from './helpers/cli.js';
 
 /** The value at a dotted path of a config. */
@@ -135,6 +137,27 @@ describe('one config schema', () => {
     );
     expect(() => applyOverrides(defaultConfig(), { timeLimit: 'soon' })).toThrow(
       /cannot read the duration 'soon'/,
+    );
+  });
+});
+
+describe("a run folder's config.json", () => {
+  // Written by the code before the schema (JSON.stringify of its defaultConfig(), byte for byte).
+  const OLD_DEFAULTS =
+    '{"problem":"","candidate":".","seed":42,"iterations":100,"time_limit_s":0,"stop":{"plateau":0,"target_score":null},"llm":{"base_url":null,"api_key_env":null,"models":[],"temperature":0.7,"max_tokens":8192,"timeout_s":300,"retries":3,"retry_base_s":2,"concurrency":4,"budget_usd":null,"budget_tokens":null},"search":{"islands":3,"migration_interval":20,"migration_count":2,"population":60,"archive_size":20,"exploration":0.2,"exploitation":0.6,"features":[{"metric":"median_ms","bins":10,"min":0.01,"max":1000,"scale":"log"},{"metric":"balancedness_next","bins":10,"min":0.5,"max":1,"scale":"linear"}],"mutations":{"diff":0.6,"rewrite":0.25,"crossover":0.15},"parallel":4},"prompt":{"top_programs":3,"diverse_programs":2,"last_attempts":5,"artifact_chars":4000},"selection":{"rounds":3,"z":2},"evaluator":{"module":null,"workers":2,"timeout_s":120,"memory_mb":null,"adapter":null,"objective":"adrs","trace":null,"heldout_trace":null,"windows":null,"repeats":null,"broker":null,"history":null,"replicas":null,"gpus":null,"nodes":null,"groups":null,"secret_series":true,"series_seed":null}}';
+
+  it('keeps its on-disk format: the defaults serialise byte for byte as before the schema', () => {
+    expect(JSON.stringify(defaultConfig())).toBe(OLD_DEFAULTS);
+  });
+
+  it('from before the schema still resumes, extending only what a resume may change', () => {
+    const recorded = readRunConfig(join(import.meta.dirname, 'fixtures', 'run-config-before-schema.json'));
+    const c = resumeConfig(recorded, { iterations: 20, baseUrl: 'http://127.0.0.1:9/v1', budgetUsd: 2 }, 10);
+    expect(c).toMatchObject({ iterations: 20, llm: { base_url: 'http://127.0.0.1:9/v1', budget_usd: 2 } });
+    expect(c.llm.models.map((m) => m.name)).toEqual(['qwen', 'llama']);
+    expect(c.evaluator.series_seed).toBe(123456);
+    expect(() => resumeConfig(recorded, { model: 'qwen' }, 0)).toThrow(
+      "--model qwen cannot be given with --resume: it changes the run's llm.models (qwen×2, llama×1 → qwen×1)",
     );
   });
 });
