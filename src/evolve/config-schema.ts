@@ -119,21 +119,27 @@ export const alias = (target: string, describe: string, read: Read<unknown>): Al
   read,
 });
 
-export function numberFlag<T, N extends string>(
+/** A flag of a key: its value type ('number' or 'string'), how it becomes the key's value, its --help text. */
+function flag<T, N extends string, V extends number | string>(
+  name: N,
+  type: Flag<T, N, V>['type'],
+  toValue: (value: V, current: T, flag: string) => T,
+  describe?: string,
+): Flag<T, N, V> {
+  return { name, type, toValue, ...(describe ? { describe } : {}) };
+}
+
+export const numberFlag = <T, N extends string>(
   name: N,
   toValue: (value: number, current: T, flag: string) => T,
   describe?: string,
-): Flag<T, N, number> {
-  return { name, type: 'number', toValue, ...(describe ? { describe } : {}) };
-}
+) => flag<T, N, number>(name, 'number', toValue, describe);
 
-export function stringFlag<T, N extends string>(
+export const stringFlag = <T, N extends string>(
   name: N,
   toValue: (value: string, current: T, flag: string) => T,
   describe?: string,
-): Flag<T, N, string> {
-  return { name, type: 'string', toValue, ...(describe ? { describe } : {}) };
-}
+) => flag<T, N, string>(name, 'string', toValue, describe);
 
 // Readers: each names the key and what it must be in its one-line error.
 export const int =
