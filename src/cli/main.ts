@@ -78,16 +78,18 @@ export async function runAsEntry(): Promise<void> {
 
 /** Whether this module is the process's entry: run directly, or imported by the bin/adrs.js launcher. */
 function isEntry(): boolean {
-  const entry = process.argv[1];
-  if (!entry) return false;
-  const here = fileURLToPath(import.meta.url);
-  const launcher = fileURLToPath(new URL('../../bin/adrs.js', import.meta.url));
-  try {
-    const real = realpathSync(entry);
-    return real === here || real === realpathSync(launcher);
-  } catch {
-    return false;
-  }
+  const real = (path: string): string | null => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return null;
+    }
+  };
+  const entry = process.argv[1] ? real(process.argv[1]) : null;
+  if (entry === null) return false;
+  const here = real(fileURLToPath(import.meta.url));
+  const launcher = real(fileURLToPath(new URL('../../bin/adrs.js', import.meta.url)));
+  return entry === here || entry === launcher;
 }
 
 if (isEntry()) void runAsEntry();
