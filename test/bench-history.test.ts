@@ -93,7 +93,7 @@ describe('adrs bench with history', () => {
     expect(lengths.slice(0, WINDOWS)).toEqual([1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5]);
     expect(latest.every(Boolean)).toBe(true);
     const row = (name: string) => report.rows.find((r) => r.balancer === name)!;
-    const next = (name: string) => row(name).balancednessNext!;
+    const next = (name: string) => row(name).balancedness_next!;
     // The oracle is the ceiling; on a noisy series the forecast beats the last window.
     for (const name of ['last-window', 'forecast', 'deepseek', 'recording']) {
       expect(next('oracle')).toBeGreaterThan(next(name));
@@ -101,7 +101,7 @@ describe('adrs bench with history', () => {
     expect(next('forecast')).toBeGreaterThan(next('last-window'));
     // The recording balancer is bldm-swap, history ignored: the last-window row exactly.
     expect(next('recording')).toBeCloseTo(next('last-window'), 6);
-    const spread = row('forecast').balancednessNextSpread!;
+    const spread = row('forecast').balancedness_next_spread!;
     expect(spread.n).toBe(WINDOWS - 1);
     expect(spread.q1).toBeLessThanOrEqual(spread.median);
     expect(spread.median).toBeLessThanOrEqual(spread.q3);

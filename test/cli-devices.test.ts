@@ -21,7 +21,7 @@ describe('adrs devices', () => {
     for (const a of adapters) {
       expect(a).toMatchObject({ backend: expect.any(String), software: expect.any(Boolean) });
       expect(a.name.length).toBeGreaterThan(0);
-      expect(typeof a.timestampQuery).toBe('boolean');
+      expect(typeof a.timestamp_query).toBe('boolean');
       expect(a.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThanOrEqual(256);
       expect(a.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
     }

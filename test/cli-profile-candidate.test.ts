@@ -39,7 +39,7 @@ describe('adrs profile DIR', () => {
     expect(k.per_call.mean_ms).toBeGreaterThan(0);
     const { total, host, gpu_wait, gpu } = p.per_call;
     expect(host.mean_ms + gpu_wait.mean_ms).toBeCloseTo(total.mean_ms, 6);
-    if (p.timestampQuery) {
+    if (p.timestamp_query) {
       expect(p.timing).toBe('timestamp-query');
       // The seed's only GPU work goes through ctx.dispatch: the kernel's time is the call's GPU time.
       expect(gpu.mean_ms).toBeCloseTo(k.per_call.mean_ms, 9);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { runSession } from '../src/evolve/session.js';
 import { climbingModel, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
 
-// The CLI's evolve command bundled for a real child process (inside the repo so `openai` etc. resolve).
+// The CLI bundled for a real child process (inside the repo so `openai` etc. resolve).
 const BUNDLE_DIR = join('node_modules', '.cache', 'adrs-evolve-test');
 const CLI = join(BUNDLE_DIR, 'evolve-cli.mjs');
 
@@ -17,24 +17,9 @@ type RunEventLike = Record<string, any>;
 let server: FakeOpenAiServer;
 beforeAll(async () => {
   mkdirSync(BUNDLE_DIR, { recursive: true });
-  const entry = join(BUNDLE_DIR, 'entry.ts');
-  writeFileSync(
-    entry,
-    `import yargs from 'yargs';
-import { evolveCommand } from '../../../src/cli/commands/evolve.js';
-import { reportAndExit } from '../../../src/cli/report-error.js';
-yargs(process.argv.slice(2))
-  .command(evolveCommand)
-  .strict()
-  .fail((message, error) => {
-    throw error ?? new Error(message);
-  })
-  .parseAsync()
-  .catch((e) => reportAndExit(e, false));
-`,
-  );
   await build({
-    entryPoints: [entry],
+    // The CLI's own entry: it runs itself when it is the process's main module.
+    entryPoints: [join('src', 'cli', 'main.ts')],
     bundle: true,
     platform: 'node',
     format: 'esm',

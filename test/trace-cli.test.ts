@@ -1,37 +1,19 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import yargs from 'yargs';
-import { describeTrace, traceCommand } from '../src/cli/commands/trace.js';
+import { describe, expect, it } from 'vitest';
+import { describeTrace } from '../src/cli/commands/trace.js';
 import { loadTrace } from '../src/trace/load.js';
+import { runAdrs } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'adrs-trace-cli-'));
 
-/** Runs `adrs trace ...` in-process and returns what it printed. */
+/** Runs `adrs trace ...` in-process and returns what it printed; a failed run throws its error line. */
 async function run(...args: string[]): Promise<string> {
-  const lines: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  try {
-    await yargs(args)
-      .command(traceCommand)
-      .strict()
-      .fail((msg, err) => {
-        throw err ?? new Error(msg);
-      })
-      .parseAsync();
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-  }
-  return lines.join('\n');
+  const r = await runAdrs(...args);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return r.stdout;
 }
-
-afterEach(() => vi.restoreAllMocks());
 
 describe('adrs trace', () => {
   it('import converts an SGLang snapshot into a trace loadTrace reads back', async () => {
@@ -60,7 +42,7 @@ describe('adrs trace', () => {
     // Generator v2 draws each request's tokens; every layer holds tokens × top-8 hits.
     const tokens = JSON.parse(readFileSync(a, 'utf8')).generator.tokensPerWindow as number[];
     expect(tokens).toHaveLength(2);
-    expect(info.totalLoad).toBe((tokens[0]! + tokens[1]!) * 58 * 8);
+    expect(info.total_load).toBe((tokens[0]! + tokens[1]!) * 58 * 8);
     const text = await run('trace', 'info', 'sglang-r1-prefill-in512');
     expect(text).toContain('58 layers × 256 experts');
     expect(text).toContain('1 snapshot;');

@@ -31,7 +31,8 @@ export interface BenchOptions {
   policy: RoutePolicy;
   /** Steps between two rebalances (vLLM's default: 3000). */
   rebalanceInterval: number;
-  deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>;
+  /** The deployment; groups: the trace's unless given. */
+  deployment: BenchDeployment;
   /** History windows each balancer call gets (window k and the ones before it, at most this many). */
   history: number;
   /** Stored steps summed into one window (default: the trace's own, see traceWindows). */
@@ -110,18 +111,18 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
         rows.push({
           trace: trace.manifest.name,
           balancer: name,
-          runsOn: balancer.runsOn,
+          runs_on: balancer.runsOn,
           time: timed.timing,
-          ...(timed.gpuTiming ? { gpuTime: timed.gpuTiming } : {}),
-          balancednessSame: same,
-          balancednessNext: next,
-          ...(windows > 1 ? { balancednessNextSpread: spread(nextMetrics.map(pairBalancedness)) } : {}),
-          ...(windows > 1 ? { perWindowNext: nextMetrics.map(pairBalancedness) } : {}),
-          adrsScore: adrsScore(next ?? same, meanSeconds),
-          moeUs: sim.us,
-          moeVsNone: sim.us / noneSim.us,
-          crossNodeShare: sim.crossNodeShare,
-          rebalanceShare: timed.timing.median_ms / 1000 / ((options.rebalanceInterval * sim.us) / 1e6),
+          ...(timed.gpuTiming ? { gpu_time: timed.gpuTiming } : {}),
+          balancedness_same: same,
+          balancedness_next: next,
+          ...(windows > 1 ? { balancedness_next_spread: spread(nextMetrics.map(pairBalancedness)) } : {}),
+          ...(windows > 1 ? { per_window_next: nextMetrics.map(pairBalancedness) } : {}),
+          adrs_score: adrsScore(next ?? same, meanSeconds),
+          moe_us: sim.us,
+          moe_vs_none: sim.us / noneSim.us,
+          cross_node_share: sim.crossNodeShare,
+          rebalance_share: timed.timing.median_ms / 1000 / ((options.rebalanceInterval * sim.us) / 1e6),
         });
       };
       if (options.headroom) {
@@ -151,24 +152,26 @@ export async function runBench(gpu: GpuContext, options: BenchOptions): Promise<
   }
   return {
     device: adapterLabel(gpu.info),
-    deviceSoftware: gpu.info.software,
+    device_software: gpu.info.software,
     date: new Date().toISOString(),
     command: options.command,
     config: {
       repeat: options.repeat,
       tokens: options.tokens,
       policy: options.policy,
-      rebalanceInterval: options.rebalanceInterval,
+      rebalance_interval: options.rebalanceInterval,
       history: options.history,
-      ...(options.windowSteps !== undefined ? { windowSteps: options.windowSteps } : {}),
+      ...(options.windowSteps !== undefined ? { window_steps: options.windowSteps } : {}),
       ...options.deployment,
     },
     rows,
   };
 }
 
+export type BenchDeployment = Pick<Shape, 'replicas' | 'nodes' | 'gpus'> & { groups?: number };
+
 /** The trace's model shape on the benchmark's deployment. */
-export function traceShape(trace: Trace, deployment: Pick<Shape, 'replicas' | 'nodes' | 'gpus'>): Shape {
+export function traceShape(trace: Trace, deployment: BenchDeployment): Shape {
   const { layers, experts, groups } = trace.manifest;
   return { layers, experts, groups, ...deployment };
 }

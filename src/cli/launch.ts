@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { adoptLauncherStreams } from './launch/launched-child.js';
 import { launch } from './launch/launcher.js';
 
-const MAIN = new URL('./main.js', import.meta.url);
 const args = process.argv.slice(2);
 const unfiltered = args.includes('--verbose') || process.env.ADRS_NATIVE_STDERR === 'show';
 
-if (adoptLauncherStreams() || unfiltered) await import(MAIN.href);
+// The launcher itself never loads the CLI (its start-up is the cost of the launcher).
+if (adoptLauncherStreams() || unfiltered) await (await import('./main.js')).runAsEntry();
 else launch({ entry: fileURLToPath(import.meta.url), args });

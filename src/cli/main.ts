@@ -1,44 +1,93 @@
-import yargs from 'yargs';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { commands } from './commands/index.js';
-import { reportAndExit } from './report-error.js';
+import { type CliIo, PROCESS_IO, withIo } from './io.js';
+import { errorReport } from './report-error.js';
 
-const verbose = process.argv.includes('--verbose');
-
-// `adrs … | head` closes stdout early: that is the reader's choice, not an error.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(0);
-  throw error;
-});
-
-async function main(): Promise<void> {
-  let cli = yargs(hideBin(process.argv))
-    .scriptName('adrs')
-    .usage(
-      '$0 <command> [options]\n\nEvolve and evaluate Mixture-of-Experts load balancers (EPLB) on the GPU.',
-    )
-    .option('verbose', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
-    .strict()
-    .demandCommand(1, 'name a command; `adrs --help` lists them')
-    .recommendCommands()
-    .wrap(Math.min(110, process.stdout.columns || 110))
-    .fail((message, error) => {
-      // yargs validation messages are user errors; thrown errors are handled below.
-      if (error) throw error;
-      throw new UsageError(message);
-    });
-  for (const command of commands) cli = cli.command(command);
-  await cli.help().version().parseAsync();
-}
-
+/** yargs' own usage errors (unknown flag, missing option) are the user's, like a UserError. */
 class UsageError extends Error {
   override name = 'UserError';
 }
 
-main().then(
-  () => {
-    // Dawn's native threads can keep the loop alive briefly after the last device is destroyed.
-    process.exitCode ??= 0;
-  },
-  (error: unknown) => reportAndExit(error, verbose),
-);
+/** The `adrs` command line, for the executable and for tests. */
+export interface Cli {
+  /** The configured yargs parser of `argv` (every command, strict, usage errors thrown). */
+  parser(argv: readonly string[]): Argv;
+  /**
+   * Runs one command line with its output on `io`; resolves to the exit code: 0, the command's own
+   * (e.g. a diverged replay), or 1 after a one-line error on stderr. Never exits the process.
+   */
+  run(argv: readonly string[]): Promise<number>;
+}
+
+export function createCli(io: CliIo = PROCESS_IO): Cli {
+  const parser = (argv: readonly string[]): Argv => {
+    let cli = yargs([...argv])
+      .scriptName('adrs')
+      .usage(
+        '$0 <command> [options]\n\nEvolve and evaluate Mixture-of-Experts load balancers (EPLB) on the GPU.',
+      )
+      .option('verbose', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
+      .strict()
+      .demandCommand(1, 'name a command; `adrs --help` lists them')
+      .recommendCommands()
+      .wrap(Math.min(110, process.stdout.columns || 110))
+      .fail((message, error) => {
+        // yargs validation messages are user errors; thrown errors are reported by run().
+        if (error) throw error;
+        throw new UsageError(message);
+      });
+    for (const command of commands) cli = cli.command(command);
+    return cli.help().version();
+  };
+  return {
+    parser,
+    run: async (argv) => {
+      try {
+        return await withIo(io, () => parser(argv).parseAsync());
+      } catch (error) {
+        io.stderr(errorReport(error, argv.includes('--verbose')));
+        return 1;
+      }
+    },
+  };
+}
+
+let started = false;
+
+/**
+ * The executable: `adrs` with the process's arguments and streams. Idempotent, so a launcher may
+ * both import this module and call it.
+ */
+export async function runAsEntry(): Promise<void> {
+  if (started) return;
+  started = true;
+  // `adrs … | head` closes stdout early: that is the reader's choice, not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+  const code = await createCli().run(hideBin(process.argv));
+  // An error exits at once; otherwise Dawn's native threads may keep the loop alive briefly after the
+  // last device is destroyed, and the process ends when they do.
+  if (code !== 0) process.exit(code);
+  process.exitCode ??= 0;
+}
+
+/** Whether this module is the process's entry (`node dist/cli/main.js`); launch.ts calls runAsEntry itself. */
+function isEntry(): boolean {
+  const real = (path: string): string | null => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return null;
+    }
+  };
+  const entry = process.argv[1] ? real(process.argv[1]) : null;
+  if (entry === null) return false;
+  return entry === real(fileURLToPath(import.meta.url));
+}
+
+if (isEntry()) void runAsEntry();

@@ -1,4 +1,6 @@
 import type { Argv } from 'yargs';
+import { snakeKeys } from '../util/snake-case.js';
+import { cliIo } from './io.js';
 
 /** `--adapter`, shared by every command that opens a GPU device. */
 export function withAdapter<T>(y: Argv<T>) {
@@ -18,7 +20,11 @@ export function withJson<T>(y: Argv<T>) {
   });
 }
 
-/** Writes a JSON document to stdout: indented, or on one line for large arrays (placements). */
+/**
+ * Writes a JSON document to stdout, its keys in snake_case (src/util/snake-case.ts): indented, or on one
+ * line for large arrays (placements).
+ */
 export function printJson(value: unknown, options: { compact?: boolean } = {}): void {
-  process.stdout.write(`${options.compact ? JSON.stringify(value) : JSON.stringify(value, null, 2)}\n`);
+  const doc = snakeKeys(value);
+  cliIo().stdout(`${options.compact ? JSON.stringify(doc) : JSON.stringify(doc, null, 2)}\n`);
 }

@@ -1,14 +1,19 @@
 import { ShaderCompileError } from '../gpu/kernels.js';
 import { oneLine } from '../util/errors.js';
 
-/** One line on stderr and exit code 1; the stack only under --verbose, or for a bug. */
-export function reportAndExit(error: unknown, verbose: boolean): void {
+/** What the CLI prints for a thrown error: one line, the stack only under --verbose, or a hint for a bug. */
+export function errorReport(error: unknown, verbose: boolean): string {
   const userFacing =
     error instanceof Error && (error.name === 'UserError' || error instanceof ShaderCompileError);
-  process.stderr.write(`adrs: ${oneLine(error)}\n`);
-  if (verbose && error instanceof ShaderCompileError && error.detail)
-    process.stderr.write(`${error.detail}\n`);
-  if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-  else if (!userFacing) process.stderr.write('(an internal error: run again with --verbose for details)\n');
+  let text = `adrs: ${oneLine(error)}\n`;
+  if (verbose && error instanceof ShaderCompileError && error.detail) text += `${error.detail}\n`;
+  if (verbose && error instanceof Error && error.stack) text += `${error.stack}\n`;
+  else if (!userFacing) text += '(an internal error: run again with --verbose for details)\n';
+  return text;
+}
+
+/** One line on stderr and exit code 1; the stack only under --verbose, or for a bug. */
+export function reportAndExit(error: unknown, verbose: boolean): void {
+  process.stderr.write(errorReport(error, verbose));
   process.exit(1);
 }

@@ -1,4 +1,4 @@
-import { check } from '../util/errors.js';
+import { assert, check } from '../util/errors.js';
 import { DEFAULT_HISTORY } from './balancer.js';
 
 /** Something that holds windows in time order: count, and window k's loads. */
@@ -13,7 +13,8 @@ export interface WindowSource {
  */
 export function historyUpTo(source: WindowSource, k: number, H = DEFAULT_HISTORY): Float32Array[] {
   check(Number.isInteger(H) && H >= 1, `history must be a positive integer, got ${H}`);
-  check(Number.isInteger(k) && k >= 0 && k < source.count, `window ${k} is outside [0, ${source.count})`);
+  // Callers pick k from the series they hold (a --window is checked where it is read).
+  assert(Number.isInteger(k) && k >= 0 && k < source.count, `window ${k} is outside [0, ${source.count})`);
   const out: Float32Array[] = [];
   for (let j = Math.max(0, k - H + 1); j <= k; j++) out.push(source.window(j));
   return out;
@@ -40,7 +41,7 @@ export function checkedHistory(
   if (last !== loads) {
     for (let i = 0; i < size; i++) {
       // Object.is: NaN-safe and exact; the latest window is the loads, value for value.
-      check(Object.is(last[i], loads[i]), 'the last history window must hold the same values as loads');
+      assert(Object.is(last[i], loads[i]), 'the last history window must hold the same values as loads');
     }
   }
   return history;

@@ -14,6 +14,14 @@ export interface Shape {
   gpus: number;
 }
 
+/** What each deployment number of a Shape is, in words (the --help of every command's deployment flags). */
+export const SHAPE_TEXT = {
+  replicas: 'physical expert slots R',
+  gpus: 'GPUs P',
+  nodes: 'nodes N',
+  groups: 'expert groups G',
+} as const;
+
 /** The deployment of the public ADRS leaderboard (DeepSeek-V3/R1: 58 MoE layers × 256 experts). */
 export const DEEPSEEK_V3_SHAPE: Shape = {
   layers: 58,

@@ -3,7 +3,7 @@ import { gpuLoads } from '../eplb/metrics.js';
 import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '../eplb/placement.js';
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
-import { UserError } from '../util/errors.js';
+import { assert, UserError } from '../util/errors.js';
 import { summarizeTimes } from '../util/stats.js';
 import type { GpuScorer } from './gpu-scorer.js';
 import type { Failure, FromWorker } from './protocol.js';
@@ -283,8 +283,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
   try {
     const { shape, windows } = job;
     const repeats = options.repeats ?? DEFAULT_REPEATS;
-    if (workers.length < repeats)
-      throw new Error(`runCascade needs ${repeats} workers, got ${workers.length}`);
+    assert(workers.length >= repeats, `runCascade needs ${repeats} workers, got ${workers.length}`);
     const pairs = windows.length - 1;
     const plans = passPlans(shape, pairs, repeats, seed);
     // IPC calibration first, while no candidate code runs in any worker (once the slot's next

@@ -5,6 +5,7 @@ import { acquireGpu, type GpuContext } from '../gpu/device.js';
 import { type PairMetrics, PlacementEvaluator } from '../sim/placement-eval.js';
 import { RouteSimulator } from '../sim/route-sim.js';
 import type { Trace } from '../trace/trace.js';
+import { assert } from '../util/errors.js';
 
 /** (trace, shape) evaluators kept with their windows on the GPU; the least recently used goes first. */
 const MAX_CACHED = 4;
@@ -89,7 +90,7 @@ export class GpuScorer {
     topKGroups: number,
   ): Promise<Array<{ ms: number; noneMs: number }>> {
     return this.exclusive(async () => {
-      if (this.closed) throw new Error('the GPU scorer is closed');
+      assert(!this.closed, 'the GPU scorer is closed');
       const entry = await this.entry(trace, shape, placements.length, pairs.length);
       entry.simulator ??= RouteSimulator.create(this.gpu, shape, { maxTokens: 1 << 24 });
       const sim = await entry.simulator;
@@ -136,7 +137,7 @@ export class GpuScorer {
     placements: readonly Placement[],
     pairs: ReadonlyArray<readonly [number, number]>,
   ): Promise<PairMetrics[]> {
-    if (this.closed) throw new Error('the GPU scorer is closed');
+    assert(!this.closed, 'the GPU scorer is closed');
     const entry = await this.entry(trace, shape, placements.length, pairs.length);
     if (entry.windows < windows.length) {
       const size = shape.layers * shape.experts;

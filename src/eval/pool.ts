@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../eplb/shape.js';
-import { check, UserError } from '../util/errors.js';
+import { assert, check, UserError } from '../util/errors.js';
 import { DEFAULT_REPEATS, runCascade, SETUP_TIMEOUT_MS } from './cascade.js';
 import { GpuScorer } from './gpu-scorer.js';
 import { OBJECTIVES } from './scores.js';
@@ -92,7 +92,7 @@ export class EvaluatorPool {
   }
 
   async evaluate(candidate: CandidateInput, options: EvaluateOptions): Promise<EvalResult> {
-    check(!this.closed, 'the evaluator pool is closed');
+    assert(!this.closed, 'the evaluator pool is closed');
     checkEvaluateOptions(options);
     const started = performance.now();
     const shape = deploymentShape(options);

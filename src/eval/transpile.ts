@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { builtinModules, createRequire, SourceMap } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { UserError } from '../util/errors.js';
 import { CANDIDATE_SOURCE_URL } from './protocol.js';
 import {
   bubblewrap,
@@ -420,7 +421,8 @@ function esbuildBinary(): string {
   try {
     return realpathSync(require.resolve(`${pkg}/${bin}`));
   } catch {
-    throw new Error(`esbuild's binary for this platform (${pkg}) is not installed; run npm ci`);
+    // The environment, not a bug: a one-line error that says what to do.
+    throw new UserError(`esbuild's binary for this platform (${pkg}) is not installed; run npm ci`);
   }
 }
 

@@ -1,3 +1,4 @@
+import { fixed, formatTable, NO_VALUE } from '../util/table.js';
 import type { ReportProgram, RunReport } from './report.js';
 import { comparisonText } from './report-noise.js';
 import type { RefusalClass } from './run-log/events.js';
@@ -16,26 +17,13 @@ export function stopText(reason: string | null, detail: string | null): string {
   return `${reason} (${d})`;
 }
 
-const f4 = (x: number | null | undefined): string =>
-  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(4);
-const signed = (x: number | null): string => (x === null ? '—' : `${x >= 0 ? '+' : ''}${x.toFixed(4)}`);
+const f4 = (x: number | null | undefined): string => fixed(x, 4);
+const signed = (x: number | null): string => (x === null ? NO_VALUE : `${x >= 0 ? '+' : ''}${x.toFixed(4)}`);
 const usd = (x: number): string => `$${x.toFixed(4)}`;
 const int = (x: number): string => x.toLocaleString('en-US');
 
 /** Columns padded to their widest cell; a column of numbers is right-aligned, header included. */
-function table(rows: string[][], indent = '  '): string[] {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  const isNumber = (s: string) => /^[-+$]?[\d.,]+%?$|^—$/.test(s);
-  const numeric = rows[0]!.map((_, c) => rows.slice(1).every((r) => isNumber(r[c] ?? '—')));
-  return rows.map(
-    (r) =>
-      indent +
-      r
-        .map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
-        .join('  ')
-        .trimEnd(),
-  );
-}
+const table = (rows: string[][], indent = '  '): string[] => formatTable(rows, { indent, align: ['auto'] });
 
 const SPARK = '▁▂▃▄▅▆▇█';
 

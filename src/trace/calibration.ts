@@ -1,3 +1,4 @@
+import { fixed, formatTable, NO_VALUE } from '../util/table.js';
 import {
   type Distribution,
   distribution,
@@ -94,24 +95,21 @@ const LABELS: Record<SkewKey | 'cvSpread' | 'nextStepCorrelation', string> = {
 /** A markdown table of real vs generated statistics (mean / median / p10 / p90). */
 export function calibrationTable(real: TraceStatistics, generated: TraceStatistics): string {
   const f = (d: Distribution | undefined) =>
-    d ? `${fmt(d.mean)} / ${fmt(d.median)} / ${fmt(d.p10)} / ${fmt(d.p90)}` : '— (no time axis)';
-  const rows = [
-    '| statistic | real: mean / median / p10 / p90 | generated: mean / median / p10 / p90 | median ratio |',
-    '|---|---|---|---|',
+    d ? `${fmt(d.mean)} / ${fmt(d.median)} / ${fmt(d.p10)} / ${fmt(d.p90)}` : `${NO_VALUE} (no time axis)`;
+  const ratio = (a?: Distribution, b?: Distribution) => (a && b ? fmt(b.median / a.median) : NO_VALUE);
+  const row = (label: string, a: Distribution | undefined, b: Distribution | undefined) => [
+    label,
+    f(a),
+    f(b),
+    ratio(a, b),
   ];
-  const ratio = (a?: Distribution, b?: Distribution) => (a && b ? fmt(b.median / a.median) : '—');
-  for (const key of SKEW_KEYS) {
-    rows.push(
-      `| ${LABELS[key]} | ${f(real.layers[key])} | ${f(generated.layers[key])} | ${ratio(real.layers[key], generated.layers[key])} |`,
-    );
-  }
-  rows.push(
-    `| ${LABELS.cvSpread} | ${f(real.cvSpread)} | ${f(generated.cvSpread)} | ${ratio(real.cvSpread, generated.cvSpread)} |`,
-  );
-  rows.push(
-    `| ${LABELS.nextStepCorrelation} | ${f(real.nextStepCorrelation)} | ${f(generated.nextStepCorrelation)} | ${ratio(real.nextStepCorrelation, generated.nextStepCorrelation)} |`,
-  );
-  return rows.join('\n');
+  const rows = [
+    ['statistic', 'real: mean / median / p10 / p90', 'generated: mean / median / p10 / p90', 'median ratio'],
+    ...SKEW_KEYS.map((key) => row(LABELS[key], real.layers[key], generated.layers[key])),
+    row(LABELS.cvSpread, real.cvSpread, generated.cvSpread),
+    row(LABELS.nextStepCorrelation, real.nextStepCorrelation, generated.nextStepCorrelation),
+  ];
+  return formatTable(rows, { markdown: true, align: ['left', 'left', 'left', 'right'] }).join('\n');
 }
 
-const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '—');
+const fmt = (x: number) => fixed(x, 3);

@@ -1,4 +1,4 @@
-import { check } from '../util/errors.js';
+import { assert, check } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 
 /**
@@ -177,7 +177,7 @@ export function generateTemporal(
 ): TemporalSeries {
   validateTemporalParams(params);
   const { layers, experts, topK } = shape;
-  check(base.length === layers * experts, `base profile must hold ${layers}×${experts} values`);
+  assert(base.length === layers * experts, `base profile must hold ${layers}×${experts} values`);
   check(topK >= 1 && topK <= experts, `topK must be in [1, experts], got ${topK}`);
   check(Number.isInteger(run.seed), `--seed must be an integer, got ${run.seed}`);
   for (const k of ['windows', 'stepsPerWindow'] as const)

@@ -1,5 +1,6 @@
 import { bldmSwapBalancer } from '../eplb/balancers/bldm-swap.js';
 import type { Shape } from '../eplb/shape.js';
+import { formatTable } from '../util/table.js';
 import { freshBase, generateTemporal, type TemporalParams } from './temporal-model.js';
 import { EWMA_RATE, type FORECASTS, type TemporalStatistics, temporalStatistics } from './temporal-stats.js';
 import type { Trace } from './trace.js';
@@ -65,19 +66,24 @@ export function temporalCalibrationTable(rows: readonly TemporalCalibrationRow[]
         ? s.nextWindow.last
         : s.gainPoints[key as Exclude<(typeof FORECASTS)[number], 'last'>];
   for (const r of rows) {
-    out.push(
-      `| windows of ${r.windowSize} steps (${r.real.windows} windows) | real | generated: median [min, max] over ${r.generated.length} seeds |`,
-    );
-    out.push('|---|---|---|');
+    const table = [
+      [
+        `windows of ${r.windowSize} steps (${r.real.windows} windows)`,
+        'real',
+        `generated: median [min, max] over ${r.generated.length} seeds`,
+      ],
+    ];
     for (const key of ['lag1', 'last', 'mean2', 'mean4', 'mean8', 'ewma']) {
       const g = r.generated.map((s) => pick(s, key)).sort((a, b) => a - b);
       const digits = key === 'lag1' || key === 'last' ? 3 : 2;
       const med = g.length % 2 ? g[(g.length - 1) / 2]! : (g[g.length / 2 - 1]! + g[g.length / 2]!) / 2;
-      out.push(
-        `| ${LABELS[key]} | ${pick(r.real, key).toFixed(digits)} | ${med.toFixed(digits)} [${g[0]!.toFixed(digits)}, ${g[g.length - 1]!.toFixed(digits)}] |`,
-      );
+      table.push([
+        LABELS[key]!,
+        pick(r.real, key).toFixed(digits),
+        `${med.toFixed(digits)} [${g[0]!.toFixed(digits)}, ${g[g.length - 1]!.toFixed(digits)}]`,
+      ]);
     }
-    out.push('');
+    out.push(...formatTable(table, { markdown: true, align: ['left', 'right', 'left'] }), '');
   }
   return out.join('\n');
 }

@@ -6,9 +6,20 @@ export class UserError extends Error {
   override name = 'UserError';
 }
 
-/** Throws a UserError when `condition` is false; keeps input checks to one readable line each. */
+/**
+ * Throws a UserError when `condition` is false; keeps input checks to one readable line each. For
+ * what the user (or their environment) gave: a flag, a file, a config key, a trace.
+ */
 export function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new UserError(message);
+}
+
+/**
+ * Throws a plain Error when an invariant the code relies on is broken (a bug: the CLI shows it as an
+ * internal error, its stack under --verbose). Not for input: that is `check`.
+ */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(message);
 }
 
 /** The first line of any thrown value, for one-line reports. */

@@ -1,29 +1,25 @@
 import type { CommandModule } from 'yargs';
 import { formatBenchTable } from '../../benchmark/bench-table.js';
 import { runBench } from '../../benchmark/run-bench.js';
-import { DEFAULT_HISTORY } from '../../eplb/balancer.js';
 import { getBalancer, listBalancers } from '../../eplb/registry.js';
-import { DEEPSEEK_V3_SHAPE } from '../../eplb/shape.js';
 import { withGpu } from '../../gpu/device.js';
 import { benchHtml } from '../../report/bench-html.js';
 import { ROUTE_POLICIES, type RoutePolicy } from '../../sim/route-types.js';
 import { listBundledTraces, loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { type DeploymentArgs, deploymentOf, historyOf, withDeployment } from '../deployment.js';
+import { say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 import { tickingLine } from '../progress.js';
 
-interface BenchArgs {
+interface BenchArgs extends DeploymentArgs {
   trace?: string[];
   balancers?: string;
   repeat: number;
   tokens: number;
   policy: RoutePolicy;
   interval: number;
-  replicas: number;
-  nodes: number;
-  gpus: number;
-  history: number;
   windowSteps?: number;
   headroom: boolean;
   seed: number;
@@ -40,7 +36,10 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
   builder: (y) =>
     withAdapter(
       withJson(
-        y
+        withDeployment(y, {
+          history:
+            'history windows each balancer call gets: window k and the ones before it, at most this many',
+        })
           .option('trace', {
             type: 'string',
             array: true,
@@ -51,12 +50,6 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             describe: `Comma-separated balancers (${listBalancers()
               .map((b) => b.name)
               .join(', ')}); default: all (bldm-swap only as the last-window row)`,
-          })
-          .option('history', {
-            type: 'number',
-            default: DEFAULT_HISTORY,
-            describe:
-              'History windows each balancer call gets: window k and the ones before it, at most this many',
           })
           .option('window-steps', {
             type: 'number',
@@ -85,13 +78,6 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             default: 3000,
             describe: "Steps between two rebalances (vLLM's default 3000)",
           })
-          .option('replicas', {
-            type: 'number',
-            default: DEEPSEEK_V3_SHAPE.replicas,
-            describe: 'Physical expert slots R',
-          })
-          .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'Nodes N' })
-          .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'GPUs P' })
           .option('seed', {
             type: 'number',
             default: 1,
@@ -115,10 +101,6 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       `--tokens must be a positive integer, got ${argv.tokens}`,
     );
     check(argv.interval > 0, `--interval must be positive, got ${argv.interval}`);
-    check(
-      Number.isInteger(argv.history) && argv.history >= 1,
-      `--history must be a positive integer, got ${argv.history}`,
-    );
     check(
       argv.windowSteps === undefined || (Number.isInteger(argv.windowSteps) && argv.windowSteps >= 1),
       `--window-steps must be a positive integer, got ${argv.windowSteps}`,
@@ -153,8 +135,8 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         tokens: argv.tokens,
         policy: argv.policy,
         rebalanceInterval: argv.interval,
-        deployment: { replicas: argv.replicas, nodes: argv.nodes, gpus: argv.gpus },
-        history: argv.history,
+        deployment: deploymentOf(argv),
+        history: historyOf(argv),
         ...(argv.windowSteps !== undefined ? { windowSteps: argv.windowSteps } : {}),
         headroom: argv.headroom,
         seed: argv.seed,
@@ -165,6 +147,6 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     if (argv.out) writeFileAtomic(argv.out, `${JSON.stringify(report, null, 2)}\n`);
     if (argv.html) writeFileAtomic(argv.html, benchHtml(report));
     if (argv.json) printJson(report);
-    else console.log(formatBenchTable(report));
+    else say(formatBenchTable(report));
   },
 };

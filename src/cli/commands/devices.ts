@@ -7,6 +7,7 @@ import {
   noAdapterError,
   requestAdapter,
 } from '../../gpu/dawn.js';
+import { say } from '../io.js';
 import { printJson, withJson } from '../options.js';
 
 /** Every adapter Dawn sees, with what matters for compute. */
@@ -32,12 +33,10 @@ export const devicesCommand: CommandModule<object, { json: boolean }> = {
     }
     for (const a of adapters) {
       const l = a.limits;
-      console.log(adapterLabel(a));
-      console.log(`  vendor ${a.vendor || '?'}, architecture ${a.architecture || '?'}, ${a.description}`);
-      console.log(
-        `  timestamp-query: ${a.timestampQuery ? 'yes' : 'no'}, subgroups: ${a.subgroups ? 'yes' : 'no'}`,
-      );
-      console.log(
+      say(adapterLabel(a));
+      say(`  vendor ${a.vendor || '?'}, architecture ${a.architecture || '?'}, ${a.description}`);
+      say(`  timestamp-query: ${a.timestampQuery ? 'yes' : 'no'}, subgroups: ${a.subgroups ? 'yes' : 'no'}`);
+      say(
         `  workgroup: ≤${l.maxComputeInvocationsPerWorkgroup} invocations, ${l.maxComputeWorkgroupStorageSize} B shared; ` +
           `storage binding ≤${mib(l.maxStorageBufferBindingSize)}, buffer ≤${mib(l.maxBufferSize)}, ` +
           `${l.maxStorageBuffersPerShaderStage} storage buffers/stage`,

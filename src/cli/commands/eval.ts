@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { DEFAULT_HISTORY, DEFAULT_MOE_TOKENS } from '../../eval/cascade.js';
+import { DEFAULT_MOE_TOKENS } from '../../eval/cascade.js';
 import { DEFAULT_REPEATS, EvaluatorPool } from '../../eval/index.js';
 import { checkEvaluateOptions, deploymentShape } from '../../eval/pool.js';
 import { OBJECTIVES } from '../../eval/scores.js';
@@ -9,9 +9,12 @@ import type { EvalResult, EvaluateOptions, Objective } from '../../eval/types.js
 import { loadTrace } from '../../trace/load.js';
 import type { Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
+import { fixed, formatTable, NO_VALUE } from '../../util/table.js';
+import { type DeploymentArgs, deploymentOf, historyOf, withDeployment } from '../deployment.js';
+import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
-interface EvalArgs {
+interface EvalArgs extends DeploymentArgs {
   dirs: string[];
   trace?: string;
   like: string;
@@ -21,11 +24,6 @@ interface EvalArgs {
   timeout: number;
   windows?: number;
   repeats: number;
-  history: number;
-  replicas?: number;
-  groups?: number;
-  nodes?: number;
-  gpus?: number;
   'moe-tokens': number;
   workers: number;
   memory: number;
@@ -44,7 +42,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
   builder: (y) =>
     withJson(
       withAdapter(
-        y
+        withDeployment(y, { history: 'windows each call receives as input.history (the latest included)' })
           .positional('dirs', {
             type: 'string',
             array: true,
@@ -88,15 +86,6 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
             describe:
               'Timed passes, at least 2, each a fresh worker fed the windows in time order under its own relabelling',
           })
-          .option('history', {
-            type: 'number',
-            default: DEFAULT_HISTORY,
-            describe: 'Windows each call receives as input.history (the latest included)',
-          })
-          .option('replicas', { type: 'number', describe: 'Physical slots R (default 288)' })
-          .option('groups', { type: 'number', describe: "Expert groups G (default: the trace's)" })
-          .option('nodes', { type: 'number', describe: 'Nodes N (default 4)' })
-          .option('gpus', { type: 'number', describe: 'GPUs P (default 32)' })
           .option('moe-tokens', {
             type: 'number',
             default: DEFAULT_MOE_TOKENS,
@@ -126,16 +115,11 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       Number.isInteger(argv.workers) && argv.workers >= 1,
       `--workers must be a positive integer, got ${argv.workers}`,
     );
-    const deployment: EvaluateOptions['deployment'] = {
-      ...(argv.replicas !== undefined ? { replicas: argv.replicas } : {}),
-      ...(argv.groups !== undefined ? { groups: argv.groups } : {}),
-      ...(argv.nodes !== undefined ? { nodes: argv.nodes } : {}),
-      ...(argv.gpus !== undefined ? { gpus: argv.gpus } : {}),
-    };
+    const deployment: EvaluateOptions['deployment'] = deploymentOf(argv);
     const common = {
       objective: argv.objective,
       repeats: argv.repeats,
-      history: argv.history,
+      history: historyOf(argv),
       moeTokens: argv['moe-tokens'],
       ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
       ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
@@ -169,12 +153,12 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
             ...common,
             trace,
             deployment,
-            ...(progress ? { onProgress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
+            ...(progress ? { onProgress: (line: string) => cliIo().stderr(`\r\x1b[K${line}`) } : {}),
           });
           return { dir, trace: trace.manifest.name, series_seed: seriesSeed, ...r };
         }),
       );
-      if (progress) process.stderr.write('\r\x1b[K');
+      if (progress) cliIo().stderr('\r\x1b[K');
       if (argv.json) printJson(argv.dirs.length === 1 ? results[0] : results);
       else if (results.length === 1) printResult(results[0]!, pool.adapter);
       else printTable(results, pool.adapter);
@@ -188,6 +172,7 @@ async function evalOnBroker(argv: EvalArgs): Promise<void> {
   const { evalBatchCommand } = await import('../../distributed/eval-command.js');
   await evalBatchCommand({
     ...argv,
+    history: historyOf(argv),
     trace: argv.trace ?? argv.like,
     seriesSeed: argv.trace !== undefined ? null : (argv['series-seed'] ?? secretSeriesSeed()),
   });
@@ -210,42 +195,40 @@ function sandboxLine(b: NonNullable<EvalResult['sandbox']>): string {
   return parts.join(', ');
 }
 
-const f = (x: number | null, d = 4) => (x === null ? '—' : x.toFixed(d));
+const f = (x: number | null, d = 4) => fixed(x, d);
 const pm = (x: number | null, noise: number | null, d = 3) =>
-  x === null ? '—' : `${x.toFixed(d)}${noise !== null ? ` ± ${noise.toFixed(d)}` : ''}`;
+  x === null ? NO_VALUE : `${x.toFixed(d)}${noise !== null ? ` ± ${noise.toFixed(d)}` : ''}`;
 const where = (r: EvalRow) =>
   r.series_seed !== null ? `${r.trace} (drawn, series seed ${r.series_seed})` : r.trace;
 
 function printResult(r: EvalRow, adapter: string): void {
   const m = r.metrics;
-  console.log(`${r.dir}: ${r.valid ? 'valid' : 'INVALID'} (stage ${r.stage}) on ${where(r)}, ${adapter}`);
-  console.log(
+  say(`${r.dir}: ${r.valid ? 'valid' : 'INVALID'} (stage ${r.stage}) on ${where(r)}, ${adapter}`);
+  say(
     `  score (${r.objective}): ${pm(r.score, m.score_noise)}   adrs ${pm(m.adrs_score, m.adrs_score_noise)}, default ${pm(m.default_score, m.default_score_noise)}, moe-time ${pm(m.moe_score, m.moe_score_noise)}`,
   );
-  console.log(
-    `  GPU balancedness: next window ${f(m.balancedness_next)}, same window ${f(m.balancedness_same)}`,
-  );
-  console.log(
+  say(`  GPU balancedness: next window ${f(m.balancedness_next)}, same window ${f(m.balancedness_same)}`);
+  say(
     `  modelled MoE time (next window, ${m.moe_tokens} tokens/layer, ${m.moe_windows} windows): ${f(m.moe_time_ms, 3)} ms, load-unaware ${f(m.moe_time_none_ms, 3)} ms`,
   );
-  console.log(
+  say(
     `  time per call: mean ${pm(m.mean_ms, m.mean_ms_noise)} ms (charged), median ${f(m.median_ms, 3)} ms, p95 ${f(m.p95_ms, 3)} ms` +
       (m.host_ms !== null
         ? `; host ${f(m.host_ms, 3)}, GPU wait ${f(m.gpu_wait_ms, 3)}, GPU ${f(m.gpu_ms, 3)} ms`
         : ''),
   );
-  console.log(
+  say(
     `  ${m.passes} passes × ${m.windows} windows (history ${m.history}), ${m.calls} timed calls; evaluation ${(m.eval_ms / 1000).toFixed(2)} s, of which the candidate ${(m.candidate_ms / 1000).toFixed(2)} s; seed ${r.seed}`,
   );
-  if (r.sandbox) console.log(`  sandbox: ${sandboxLine(r.sandbox)}`);
+  if (r.sandbox) say(`  sandbox: ${sandboxLine(r.sandbox)}`);
   for (const [key, text] of Object.entries(r.artifacts)) {
-    console.log(`  ${key}:`);
-    for (const line of text.split('\n')) console.log(`    ${line}`);
+    say(`  ${key}:`);
+    for (const line of text.split('\n')) say(`    ${line}`);
   }
 }
 
 function printTable(rows: EvalRow[], adapter: string): void {
-  console.log(`${rows.length} candidates on ${where(rows[0]!)}, ${adapter}; score = ${rows[0]!.objective}`);
+  say(`${rows.length} candidates on ${where(rows[0]!)}, ${adapter}; score = ${rows[0]!.objective}`);
   const header = [
     'candidate',
     'verdict',
@@ -271,13 +254,9 @@ function printTable(rows: EvalRow[], adapter: string): void {
       f(m.default_score, 3),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) =>
-    `  ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
-  console.log(line(header));
-  for (const row of body) console.log(line(row));
+  for (const line of formatTable([header, ...body], { indent: '  ', align: ['left', 'left', 'right'] }))
+    say(line);
   for (const r of rows) {
-    for (const [key, text] of Object.entries(r.artifacts))
-      console.log(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
+    for (const [key, text] of Object.entries(r.artifacts)) say(`  ${r.dir} ${key}: ${text.split('\n')[0]}`);
   }
 }

@@ -1,39 +1,39 @@
 import type { CommandModule } from 'yargs';
+import { CONFIG_FLAGS, type ConfigOverrides, resumeFlagsText } from '../../evolve/config.js';
 import type { Activity, Progress } from '../../evolve/controller.js';
 import { activityText, progressLine, statusHead, summaryText } from '../../evolve/progress.js';
 import { runSession } from '../../evolve/session.js';
 import { type Dashboard, serveRun } from '../../report/serve.js';
+import { cliIo, say, setExitCode } from '../io.js';
 import { printJson, withJson } from '../options.js';
 import { tickingLine } from '../progress.js';
 import { servePort } from './report.js';
 
+/** The session's own flags; the config keys' flags (--seed, --model, …) come from CONFIG_FLAGS. */
 interface EvolveArgs {
   config?: string;
   out?: string;
   resume?: string;
   replay?: string;
-  iterations?: number;
-  seed?: number;
-  'base-url'?: string;
-  model?: string;
-  'budget-usd'?: number;
-  'time-limit'?: string;
   json: boolean;
   quiet?: boolean;
   broker?: string;
-  replicas?: number;
-  gpus?: number;
-  nodes?: number;
-  groups?: number;
-  history?: number;
   serve?: number | boolean;
+  [flag: string]: unknown;
+}
+
+/** The config overrides the command line gave (flags win over the file). */
+export function configOverrides(argv: Record<string, unknown>): ConfigOverrides {
+  const out: Record<string, unknown> = {};
+  for (const f of CONFIG_FLAGS) if (argv[f.name] !== undefined) out[f.key] = argv[f.name];
+  return out as ConfigOverrides;
 }
 
 export const evolveCommand: CommandModule<object, EvolveArgs> = {
   command: 'evolve',
   describe: 'Evolve a candidate (host TypeScript + WGSL) with an LLM; resumable, replayable, within budget',
   builder: (y) =>
-    withJson(y)
+    CONFIG_FLAGS.reduce((yy, f) => yy.option(f.name, { type: f.type, describe: f.describe }), withJson(y))
       .option('config', {
         type: 'string',
         describe: 'Run config (YAML or JSON), e.g. examples/eplb/evolve.yaml',
@@ -41,46 +41,18 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       .option('out', { type: 'string', describe: 'Run folder (default runs/evolve-<time>)' })
       .option('resume', {
         type: 'string',
-        describe:
-          'Continue the run in this folder where it stopped (kill -9 included); only --iterations (no fewer than already committed), --time-limit, --budget-usd and --base-url may change with it',
+        describe: `Continue the run in this folder where it stopped (kill -9 included); only ${resumeFlagsText()} may change with it (--iterations no fewer than already committed)`,
       })
       .option('replay', {
         type: 'string',
         describe: 'Re-run a run folder from its recorded responses, without a model',
       })
-      .option('iterations', { type: 'number', describe: 'Stop after this many iterations' })
-      .option('seed', {
-        type: 'number',
-        describe: 'RNG seed (parent, mutation and model choices); new runs only',
-      })
-      .option('base-url', {
-        type: 'string',
-        describe: 'OpenAI-compatible endpoint, e.g. http://localhost:8000/v1',
-      })
-      .option('model', { type: 'string', describe: 'Use this one model instead of the configured ensemble' })
-      .option('budget-usd', {
-        type: 'number',
-        describe:
-          "Stop cleanly once the model calls cost this many dollars (> 0; omit for the config's llm.budget_usd — a model priced at 0 never reaches a cap)",
-      })
-      .option('time-limit', { type: 'string', describe: 'Stop after this wall time, e.g. 30m or 2h' })
       .option('quiet', { type: 'boolean', describe: 'No progress line' })
       .option('broker', {
         type: 'string',
         describe:
           'Evaluate on `adrs worker` machines through this Redis broker, redis://[:PASSWORD@]HOST:PORT or rediss:// ("" or the config\'s evaluator.broker without url: $ADRS_BROKER_URL); a replay evaluates locally unless given',
       })
-      .option('replicas', {
-        type: 'number',
-        describe: 'Evaluator deployment: physical slots R (evaluator.replicas)',
-      })
-      .option('gpus', { type: 'number', describe: 'Evaluator deployment: GPUs P (evaluator.gpus)' })
-      .option('nodes', { type: 'number', describe: 'Evaluator deployment: nodes N (evaluator.nodes)' })
-      .option('groups', {
-        type: 'number',
-        describe: 'Evaluator deployment: expert groups G (evaluator.groups)',
-      })
-      .option('history', { type: 'number', describe: 'Windows of history per call (evaluator.history)' })
       .option('serve', {
         describe:
           'Also serve a live dashboard of the run on 127.0.0.1:PORT (no value: a free port), read-only, for as long as the run lasts',
@@ -97,7 +69,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
     const onSigint = (): void => {
       interrupts++;
       if (interrupts > 1) process.exit(130);
-      process.stderr.write(
+      cliIo().stderr(
         '\nstopping: finishing the checkpoint (Ctrl-C again to quit at once; --resume continues)\n',
       );
       stopper.abort();
@@ -126,26 +98,14 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
         ...(argv.out !== undefined ? { out: argv.out } : {}),
         ...(argv.resume !== undefined ? { resume: argv.resume } : {}),
         ...(argv.replay !== undefined ? { replay: argv.replay } : {}),
-        overrides: {
-          ...(argv.iterations !== undefined ? { iterations: argv.iterations } : {}),
-          ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
-          ...(argv['base-url'] !== undefined ? { baseUrl: argv['base-url'] } : {}),
-          ...(argv.model !== undefined ? { model: argv.model } : {}),
-          ...(argv['budget-usd'] !== undefined ? { budgetUsd: argv['budget-usd'] } : {}),
-          ...(argv['time-limit'] !== undefined ? { timeLimit: argv['time-limit'] } : {}),
-          ...(argv.replicas !== undefined ? { replicas: argv.replicas } : {}),
-          ...(argv.gpus !== undefined ? { gpus: argv.gpus } : {}),
-          ...(argv.nodes !== undefined ? { nodes: argv.nodes } : {}),
-          ...(argv.groups !== undefined ? { groups: argv.groups } : {}),
-          ...(argv.history !== undefined ? { history: argv.history } : {}),
-        },
+        overrides: configOverrides(argv),
         signal: stopper.signal,
         ...(argv.broker !== undefined ? { broker: argv.broker } : {}),
         ...(port !== null
           ? {
               onFolder: async (dir: string) => {
                 dashboard = await serveRun(dir, { port });
-                process.stderr.write(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
+                cliIo().stderr(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
               },
             }
           : {}),
@@ -154,7 +114,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
               onProgress: (p: Progress) => {
                 last = p;
                 if (line.live) line.redraw();
-                else process.stderr.write(`${progressLine(p)}\n`);
+                else cliIo().stderr(`${progressLine(p)}\n`);
               },
               onActivity: (list: Activity[], now: number) => {
                 inflight = { list, at: now, seen: performance.now() };
@@ -165,8 +125,8 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       });
       line.stop();
       if (argv.json) printJson(result);
-      else console.log(summaryText(result));
-      if (result.stats.replayMismatches && result.stats.replayMismatches.length > 0) process.exitCode = 1;
+      else say(summaryText(result));
+      if (result.stats.replayMismatches && result.stats.replayMismatches.length > 0) setExitCode(1);
     } finally {
       line.stop();
       process.off('SIGINT', onSigint);

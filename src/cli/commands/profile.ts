@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { DEEPSEEK_V3_SHAPE, type Shape, validateShape } from '../../eplb/shape.js';
 import { openCandidate } from '../../eval/sources.js';
 import { adapterLabel } from '../../gpu/adapter-info.js';
 import { type GpuContext, withGpu } from '../../gpu/device.js';
@@ -14,22 +13,20 @@ import {
 import { type CandidateProfile, profileCandidate, type TimeStats } from '../../sim/profile-candidate.js';
 import { loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
+import { formatTable, NO_VALUE } from '../../util/table.js';
+import { type DeploymentArgs, historyOf, shapeOf, withDeployment } from '../deployment.js';
+import { cliIo, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 /** The trace `adrs profile DIR` runs a candidate on by default (the evaluator's). */
 const DEFAULT_CANDIDATE_TRACE = 'synthetic-v4-windows';
 
-interface ProfileArgs {
+interface ProfileArgs extends DeploymentArgs {
   dir?: string;
   trace: string;
   windows?: number;
-  history: number;
   passes: number;
   timestamps: boolean;
-  replicas: number;
-  gpus: number;
-  nodes: number;
-  groups?: number;
   kernel: string;
   size: ProfileSize;
   repeat: number;
@@ -45,7 +42,10 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
   describe:
     "Profile the project's GPU kernels (GPU time, dispatches, bytes moved, wall time, speed-up over the TS reference), or with DIR a candidate folder: per-call host, GPU-wait and GPU time and each ctx.dispatch kernel's GPU time",
   builder: (y) =>
-    withAdapter(withJson(y))
+    withDeployment(withAdapter(withJson(y)), {
+      context: 'With DIR:',
+      history: 'windows of history per call, the latest included',
+    })
       .positional('dir', {
         type: 'string',
         describe:
@@ -60,11 +60,6 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
         type: 'number',
         describe: 'With DIR: calls per pass (default: all windows but the last)',
       })
-      .option('history', {
-        type: 'number',
-        default: 8,
-        describe: 'With DIR: windows of history per call, the latest included',
-      })
       .option('passes', {
         type: 'number',
         default: 3,
@@ -76,14 +71,6 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
         describe:
           'With DIR: time kernels with timestamp queries when the adapter has them (--no-timestamps: wall time around onSubmittedWorkDone)',
       })
-      .option('replicas', {
-        type: 'number',
-        default: DEEPSEEK_V3_SHAPE.replicas,
-        describe: 'With DIR: slots R',
-      })
-      .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'With DIR: GPUs P' })
-      .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'With DIR: nodes N' })
-      .option('groups', { type: 'number', describe: "With DIR: expert groups G (default: the trace's)" })
       .option('kernel', {
         type: 'string',
         default: 'all',
@@ -115,10 +102,10 @@ export const profileCommand: CommandModule<object, ProfileArgs> = {
     const kernels = findProfilableKernels(argv.kernel);
     await withGpu({ adapter: argv.adapter }, async (gpu) => {
       const device = `${adapterLabel(gpu.info)}${gpu.hasTimestamps ? '' : ' (no timestamp queries: wall time only)'}`;
-      if (!argv.json) console.log(`device: ${device}`);
+      if (!argv.json) say(`device: ${device}`);
       const profiles: KernelProfile[] = [];
       for (const kernel of kernels) {
-        process.stderr.write(`profiling ${kernel.name} (${argv.size}, ${argv.repeat} runs)…\n`);
+        cliIo().stderr(`profiling ${kernel.name} (${argv.size}, ${argv.repeat} runs)…\n`);
         profiles.push(
           await profileKernel(gpu, kernel, {
             size: argv.size,
@@ -144,23 +131,15 @@ async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
   openCandidate(dir).dispose();
   const trace = loadTrace(argv.trace);
   const m = trace.manifest;
-  const shape: Shape = {
-    layers: m.layers,
-    experts: m.experts,
-    replicas: argv.replicas,
-    groups: argv.groups ?? m.groups,
-    nodes: argv.nodes,
-    gpus: argv.gpus,
-  };
-  validateShape(shape);
+  const shape = shapeOf(m, argv);
   await withGpu({ adapter: argv.adapter }, async (gpu: GpuContext) => {
-    process.stderr.write(
+    cliIo().stderr(
       `profiling ${dir} in this process, outside the sandbox (profile only code you trust): ${argv.passes} pass(es) over ${trace.manifest.name}…\n`,
     );
     const profile = await profileCandidate(gpu, dir, {
       trace,
       shape,
-      history: argv.history,
+      history: historyOf(argv),
       passes: argv.passes,
       timestamps: argv.timestamps,
       ...(argv.windows !== undefined ? { windows: argv.windows } : {}),
@@ -172,17 +151,17 @@ async function profileCandidateCommand(argv: ProfileArgs): Promise<void> {
 
 function printCandidate(p: CandidateProfile, device: string): void {
   const s = p.shape;
-  console.log(
+  say(
     `${p.candidate} on ${p.trace} (${s.layers}×${s.experts}, R=${s.replicas}, ${s.gpus} GPUs, ${s.nodes} nodes, ${s.groups} groups), ${device}`,
   );
-  console.log('  ran in this process, outside the sandbox');
-  console.log(
+  say('  ran in this process, outside the sandbox');
+  say(
     `  ${p.calls} calls (${p.passes} pass(es), history ≤ ${p.history} windows), after a first call per pass of ${p.first_call_ms.map((t) => ms(t)).join(', ')} (warm-up: JIT, pipeline compilation)`,
   );
-  console.log(`  kernel GPU time: ${p.timing}`);
+  say(`  kernel GPU time: ${p.timing}`);
   const row = (name: string, t: TimeStats | null) => [
     name,
-    ...(t ? [t.mean_ms, t.median_ms, t.p95_ms].map(ms) : ['—', '—', '—']),
+    ...(t ? [t.mean_ms, t.median_ms, t.p95_ms].map(ms) : [NO_VALUE, NO_VALUE, NO_VALUE]),
   ];
   const rows = [
     ['per call', 'mean', 'median', 'p95'],
@@ -204,16 +183,14 @@ function printCandidate(p: CandidateProfile, device: string): void {
         `${(100 * k.share_of_call).toFixed(1)} %`,
       ]),
     ]);
-  } else console.log('  no kernel ran through ctx.dispatch (GPU work done otherwise is not attributed)');
-  console.log(
+  } else say('  no kernel ran through ctx.dispatch (GPU work done otherwise is not attributed)');
+  say(
     `  GPU balancedness on the next window (first pass, no relabelling): ${p.balancedness_next.toFixed(4)}`,
   );
 }
 
 function printRows(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows)
-    console.log(`  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+  for (const line of formatTable(rows, { indent: '  ' })) say(line);
 }
 
 function printTable(profiles: KernelProfile[]): void {
@@ -236,25 +213,21 @@ function printTable(profiles: KernelProfile[]): void {
     p.kernel,
     `${p.items} ${p.unit}`,
     String(p.dispatches),
-    p.gpuMs ? ms(p.gpuMs.median_ms) : '—',
-    p.gpuMs ? ms(p.gpuMs.p95_ms) : '—',
+    p.gpuMs ? ms(p.gpuMs.median_ms) : NO_VALUE,
+    p.gpuMs ? ms(p.gpuMs.p95_ms) : NO_VALUE,
     ms(p.wallMs.median_ms),
     ms(p.wallMs.p95_ms),
     bytes(p.bytes.uploaded),
     bytes(p.bytes.readBack),
     bytes(p.bytes.touchedEstimate),
     rate(p.perSecond.wall),
-    p.reference ? rate(p.reference.perSecond) : '—',
-    p.reference ? `${p.reference.wallSpeedup.toFixed(2)}×` : '—',
+    p.reference ? rate(p.reference.perSecond) : NO_VALUE,
+    p.reference ? `${p.reference.wallSpeedup.toFixed(2)}×` : NO_VALUE,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  for (const r of rows) console.log(line(r));
+  for (const line of formatTable([header, ...rows], { align: ['left', 'left', 'right'] })) say(line);
   for (const p of profiles) {
     const resident = p.bytes.resident > 0 ? `; ${bytes(p.bytes.resident)} resident, uploaded once` : '';
-    console.log(`  ${p.kernel}: ${p.workload}${resident}`);
+    say(`  ${p.kernel}: ${p.workload}${resident}`);
   }
 }
 

@@ -1,31 +1,23 @@
 import type { CommandModule } from 'yargs';
-import {
-  type Balancer,
-  type BalancerContext,
-  DEFAULT_HISTORY,
-  type PreparedBalancer,
-} from '../../eplb/balancer.js';
+import type { Balancer, BalancerContext, PreparedBalancer } from '../../eplb/balancer.js';
 import { historyUpTo } from '../../eplb/history.js';
 import { balanceMetrics } from '../../eplb/metrics.js';
 import { type Placement, placementToJson } from '../../eplb/placement.js';
 import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
-import { DEEPSEEK_V3_SHAPE, describeShape, type Shape, validateShape } from '../../eplb/shape.js';
+import { DEEPSEEK_V3_SHAPE, describeShape } from '../../eplb/shape.js';
 import { placeAll, timeCalls } from '../../eplb/timed-run.js';
 import { acquireGpu, type GpuContext } from '../../gpu/device.js';
 import { loadLoads, type WindowSelection } from '../../trace/load.js';
 import { windowLoads } from '../../trace/windows.js';
 import { check } from '../../util/errors.js';
+import { type DeploymentArgs, historyOf, shapeOf, withDeployment } from '../deployment.js';
+import { say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
-interface RebalanceArgs {
+interface RebalanceArgs extends DeploymentArgs {
   balancer?: string;
   weights: string;
   window?: number;
-  history: number;
-  replicas: number;
-  groups: number;
-  nodes: number;
-  gpus: number;
   repeat: number;
   json: boolean;
   adapter?: string;
@@ -37,7 +29,11 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
   builder: (y) =>
     withAdapter(
       withJson(
-        y
+        withDeployment(y, {
+          defaults: { groups: DEEPSEEK_V3_SHAPE.groups },
+          history:
+            'history windows the balancer gets: window K and the ones before it, at most this many (a plain [layers][experts] file is a history of one)',
+        })
           .option('balancer', {
             type: 'string',
             describe: `Balancer to run (${listBalancers()
@@ -54,24 +50,6 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
             describe:
               'Which load window of a trace (a per-step trace is cut into windows of 100 steps ending at its last step; default: the last window); the balancer gets the windows up to it as its history',
           })
-          .option('history', {
-            type: 'number',
-            default: DEFAULT_HISTORY,
-            describe:
-              'History windows the balancer gets: window K and the ones before it, at most this many (a plain [layers][experts] file is a history of one)',
-          })
-          .option('replicas', {
-            type: 'number',
-            default: DEEPSEEK_V3_SHAPE.replicas,
-            describe: 'Physical expert slots R',
-          })
-          .option('groups', {
-            type: 'number',
-            default: DEEPSEEK_V3_SHAPE.groups,
-            describe: 'Expert groups G',
-          })
-          .option('nodes', { type: 'number', default: DEEPSEEK_V3_SHAPE.nodes, describe: 'Nodes N' })
-          .option('gpus', { type: 'number', default: DEEPSEEK_V3_SHAPE.gpus, describe: 'GPUs P' })
           .option('repeat', { type: 'number', default: 1, describe: 'Timed runs after one warm-up' }),
       ),
     ),
@@ -80,32 +58,25 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       Number.isInteger(argv.repeat) && argv.repeat >= 1,
       `--repeat must be a positive integer, got ${argv.repeat}`,
     );
-    check(
-      Number.isInteger(argv.history) && argv.history >= 1,
-      `--history must be a positive integer, got ${argv.history}`,
-    );
+    const historyLength = historyOf(argv);
     const balancer: Balancer = argv.balancer ? getBalancer(argv.balancer) : defaultBalancer();
     const step = loadLoads(argv.weights, argv.window);
     const tw = step.windows;
     const history = historyUpTo(
       { count: tw.count, window: (k) => windowLoads(tw, k) },
       step.window,
-      argv.history,
+      historyLength,
     );
-    const shape: Shape = {
-      layers: step.layers,
-      experts: step.experts,
-      replicas: argv.replicas,
-      groups: argv.groups,
-      nodes: argv.nodes,
-      gpus: argv.gpus,
-    };
-    validateShape(shape);
+    // A plain [layers][experts] file has no groups of its own: DeepSeek-V3's 8 unless --groups says.
+    const shape = shapeOf(
+      { layers: step.layers, experts: step.experts, groups: DEEPSEEK_V3_SHAPE.groups },
+      argv,
+    );
 
     let gpu: GpuContext | undefined;
     let prepared: PreparedBalancer | undefined;
     try {
-      const ctx: BalancerContext = { history: argv.history };
+      const ctx: BalancerContext = { history: historyLength };
       if (balancer.runsOn === 'gpu') {
         gpu = await acquireGpu({ ...(argv.adapter ? { adapter: argv.adapter } : {}) });
         ctx.gpu = gpu;
@@ -131,18 +102,18 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
         return;
       }
       const m = balanceMetrics(placement, step.loads);
-      console.log(
+      say(
         `${balancer.name} on ${step.trace.manifest.name} (${windowLabel(step)}; history of ${history.length} window${history.length === 1 ? '' : 's'}): ${describeShape(shape)}`,
       );
-      console.log(
+      say(
         `GPU balancedness ${m.gpuBalancedness.toFixed(4)}, slot balancedness ${m.slotBalancedness.toFixed(4)}, ` +
           `inter-node share ${(100 * m.interNodeShare).toFixed(1)} % (placed and scored on the same loads)`,
       );
-      console.log(
+      say(
         `time: median ${timing.median_ms.toFixed(3)} ms, p95 ${timing.p95_ms.toFixed(3)} ms over ${timing.runs} run(s)` +
           (gpuTiming ? `; GPU ${gpuTiming.median_ms.toFixed(3)} ms` : ''),
       );
-      console.log('(--json prints phy2log, logcnt and log2phy)');
+      say('(--json prints phy2log, logcnt and log2phy)');
     } finally {
       prepared?.dispose?.();
       gpu?.destroy();

@@ -7,6 +7,7 @@ import { buildRunPageData } from '../../report/run-page-data.js';
 import { serveRun } from '../../report/serve.js';
 import { UserError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { say } from '../io.js';
 import { printJson, withJson } from '../options.js';
 
 interface ReportArgs {
@@ -69,7 +70,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       if (!argv.json) console.error(`wrote ${argv.html}`);
     }
     if (argv.json) printJson(report);
-    else if (port === null || !argv.html) console.log(reportText(report));
+    else if (port === null || !argv.html) say(reportText(report));
     if (port === null) return;
     const dashboard = await serveRun(argv.dir, { port, host: argv.host });
     console.error(`dashboard of ${argv.dir} at ${dashboard.url} (read-only; Ctrl-C stops it)`);

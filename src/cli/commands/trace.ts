@@ -12,6 +12,9 @@ import { temporalCalibration, temporalCalibrationTable } from '../../trace/tempo
 import { stepLoads, TRACE_NAME_PATTERN, type Trace } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { formatTable } from '../../util/table.js';
+import { type DeploymentArgs, deploymentOf, withDeployment } from '../deployment.js';
+import { say } from '../io.js';
 import { printJson, withJson } from '../options.js';
 
 interface InfoArgs {
@@ -84,21 +87,21 @@ const info: CommandModule<object, InfoArgs> = {
       d.granularity === 'window'
         ? `window${plural} of ${d.stepsPerWindow} steps`
         : `${d.granularity}${plural}`;
-    console.log(`${d.name}  (${d.path})`);
-    console.log(
+    say(`${d.name}  (${d.path})`);
+    say(
       `  ${d.model}: ${d.layers} layers × ${d.experts} experts, ${d.groups} groups, top-${d.topK}, top-${d.topKGroups} groups`,
     );
-    console.log(
+    say(
       `  ${d.steps} ${unit}; total load ${d.totalLoad.toLocaleString('en-US')} (${Math.round(d.meanLoadPerStep).toLocaleString('en-US')} per ${d.granularity})`,
     );
-    console.log(`  source: ${d.source}`);
-    if (d.attribution) console.log(`  attribution: ${d.attribution}`);
-    console.log('  per-layer skew (mean / median / p10 / p90 over steps × layers):');
-    for (const [key, s] of Object.entries(d.skew)) {
-      console.log(
-        `    ${key.padEnd(10)} ${[s.mean, s.median, s.p10, s.p90].map((x) => x.toFixed(3)).join(' / ')}`,
-      );
-    }
+    say(`  source: ${d.source}`);
+    if (d.attribution) say(`  attribution: ${d.attribution}`);
+    say('  per-layer skew (mean / median / p10 / p90 over steps × layers):');
+    const skew = Object.entries(d.skew).map(([key, s]) => [
+      key,
+      [s.mean, s.median, s.p10, s.p90].map((x) => x.toFixed(3)).join(' / '),
+    ]);
+    for (const line of formatTable(skew, { indent: '    ', align: ['left'] })) say(line);
   },
 };
 
@@ -170,21 +173,16 @@ const gen: CommandModule<object, GenArgs> = {
     }
     if (argv.json) return printJson({ written, manifest: trace.manifest, report });
     if (written)
-      console.log(
-        `wrote ${written} (${trace.manifest.steps} windows, ${trace.loads.byteLength} bytes of loads)`,
-      );
-    if (report) console.log(report.table);
+      say(`wrote ${written} (${trace.manifest.steps} windows, ${trace.loads.byteLength} bytes of loads)`);
+    if (report) say(report.table);
   },
 };
 
-interface FitArgs {
+interface FitArgs extends DeploymentArgs {
   trace: string;
   tokens?: string;
   compare: number;
   'window-sizes': string;
-  replicas: number;
-  gpus: number;
-  nodes: number;
   json: boolean;
 }
 
@@ -193,7 +191,12 @@ const fit: CommandModule<object, FitArgs> = {
   describe:
     'Fit the generator-v2 parameters on a real per-step series; with --compare N, real vs N generated series (temporal calibration)',
   builder: (y) =>
-    withJson(y)
+    withDeployment(withJson(y), {
+      context: 'Balancedness rows:',
+      keys: ['replicas', 'gpus', 'nodes'],
+      // DeepSeek-V2-Lite's 64 experts on one 8-GPU node, the model of the per-step series.
+      defaults: { replicas: 80, gpus: 8, nodes: 1 },
+    })
       .positional('trace', {
         type: 'string',
         demandOption: true,
@@ -209,10 +212,7 @@ const fit: CommandModule<object, FitArgs> = {
         type: 'string',
         default: '50,100,200',
         describe: 'steps per window, comma-separated',
-      })
-      .option('replicas', { type: 'number', default: 80, describe: 'deployment for the balancedness rows' })
-      .option('gpus', { type: 'number', default: 8 })
-      .option('nodes', { type: 'number', default: 1 }) as Argv<FitArgs>,
+      }) as Argv<FitArgs>,
   handler: async (argv) => {
     const trace = loadTrace(argv.trace);
     let tokensPerStep: number[] | undefined;
@@ -235,23 +235,26 @@ const fit: CommandModule<object, FitArgs> = {
       '--window-sizes must be positive integers',
     );
     const rows = argv.compare
-      ? await temporalCalibration(
-          trace,
-          result.params,
-          { replicas: argv.replicas, gpus: argv.gpus, nodes: argv.nodes },
-          { seeds: Array.from({ length: argv.compare }, (_, i) => i + 1), windowSizes },
-        )
+      ? await temporalCalibration(trace, result.params, deploymentOf(argv), {
+          seeds: Array.from({ length: argv.compare }, (_, i) => i + 1),
+          windowSizes,
+        })
       : undefined;
     if (argv.json) return printJson({ ...result, bundled: CALIBRATED_TEMPORAL_PARAMS, calibration: rows });
-    console.log(`fit on ${trace.manifest.name}: ${result.steps} steps, ${result.tokens} tokens`);
-    for (const [k, v] of Object.entries(result.params)) {
-      const bundled = CALIBRATED_TEMPORAL_PARAMS[k as keyof typeof CALIBRATED_TEMPORAL_PARAMS];
-      console.log(`  ${k.padEnd(18)} ${String(v).padEnd(12)} (bundled: ${bundled})`);
-    }
-    console.log('  autocovariance of relative share deviations (lags in steps): value / fitted');
-    for (const b of result.autocovariance)
-      console.log(`    ${`${b.from}-${b.to}`.padEnd(9)} ${b.value.toFixed(5)} / ${b.fitted.toFixed(5)}`);
-    if (rows) console.log(`\n${temporalCalibrationTable(rows)}`);
+    say(`fit on ${trace.manifest.name}: ${result.steps} steps, ${result.tokens} tokens`);
+    const params = Object.entries(result.params).map(([k, v]) => [
+      k,
+      String(v),
+      `(bundled: ${CALIBRATED_TEMPORAL_PARAMS[k as keyof typeof CALIBRATED_TEMPORAL_PARAMS]})`,
+    ]);
+    for (const line of formatTable(params, { indent: '  ', align: ['left'] })) say(line);
+    say('  autocovariance of relative share deviations (lags in steps): value / fitted');
+    const lags = result.autocovariance.map((b) => [
+      `${b.from}-${b.to}`,
+      `${b.value.toFixed(5)} / ${b.fitted.toFixed(5)}`,
+    ]);
+    for (const line of formatTable(lags, { indent: '    ', align: ['left'] })) say(line);
+    if (rows) say(`\n${temporalCalibrationTable(rows)}`);
   },
 };
 
@@ -283,7 +286,7 @@ const importCmd: CommandModule<object, ImportArgs> = {
     };
     const written = writeTrace({ manifest, loads: trace.loads }, argv.out);
     if (argv.json) return printJson({ written, manifest });
-    console.log(
+    say(
       `wrote ${written}: ${manifest.steps} ${manifest.granularity}(s) of ${manifest.layers}×${manifest.experts}`,
     );
   },
@@ -296,7 +299,7 @@ const list: CommandModule<object, { json: boolean }> = {
   handler: (argv) => {
     const names = listBundledTraces();
     if (argv.json) return printJson({ traces: names });
-    for (const n of names) console.log(n);
+    for (const n of names) say(n);
   },
 };
 

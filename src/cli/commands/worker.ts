@@ -7,6 +7,7 @@ import { DEFAULT_TIMING } from '../../distributed/timing.js';
 import { startWorkerLoop } from '../../distributed/worker-loop.js';
 import { acquireGpu } from '../../gpu/device.js';
 import { UserError } from '../../util/errors.js';
+import { cliIo } from '../io.js';
 
 interface WorkerArgs {
   broker?: string;
@@ -101,7 +102,7 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       adapter = gpu.info.name;
       gpu.destroy();
     }
-    const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+    const log = (line: string) => cliIo().stderr(`${new Date().toISOString()} ${line}\n`);
     const running = await startWorkerLoop({
       address,
       queue: argv.queue,

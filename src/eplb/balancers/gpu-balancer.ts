@@ -1,7 +1,7 @@
 import { align, stagingBuffer, storageBuffer, uniformBuffer, upload } from '../../gpu/buffers.js';
 import type { GpuContext } from '../../gpu/device.js';
 import { PassTimer } from '../../gpu/timing.js';
-import { UserError } from '../../util/errors.js';
+import { assert, UserError } from '../../util/errors.js';
 import type { Balancer, BalancerContext, PreparedBalancer } from '../balancer.js';
 import { deriveLog2phy, type Placement } from '../placement.js';
 import { type Shape, validateShape } from '../shape.js';
@@ -169,7 +169,7 @@ class GpuLpt implements PreparedBalancer {
     if (loads.length !== L * E) {
       throw new UserError(`gpu-lpt expects ${L}×${E} = ${L * E} loads, got ${loads.length}`);
     }
-    if (this.busy) throw new Error('gpu-lpt: rebalance called again before the previous call finished');
+    assert(!this.busy, 'gpu-lpt: rebalance called again before the previous call finished');
     this.busy = true;
     try {
       const { device } = this.gpu;

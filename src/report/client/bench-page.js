@@ -1,5 +1,6 @@
 // The benchmark page: time vs next-window balancedness per trace, per-window balancedness per
-// balancer, and the table. Data: the BenchReport of `adrs bench` (src/benchmark/bench-types.ts).
+// balancer, and the table. Data: the BenchReport of `adrs bench` (src/benchmark/bench-types.ts), in
+// snake_case (bench-html.ts converts a file from before that convention).
 
 const { PALETTE, el, fmt, section, note, table, plot, startPage } = window.adrsUi;
 
@@ -34,7 +35,7 @@ function renderBench(app, d) {
     const ys = names.map((b) => {
       const col = new Array(xs.length).fill(null);
       for (const r of rows.filter((x) => x.balancer === b))
-        col[xs.indexOf(r.time.median_ms)] = r.balancednessNext ?? r.balancednessSame;
+        col[xs.indexOf(r.time.median_ms)] = r.balancedness_next ?? r.balancedness_same;
       return col;
     });
     plot(s, `chart-scatter-${t}`, {
@@ -44,7 +45,7 @@ function renderBench(app, d) {
       data: [xs, ...ys],
       series: names.map((b) => ({ label: b, points: true, size: 11, color: colour.get(b) })),
     });
-    const single = rows.some((r) => r.balancednessNext === null);
+    const single = rows.some((r) => r.balancedness_next === null);
     s.append(
       note(
         single
@@ -65,10 +66,10 @@ function renderBench(app, d) {
   let drawn = 0;
   for (const b of balancers) {
     const rows = d.rows.filter(
-      (r) => r.balancer === b && Array.isArray(r.perWindowNext) && r.perWindowNext.length > 1,
+      (r) => r.balancer === b && Array.isArray(r.per_window_next) && r.per_window_next.length > 1,
     );
     if (!rows.length) continue;
-    const n = Math.max(...rows.map((r) => r.perWindowNext.length));
+    const n = Math.max(...rows.map((r) => r.per_window_next.length));
     const cell = el('div', { style: 'width: 380px' }, el('h2', { text: b }));
     strip.append(cell);
     plot(cell, `chart-windows-${drawn++}`, {
@@ -78,7 +79,7 @@ function renderBench(app, d) {
       height: 200,
       data: [
         Array.from({ length: n }, (_, k) => k),
-        ...rows.map((r) => Array.from({ length: n }, (_, k) => r.perWindowNext[k] ?? null)),
+        ...rows.map((r) => Array.from({ length: n }, (_, k) => r.per_window_next[k] ?? null)),
       ],
       series: rows.map((r, i) => ({ label: r.trace, color: PALETTE[(i + 3) % PALETTE.length] })),
     });
@@ -94,7 +95,7 @@ function renderBench(app, d) {
   const tab = section('The table', true);
   main.append(tab);
   const ms = (v) =>
-    !Number.isFinite(v) ? '–' : v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
+    !Number.isFinite(v) ? '—' : v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
   tab.append(
     table(
       [
@@ -111,15 +112,15 @@ function renderBench(app, d) {
       ],
       d.rows.map((r) => [
         r.trace,
-        r.balancer + (r.runsOn === 'gpu' ? ' (gpu)' : ''),
+        r.balancer + (r.runs_on === 'gpu' ? ' (gpu)' : ''),
         ms(r.time.median_ms),
         ms(r.time.p95_ms),
-        r.gpuTime ? ms(r.gpuTime.median_ms) : '–',
-        fmt(r.balancednessSame),
-        fmt(r.balancednessNext),
-        fmt(r.adrsScore, 2),
-        Number.isFinite(r.moeVsNone) ? `${(100 * r.moeVsNone).toFixed(1)} %` : '–',
-        Number.isFinite(r.rebalanceShare) ? `${(100 * r.rebalanceShare).toPrecision(2)} %` : '–',
+        r.gpu_time ? ms(r.gpu_time.median_ms) : '—',
+        fmt(r.balancedness_same),
+        fmt(r.balancedness_next),
+        fmt(r.adrs_score, 2),
+        Number.isFinite(r.moe_vs_none) ? `${(100 * r.moe_vs_none).toFixed(1)} %` : '—',
+        Number.isFinite(r.rebalance_share) ? `${(100 * r.rebalance_share).toPrecision(2)} %` : '—',
       ]),
     ),
   );

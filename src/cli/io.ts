@@ -1,0 +1,52 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/**
+ * Where a command's output goes: the process's stdout and stderr, or what a test injects through
+ * createCli (src/cli/main.ts). Commands write through `say`, `note` and `printJson`, never to
+ * process.stdout directly, so one CLI run in a test process captures its own output, even beside
+ * another. Terminal-only status lines (src/cli/progress.ts) stay on process.stderr.
+ */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+export const PROCESS_IO: CliIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+interface RunState {
+  io: CliIo;
+  /** A command's verdict when it finishes without throwing (e.g. 1 for a replay that diverged). */
+  exitCode: number;
+}
+
+const current = new AsyncLocalStorage<RunState>();
+const outside: RunState = { io: PROCESS_IO, exitCode: 0 };
+const state = (): RunState => current.getStore() ?? outside;
+
+/** Runs `fn` with its output sent to `io`; resolves to the exit code the command set (0 by default). */
+export async function withIo(io: CliIo, fn: () => Promise<unknown>): Promise<number> {
+  const run: RunState = { io, exitCode: 0 };
+  await current.run(run, fn);
+  return run.exitCode;
+}
+
+/** The output of the command running now. */
+export const cliIo = (): CliIo => state().io;
+
+/** One line on stdout. */
+export function say(line: string): void {
+  state().io.stdout(`${line}\n`);
+}
+
+/** One line on stderr (progress notes, warnings). */
+export function note(line: string): void {
+  state().io.stderr(`${line}\n`);
+}
+
+/** Sets the exit code of a command that finishes without throwing. */
+export function setExitCode(code: number): void {
+  state().exitCode = code;
+}

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { commands } from '../src/cli/commands/index.js';
+import { createCli } from '../src/cli/main.js';
+import { errorReport } from '../src/cli/report-error.js';
+import { UserError } from '../src/util/errors.js';
+import { declaredOptions, runAdrs } from './helpers/cli.js';
+
+describe('createCli', () => {
+  it('runs a command in this process with its output on the injected streams', async () => {
+    const r = await runAdrs('trace', 'info', 'sglang-r1-prefill-in512', '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'sglang-r1-prefill-in512', layers: 58 });
+  });
+
+  it('keeps the output of two concurrent runs apart', async () => {
+    const [a, b] = await Promise.all([
+      runAdrs('trace', 'info', 'sglang-r1-prefill-in512', '--json'),
+      runAdrs('trace', 'info', 'synthetic-v4-windows', '--json'),
+    ]);
+    expect(JSON.parse(a.stdout).name).toBe('sglang-r1-prefill-in512');
+    expect(JSON.parse(b.stdout).name).toBe('synthetic-v4-windows');
+  });
+
+  it('reports a user error in one line and exit code 1, without exiting the process', async () => {
+    const r = await runAdrs('trace', 'info', 'no-such-trace-here');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^adrs: no-such-trace-here: no such file, and not a bundled trace/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('treats a usage error (unknown flag, no command) as the user’s', async () => {
+    const unknown = await runAdrs('trace', 'info', 'sglang-r1-prefill-in512', '--no-such-flag');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^adrs: Unknown argument/);
+    expect(unknown.stderr).not.toMatch(/internal error/);
+    const none = await runAdrs();
+    expect(none).toMatchObject({ code: 1, stderr: 'adrs: name a command; `adrs --help` lists them\n' });
+  });
+
+  it('adds the stack under --verbose; a bug (a plain Error) gets the hint to rerun with it', async () => {
+    const verbose = await runAdrs('trace', 'info', '/', '--verbose');
+    expect(verbose.code).toBe(1);
+    expect(verbose.stderr).toMatch(
+      /^adrs: \/: is a folder; name a trace file \(\.json\)\nUserError: .*\n +at /,
+    );
+    expect(errorReport(new Error('boom'), false)).toBe(
+      'adrs: boom\n(an internal error: run again with --verbose for details)\n',
+    );
+    expect(errorReport(new UserError('bad flag'), false)).toBe('adrs: bad flag\n');
+  });
+
+  it('declares every command on one parser', () => {
+    const parser = createCli().parser([]);
+    const names = commands.map((c) => String(c.command).split(' ')[0]);
+    expect(names).toEqual(
+      expect.arrayContaining(['bench', 'simulate', 'rebalance', 'profile', 'eval', 'evolve']),
+    );
+    expect(declaredOptions(parser)).toContain('verbose');
+  });
+});
