@@ -1,3 +1,4 @@
+import { fixed } from '../util/table.js';
 import type { Activity, Progress } from './controller.js';
 import { stopText } from './report-format.js';
 import { comparisonText, heldoutComparison } from './report-noise.js';
@@ -30,8 +31,7 @@ export function activityText(inflight: Activity[], now: number): string {
     .join(' · ');
 }
 
-const f4 = (x: number | null | undefined): string =>
-  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(4);
+const f4 = (x: number | null | undefined): string => fixed(x, 4);
 
 /** The live line: iteration, best score and its key metrics, evaluations per minute, tokens and cost. */
 export function progressLine(p: Progress): string {

@@ -6,6 +6,7 @@ import type { LineageStep, RunReport } from '../evolve/report.js';
 import { failureClass } from '../evolve/report-classify.js';
 import { stopText } from '../evolve/report-format.js';
 import type { RunFiles } from '../evolve/report-read.js';
+import { fixed, NO_VALUE } from '../util/table.js';
 import { candidateDiff } from './line-diff.js';
 
 /** One evaluated program as a point of the evaluations chart. */
@@ -152,8 +153,8 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
     summary: [
       `${report.iterations.committed} of ${report.iterations.limit} iterations, ${report.wall_time_s.toFixed(1)} s (run clock)`,
       `${ev.total} evaluations (${ev.valid} valid, ${ev.invalid} invalid)`,
-      `best ${report.best ? `${report.best.id} ${fmt(report.best.score)}` : '—'} vs seed ${fmt(report.seed?.score ?? null)}`,
-      `objective ${report.run.objective}; trace ${report.run.trace ?? '—'}; held-out ${report.run.heldout_trace ?? '—'}`,
+      `best ${report.best ? `${report.best.id} ${fmt(report.best.score)}` : NO_VALUE} vs seed ${fmt(report.seed?.score ?? null)}`,
+      `objective ${report.run.objective}; trace ${report.run.trace ?? NO_VALUE}; held-out ${report.run.heldout_trace ?? NO_VALUE}`,
     ],
     curve,
     evaluations: points,
@@ -171,7 +172,7 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
   };
 }
 
-const fmt = (x: number | null): string => (x === null ? '—' : x.toFixed(4));
+const fmt = (x: number | null): string => fixed(x, 4);
 
 function statusText(r: RunReport): string {
   const s = r.status;

@@ -2,7 +2,7 @@ import type { Placement } from '../eplb/placement.js';
 import { gpusPerNode, type Shape, slotsPerGpu, validateShape } from '../eplb/shape.js';
 import type { GpuContext } from '../gpu/device.js';
 import { PassTimer } from '../gpu/timing.js';
-import { check, UserError } from '../util/errors.js';
+import { assert, check, UserError } from '../util/errors.js';
 import {
   LAYERS_PER_GROUP,
   PLACEMENT_EVAL_KERNEL,
@@ -200,8 +200,8 @@ export class PlacementEvaluator {
     options: EvaluateOptions = {},
   ): Promise<PairMetrics[]> {
     this.assertUsable();
-    check(!this.busy, 'PlacementEvaluator.evaluate calls must not overlap: await the previous one');
-    check(this.windowCount > 0, 'no windows on the GPU: call setWindows(loads) before evaluate');
+    assert(!this.busy, 'PlacementEvaluator.evaluate calls must not overlap: await the previous one');
+    assert(this.windowCount > 0, 'no windows on the GPU: call setWindows(loads) before evaluate');
     if (pairs.length === 0) return [];
     const perLayer = options.perLayer ?? true;
     this.checkPlacements(placements);

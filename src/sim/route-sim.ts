@@ -2,7 +2,7 @@ import { gpusPerNode, type Shape, validateShape } from '../eplb/shape.js';
 import { stagingBuffer, storageBuffer, uniformBuffer, upload } from '../gpu/buffers.js';
 import type { GpuContext } from '../gpu/device.js';
 import { PassTimer } from '../gpu/timing.js';
-import { check } from '../util/errors.js';
+import { assert, check } from '../util/errors.js';
 import { COUNTERS_PER_GPU, type CostModel, H100_COST_MODEL } from './cost-model.js';
 import { resultFromCounters } from './route-result.js';
 import { seedKey } from './route-rng.js';
@@ -120,7 +120,7 @@ export class RouteSimulator {
   }
 
   async run(input: RouteInput): Promise<RouteResult> {
-    check(
+    assert(
       !this.busy,
       'RouteSimulator.run was called while a previous call was still running: await each call',
     );
