@@ -240,18 +240,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   const account = (model: string): ModelAccount => {
     let a = accounts.get(model);
     if (!a) {
-      a = {
-        model,
-        calls: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        cost_usd: 0,
-        estimated_usage: 0,
-        http_retries: 0,
-        failed_calls: 0,
-        mean_latency_ms: 0,
-        mean_queued_ms: null,
-      };
+      a = { model, ...noCalls(), mean_latency_ms: 0 };
       accounts.set(model, a);
     }
     return a;
@@ -287,17 +276,7 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
     const n = queuedCalls.get(a.model) ?? 0;
     a.mean_queued_ms = n > 0 ? queued.get(a.model)! / n : null;
   }
-  const total: Omit<ModelAccount, 'model'> = {
-    calls: 0,
-    prompt_tokens: 0,
-    completion_tokens: 0,
-    cost_usd: 0,
-    estimated_usage: 0,
-    http_retries: 0,
-    failed_calls: 0,
-    mean_latency_ms: null,
-    mean_queued_ms: null,
-  };
+  const total = noCalls();
   let latency = 0;
   for (const a of models) {
     total.calls += a.calls;
@@ -788,4 +767,19 @@ function checkSummary(
   const last = files.state.commitLog.at(-1)?.index ?? -1;
   const stopsAfter = files.state.stops.at(-1)?.index ?? -1;
   if (last > stopsAfter) notes.push('summary.json is from an earlier session; the run has gone on since');
+}
+
+/** A model account before its first call (means are null until there is something to average). */
+function noCalls(): Omit<ModelAccount, 'model'> {
+  return {
+    calls: 0,
+    prompt_tokens: 0,
+    completion_tokens: 0,
+    cost_usd: 0,
+    estimated_usage: 0,
+    http_retries: 0,
+    failed_calls: 0,
+    mean_latency_ms: null,
+    mean_queued_ms: null,
+  };
 }
