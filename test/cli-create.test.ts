@@ -59,3 +59,18 @@ describe('createCli', () => {
     expect(declaredOptions(parser)).toContain('verbose');
   });
 });
+
+describe('createCli --help and --version', () => {
+  it('print on the injected stdout and exit 0 without ending the process', async () => {
+    const help = await runAdrs('--help');
+    expect(help).toMatchObject({ code: 0, stderr: '' });
+    expect(help.stdout).toMatch(/^adrs <command> \[options\]\n/);
+    expect(help.stdout).toMatch(/adrs evolve/);
+    const sub = await runAdrs('trace', '--help');
+    expect(sub).toMatchObject({ code: 0, stderr: '' });
+    expect(sub.stdout).toMatch(/adrs trace list/);
+    const version = await runAdrs('--version');
+    expect(version).toMatchObject({ code: 0, stderr: '' });
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+});

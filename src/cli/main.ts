@@ -34,6 +34,9 @@ export function createCli(io: CliIo = PROCESS_IO): Cli {
       .demandCommand(1, 'name a command; `adrs --help` lists them')
       .recommendCommands()
       .wrap(Math.min(110, process.stdout.columns || 110))
+      // --help and --version print through run()'s io, and a parse never ends the process (tests run
+      // the CLI in theirs; runAsEntry decides the exit).
+      .exitProcess(false)
       .fail((message, error) => {
         // yargs validation messages are user errors; thrown errors are reported by run().
         if (error) throw error;
@@ -46,7 +49,15 @@ export function createCli(io: CliIo = PROCESS_IO): Cli {
     parser,
     run: async (argv) => {
       try {
-        return await withIo(io, () => parser(argv).parseAsync());
+        // With a parse callback, yargs hands over the text of --help and --version instead of printing it.
+        let shown = '';
+        const code = await withIo(io, () =>
+          parser(argv).parseAsync([...argv], {}, (_error, _args, output) => {
+            shown = output;
+          }),
+        );
+        if (shown) io.stdout(`${shown}\n`);
+        return code;
       } catch (error) {
         io.stderr(errorReport(error, argv.includes('--verbose')));
         return 1;
