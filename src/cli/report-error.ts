@@ -11,9 +11,3 @@ export function errorReport(error: unknown, verbose: boolean): string {
   else if (!userFacing) text += '(an internal error: run again with --verbose for details)\n';
   return text;
 }
-
-/** One line on stderr and exit code 1; the stack only under --verbose, or for a bug. */
-export function reportAndExit(error: unknown, verbose: boolean): void {
-  process.stderr.write(errorReport(error, verbose));
-  process.exit(1);
-}
