@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import { UserError } from '../util/errors.js';
 import { snakeKeys } from '../util/snake-case.js';
 import { cliIo } from './io.js';
 
@@ -27,4 +28,13 @@ export function withJson<T>(y: Argv<T>) {
 export function printJson(value: unknown, options: { compact?: boolean } = {}): void {
   const doc = snakeKeys(value);
   cliIo().stdout(`${options.compact ? JSON.stringify(doc) : JSON.stringify(doc, null, 2)}\n`);
+}
+
+/** The port of `--serve` (report, evolve): none when absent; any free port (printed) for a bare --serve or 0. */
+export function servePort(value: number | boolean | undefined): number | null {
+  if (value === undefined || value === false) return null;
+  if (value === true) return 0;
+  if (!Number.isInteger(value) || value < 0 || value > 65535)
+    throw new UserError(`--serve takes a port between 0 and 65535, got ${value}`);
+  return value;
 }

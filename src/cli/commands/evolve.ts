@@ -5,9 +5,8 @@ import { activityText, progressLine, statusHead, summaryText } from '../../evolv
 import { runSession } from '../../evolve/session.js';
 import { type Dashboard, serveRun } from '../../report/serve.js';
 import { cliIo, say, setExitCode } from '../io.js';
-import { printJson, withJson } from '../options.js';
+import { printJson, servePort, withJson } from '../options.js';
 import { tickingLine } from '../progress.js';
-import { servePort } from './report.js';
 
 /** The session's own flags; the config keys' flags (--seed, --model, …) come from CONFIG_FLAGS. */
 interface EvolveArgs {

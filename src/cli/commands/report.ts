@@ -7,8 +7,8 @@ import { buildRunPageData } from '../../report/run-page-data.js';
 import { serveRun } from '../../report/serve.js';
 import { UserError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
-import { say } from '../io.js';
-import { printJson, withJson } from '../options.js';
+import { note, say } from '../io.js';
+import { printJson, servePort, withJson } from '../options.js';
 
 interface ReportArgs {
   dir: string;
@@ -17,15 +17,6 @@ interface ReportArgs {
   html?: string;
   serve?: number | boolean;
   host: string;
-}
-
-/** --serve with no value: any free port (printed); --serve 0 too. */
-export function servePort(value: number | boolean | undefined): number | null {
-  if (value === undefined || value === false) return null;
-  if (value === true) return 0;
-  if (!Number.isInteger(value) || value < 0 || value > 65535)
-    throw new UserError(`--serve takes a port between 0 and 65535, got ${value}`);
-  return value;
 }
 
 export const reportCommand: CommandModule<object, ReportArgs> = {
@@ -67,13 +58,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     const report = buildRunReport(files, { top: argv.top });
     if (argv.html) {
       writeFileAtomic(argv.html, runHtml(buildRunPageData(files, report)));
-      if (!argv.json) console.error(`wrote ${argv.html}`);
+      if (!argv.json) note(`wrote ${argv.html}`);
     }
     if (argv.json) printJson(report);
     else if (port === null || !argv.html) say(reportText(report));
     if (port === null) return;
     const dashboard = await serveRun(argv.dir, { port, host: argv.host });
-    console.error(`dashboard of ${argv.dir} at ${dashboard.url} (read-only; Ctrl-C stops it)`);
+    note(`dashboard of ${argv.dir} at ${dashboard.url} (read-only; Ctrl-C stops it)`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
