@@ -133,11 +133,42 @@ describe('one config schema', () => {
       '--seed must be a non-negative integer, got -1',
     );
     expect(() => applyOverrides(defaultConfig(), { gpus: 1.5 })).toThrow(
-      '--gpus must be a non-negative integer, got 1.5',
+      '--gpus must be a positive integer, got 1.5',
     );
     expect(() => applyOverrides(defaultConfig(), { timeLimit: 'soon' })).toThrow(
       /cannot read the duration 'soon'/,
     );
+  });
+});
+
+describe('a flag and its config key agree', () => {
+  it('refuses from a flag what the config file refuses (was: --replicas 0, --history 0, --base-url "" taken)', () => {
+    const base = defaultConfig();
+    for (const key of ['replicas', 'gpus', 'nodes', 'groups', 'history'] as const) {
+      expect(() => validateConfig({ evaluator: { [key]: 0 } })).toThrow(
+        `evaluator.${key} must be an integer ≥ 1`,
+      );
+      const flag = CONFIG_FLAGS.find((f) => f.key === key)!.name;
+      expect(() => applyOverrides(base, { [key]: 0 })).toThrow(`--${flag} must be a positive integer, got 0`);
+      expect(applyOverrides(base, { [key]: 3 }).evaluator[key]).toBe(3);
+    }
+    expect(() => validateConfig({ llm: { base_url: '' } })).toThrow(
+      'llm.base_url must be a non-empty string',
+    );
+    expect(() => applyOverrides(base, { baseUrl: '' })).toThrow(
+      '--base-url must be a non-empty string, got ""',
+    );
+  });
+
+  it('refuses a negative, NaN or infinite time limit in a file as the flag does', () => {
+    for (const bad of [-5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => validateConfig({ time_limit: bad })).toThrow(/^config: time_limit must be a duration ≥ 0/);
+    }
+    expect(() => applyOverrides(defaultConfig(), { timeLimit: '-5' })).toThrow(
+      /cannot read the duration '-5'/,
+    );
+    expect(validateConfig({ time_limit: 0 }).time_limit_s).toBe(0);
+    expect(applyOverrides(defaultConfig(), { timeLimit: '1h30m' }).time_limit_s).toBe(5400);
   });
 });
 

@@ -218,9 +218,12 @@ export function readSection(
 }
 
 export class Validator {
+  /** `where`: the config file ('config' inline), or '' for a flag, whose errors name the flag alone. */
   constructor(readonly where: string) {}
   fail(key: string, want: string, got: unknown): never {
-    throw new UserError(`${this.where}: ${key} must be ${want}, got ${JSON.stringify(got)}`);
+    throw new UserError(
+      `${this.where ? `${this.where}: ` : ''}${key} must be ${want}, got ${JSON.stringify(got)}`,
+    );
   }
   known(obj: Record<string, unknown>, prefix: string, keys: string[]): void {
     for (const k of Object.keys(obj)) {
@@ -267,10 +270,13 @@ export class Validator {
     if (!options.includes(raw as T)) this.fail(key, `one of ${options.join(', ')}`, raw);
     return raw as T;
   }
+  /** Seconds, from a number or a text such as 15m; never negative, NaN or infinite (YAML's .nan and .inf are numbers). */
   duration(raw: unknown, key: string): number {
-    if (typeof raw !== 'number' && typeof raw !== 'string')
-      this.fail(key, 'a duration such as 90s, 15m or 2h', raw);
-    return parseDuration(raw as string | number);
+    const want = 'a duration ≥ 0 such as 90s, 15m or 2h';
+    if (typeof raw !== 'number' && typeof raw !== 'string') this.fail(key, want, raw);
+    const seconds = parseDuration(raw as string | number);
+    if (!Number.isFinite(seconds) || seconds < 0) this.fail(key, want, raw);
+    return seconds;
   }
 }
 

@@ -78,9 +78,12 @@ export const DEFAULT_FEATURES: FeatureConfig[] = [
 /** A flag taking a non-negative integer, as every integer flag of `adrs evolve` does. */
 const intFlag = <N extends string>(name: N, describe?: string) =>
   numberFlag<number, N>(name, (v, _, flag) => checkedInt(v, flag), describe);
-/** The same for a key that is null (unset) in the file by default. */
-const optionalIntFlag = <N extends string>(name: N) =>
-  numberFlag<number | null, N>(name, (v, _, flag) => checkedInt(v, flag));
+/** A deployment number (replicas, GPUs, …): a positive integer, as in every other command (src/cli/deployment.ts). */
+const positiveIntFlag = <N extends string>(name: N) =>
+  numberFlag<number | null, N>(name, (v, _, flag) => {
+    if (!Number.isInteger(v) || v < 1) throw new UserError(`${flag} must be a positive integer, got ${v}`);
+    return v;
+  });
 
 const model = (name: string): ModelConfig => ({
   name,
@@ -164,7 +167,7 @@ const readProblemFile: Read<string> = (raw, k, v) => {
 const deploymentKey = <N extends 'replicas' | 'gpus' | 'nodes' | 'groups' | 'history'>(
   name: N,
   describe: string,
-) => key({ describe, default: null as number | null, read: orNull(int(1)), flag: optionalIntFlag(name) });
+) => key({ describe, default: null as number | null, read: orNull(int(1)), flag: positiveIntFlag(name) });
 
 export const CONFIG_SCHEMA = section('adrs evolve config', {
   problem: fileOnly('What the model is asked to improve; shown at the top of every prompt', '', str),
@@ -418,12 +421,16 @@ export const CONFIG_FLAGS: readonly ConfigFlag[] = configKeys().flatMap(({ path,
       ],
 );
 
-const flagOf = (k: string): (ConfigFlag & { spec: AnyFlag }) | undefined => {
+/** A flag of CONFIG_FLAGS by its ConfigOverrides key, with the schema key it sets. */
+const flagOf = (k: string): (ConfigFlag & { spec: AnyFlag; read: AnyKey['read'] }) | undefined => {
   const f = CONFIG_FLAGS.find((c) => c.key === k);
   if (!f) return undefined;
-  const spec = configKeys().find((c) => c.path === f.path)!.key.flag as AnyFlag;
-  return { ...f, spec };
+  const { key } = configKeys().find((c) => c.path === f.path)!;
+  return { ...f, spec: key.flag as AnyFlag, read: key.read };
 };
+
+/** Checks a flag's value as the file's would be, its errors naming the flag alone ('--x must be …'). */
+const FLAG_VALIDATOR = new Validator('');
 
 export function defaultConfig(): EvolveConfig {
   return defaultsOf(ROOT) as EvolveConfig;
@@ -478,7 +485,9 @@ export function applyOverrides(config: EvolveConfig, o: ConfigOverrides): Evolve
     const flag = flagOf(k);
     if (!flag) throw new Error(`applyOverrides: '${k}' is no flag of the config schema`);
     const { node, name } = slot(c, flag.path);
-    node[name] = flag.spec.toValue(value as number | string, node[name], `--${flag.name}`);
+    const set = flag.spec.toValue(value as number | string, node[name], `--${flag.name}`);
+    // The key's reader has the last word, so no flag sets a value its config file would refuse.
+    node[name] = flag.read(set, `--${flag.name}`, FLAG_VALIDATOR);
   }
   return c;
 }
