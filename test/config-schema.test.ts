@@ -13,6 +13,7 @@ import {
   validateConfig,
 } from '../src/evolve/config.js';
 import { readRunConfig } from '../src/evolve/run-folder.js';
+import { closest, editDistance } from '../src/util/did-you-mean.js';
 import { declaredOptions } from './helpers/cli.js';
 
 /** The value at a dotted path of a config. */
@@ -101,6 +102,26 @@ describe('one config schema', () => {
       "unknown key 'search.mutations.difff' (did you mean 'search.mutations.diff'?)",
     );
     expect(() => validateConfig({ zzzzzzzz: 1 })).toThrow(/unknown key 'zzzzzzzz'; allowed: problem, /);
+  });
+
+  it('names the section of a key written in the wrong one', () => {
+    expect(() => validateConfig({ budget_usd: 5 })).toThrow(
+      "config: unknown key 'budget_usd' (did you mean 'llm.budget_usd'?)",
+    );
+    expect(() => validateConfig({ llm: { seed: 1 } })).toThrow(
+      "unknown key 'llm.seed' (did you mean 'seed'?)",
+    );
+    expect(() => validateConfig({ evaluator: { diff: 1 } })).toThrow(
+      "unknown key 'evaluator.diff' (did you mean 'search.mutations.diff'?)",
+    );
+    // A close name in the section comes first.
+    expect(() => validateConfig({ llm: { retrie: 1 } })).toThrow("(did you mean 'llm.retries'?)");
+  });
+
+  it('suggests the closest name, not the first within reach', () => {
+    expect(closest('timeout', ['timeout_ms', 'timeout_s'])).toBe('timeout_s');
+    expect(closest('abc', ['xyz'])).toBeUndefined();
+    expect(editDistance('kitten', 'sitting')).toBe(3);
   });
 
   it('refuses a resume that changes a frozen key and takes one that only extends the run', () => {

@@ -1,3 +1,4 @@
+import { closest } from '../util/did-you-mean.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -196,13 +197,23 @@ export function parseDuration(text: string | number): number {
 const fileKeys = (s: AnySection): string[] =>
   Object.entries(s.keys).map(([name, e]) => (e.kind === 'key' ? (e.file ?? name) : name));
 
+/**
+ * A section of a config file read against its schema: unknown keys refused, defaults filled, each key
+ * read and the section refined. `root`: the whole schema, where a key in the wrong section is found.
+ */
 export function readSection(
   s: AnySection,
   given: Record<string, unknown>,
   prefix: string,
   v: Validator,
+  root: AnySection = s,
 ): Record<string, unknown> {
-  v.known(given, prefix, fileKeys(s));
+  v.known(
+    given,
+    prefix,
+    fileKeys(s),
+    keysOf(root).map((k) => k.filePath),
+  );
   const out = defaultsOf(s);
   for (const [name, entry] of Object.entries(s.keys)) {
     const fileKey = entry.kind === 'key' ? (entry.file ?? name) : name;
@@ -211,7 +222,7 @@ export function readSection(
     const path = prefix + fileKey;
     if (entry.kind === 'key') out[name] = entry.read(raw, path, v);
     else if (entry.kind === 'alias') out[entry.target] = entry.read(raw, path, v);
-    else out[name] = readSection(entry, v.obj(raw, path), `${path}.`, v);
+    else out[name] = readSection(entry, v.obj(raw, path), `${path}.`, v, root);
   }
   s.refine?.(out as never, v.where);
   return out;
@@ -225,12 +236,23 @@ export class Validator {
       `${this.where ? `${this.where}: ` : ''}${key} must be ${want}, got ${JSON.stringify(got)}`,
     );
   }
-  known(obj: Record<string, unknown>, prefix: string, keys: string[]): void {
+  /**
+   * Refuses a key not in `keys`, suggesting the closest of them, else the same name in another
+   * section (`elsewhere`: every key's dotted path in the file, e.g. budget_usd → llm.budget_usd).
+   */
+  known(
+    obj: Record<string, unknown>,
+    prefix: string,
+    keys: string[],
+    elsewhere: readonly string[] = [],
+  ): void {
     for (const k of Object.keys(obj)) {
       if (keys.includes(k)) continue;
-      const close = keys.find((c) => editDistance(c, k) <= 2);
+      const near = closest(k, keys);
+      const moved = near === undefined ? elsewhere.find((p) => p.split('.').at(-1) === k) : undefined;
+      const hint = near !== undefined ? `${prefix}${near}` : moved;
       throw new UserError(
-        `${this.where}: unknown key '${prefix}${k}'${close ? ` (did you mean '${prefix}${close}'?)` : ''}; allowed: ${keys.join(', ')}`,
+        `${this.where}: unknown key '${prefix}${k}'${hint ? ` (did you mean '${hint}'?)` : ''}; allowed: ${keys.join(', ')}`,
       );
     }
   }
@@ -278,21 +300,6 @@ export class Validator {
     if (!Number.isFinite(seconds) || seconds < 0) this.fail(key, want, raw);
     return seconds;
   }
-}
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(
-        d[i - 1]![j]! + 1,
-        d[i]![j - 1]! + 1,
-        d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-  }
-  return d[a.length]![b.length]!;
 }
 
 /** The mapping holding the key at a dotted path of a config, and the key's name in it. */
