@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/cli/commands/index.js';
-import { createCli } from '../src/cli/main.js';
+import { createCli, flagHint } from '../src/cli/main.js';
 import { errorReport } from '../src/cli/report-error.js';
 import { UserError } from '../src/util/errors.js';
 import { declaredOptions, runAdrs } from './helpers/cli.js';
@@ -72,5 +72,26 @@ describe('createCli --help and --version', () => {
     const version = await runAdrs('--version');
     expect(version).toMatchObject({ code: 0, stderr: '' });
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe('a mistyped flag', () => {
+  it('names the close flag of the command being parsed', async () => {
+    const r = await runAdrs('trace', 'info', 'sglang-r1-prefill-in512', '--jsn');
+    expect(r).toMatchObject({ code: 1, stderr: 'adrs: Unknown argument: jsn (did you mean --json?)\n' });
+    const evolve = await runAdrs('evolve', '--seeed', '3');
+    expect(evolve.stderr).toBe('adrs: Unknown argument: seeed (did you mean --seed?)\n');
+  });
+
+  it('hints only flags that were given as flags, each by name when there are several', () => {
+    const declared = ['json', 'seed', 'verbose'];
+    expect(flagHint('Unknown argument: jsn', declared, ['--jsn'])).toBe(' (did you mean --json?)');
+    expect(flagHint('Unknown argument: jsn', declared, ['--jsn=1'])).toBe(' (did you mean --json?)');
+    // A stray positional is no flag.
+    expect(flagHint('Unknown argument: jsn', declared, ['jsn'])).toBe('');
+    expect(flagHint('Unknown arguments: sed, zzzzz', declared, ['--sed', '1', '--zzzzz'])).toBe(
+      ' (did you mean --seed for sed?)',
+    );
+    expect(flagHint('Missing required argument: trace', declared, [])).toBe('');
   });
 });

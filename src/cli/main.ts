@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { closest } from '../util/did-you-mean.js';
 import { commands } from './commands/index.js';
 import { type CliIo, PROCESS_IO, withIo } from './io.js';
 import { errorReport } from './report-error.js';
@@ -9,6 +10,27 @@ import { errorReport } from './report-error.js';
 /** yargs' own usage errors (unknown flag, missing option) are the user's, like a UserError. */
 class UsageError extends Error {
   override name = 'UserError';
+}
+
+interface DeclaredOptions {
+  getOptions(): { key: Record<string, unknown> };
+}
+
+/**
+ * ' (did you mean --seed?)' after yargs' "Unknown argument: seeed", for each unknown flag (not a
+ * stray positional) within two edits of a declared one; '' when none is.
+ */
+export function flagHint(message: string, declared: readonly string[], argv: readonly string[]): string {
+  const unknown = /^Unknown arguments?: (.*)$/.exec(message)?.[1]?.split(', ') ?? [];
+  const given = (name: string) =>
+    argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`) || a === `-${name}`);
+  const hints = unknown.flatMap((name) => {
+    const near = given(name) ? closest(name, declared) : undefined;
+    return near === undefined ? [] : [{ name, near }];
+  });
+  if (hints.length === 0) return '';
+  if (unknown.length === 1) return ` (did you mean --${hints[0]!.near}?)`;
+  return ` (did you mean ${hints.map((h) => `--${h.near} for ${h.name}`).join(', ')}?)`;
 }
 
 /** The `adrs` command line, for the executable and for tests. */
@@ -40,7 +62,9 @@ export function createCli(io: CliIo = PROCESS_IO): Cli {
       .fail((message, error) => {
         // yargs validation messages are user errors; thrown errors are reported by run().
         if (error) throw error;
-        throw new UsageError(message);
+        // The parser holds the options of the command being parsed (yargs' getOptions, untyped).
+        const declared = Object.keys((cli as unknown as DeclaredOptions).getOptions().key);
+        throw new UsageError(message + flagHint(message, declared, argv));
       });
     for (const command of commands) cli = cli.command(command);
     return cli.help().version();
