@@ -18,16 +18,30 @@ function adrs(...args: string[]): string {
   return r.stdout;
 }
 
+const DATA_KEYED = [
+  'files',
+  'metrics',
+  'artifacts',
+  'limits',
+  'outcomes',
+  'refused',
+  'refused_answers',
+  'invalid_by_class',
+];
+
 /**
- * Every key of a JSON document that is not snake_case, with its path. Maps keyed by data are skipped;
- * a hyphen is allowed, as in the run report's refusal classes ('no-match'), enum values used as keys.
+ * Every key of a JSON document that is not snake_case, with its path. The keys of maps keyed by data
+ * are skipped, not their values; a hyphen is allowed, as in the run report's refusal classes
+ * ('no-match'), enum values used as keys.
  */
 function notSnake(value: unknown, path = '$'): string[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => notSnake(v, `${path}[${i}]`));
   if (value === null || typeof value !== 'object') return [];
   return Object.entries(value).flatMap(([k, v]) => [
     ...(/^[a-z0-9_-]+$/.test(k) ? [] : [`${path}.${k}`]),
-    ...(['files', 'metrics', 'artifacts', 'limits'].includes(k) ? [] : notSnake(v, `${path}.${k}`)),
+    ...(DATA_KEYED.includes(k) && v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.entries(v).flatMap(([dk, dv]) => notSnake(dv, `${path}.${k}.${dk}`))
+      : notSnake(v, `${path}.${k}`)),
   ]);
 }
 

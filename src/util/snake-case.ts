@@ -5,8 +5,22 @@
  * evaluator's metrics and artifacts, WebGPU's limits by their names in the spec) keep their keys.
  */
 
-/** Properties whose value is keyed by data, not by field names: their keys are left alone. */
-const DATA_KEYED = new Set(['files', 'metrics', 'artifacts', 'limits']);
+/**
+ * Properties whose value is a map keyed by data, not by field names: a candidate's files, an
+ * evaluator's metrics and artifacts (any names a custom evaluator module chooses), WebGPU's limits,
+ * and the run report's tallies by outcome, refusal and failure class (the latter an artifact name).
+ * Their keys are left alone; their values are still converted.
+ */
+const DATA_KEYED = new Set([
+  'files',
+  'metrics',
+  'artifacts',
+  'limits',
+  'outcomes',
+  'refused',
+  'refused_answers',
+  'invalid_by_class',
+]);
 
 /**
  * 'rebalanceInterval' → 'rebalance_interval', 'top8Share' → 'top8_share'. Hyphens stay: a key such
@@ -28,7 +42,15 @@ export function snakeKeys(value: unknown): unknown {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     if (v === undefined) continue;
-    out[snakeCase(k)] = DATA_KEYED.has(k) ? v : snakeKeys(v);
+    out[snakeCase(k)] = DATA_KEYED.has(k) ? dataKeyed(v) : snakeKeys(v);
   }
+  return out;
+}
+
+/** A map keyed by data: its keys as they are, the field names of its values converted. */
+function dataKeyed(map: unknown): unknown {
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) return snakeKeys(map);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(map)) if (v !== undefined) out[k] = snakeKeys(v);
   return out;
 }
