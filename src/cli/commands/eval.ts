@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import type { BrokerOutcome } from '../../distributed/broker-evaluator.js';
 import { DEFAULT_MOE_TOKENS } from '../../eval/cascade.js';
 import { DEFAULT_REPEATS, EvaluatorPool } from '../../eval/index.js';
 import { checkEvaluateOptions, deploymentShape } from '../../eval/pool.js';
@@ -169,13 +170,40 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
 };
 
 async function evalOnBroker(argv: EvalArgs): Promise<void> {
-  const { evalBatchCommand } = await import('../../distributed/eval-command.js');
-  await evalBatchCommand({
-    ...argv,
-    history: historyOf(argv),
-    trace: argv.trace ?? argv.like,
-    seriesSeed: argv.trace !== undefined ? null : (argv['series-seed'] ?? secretSeriesSeed()),
-  });
+  // Loaded only here: the Redis client is not needed by a local evaluation.
+  const { evaluateOnBroker } = await import('../../distributed/eval-on-broker.js');
+  const trace = argv.trace ?? argv.like;
+  const progress = process.stderr.isTTY && !argv.json;
+  const results = await evaluateOnBroker(
+    {
+      ...argv,
+      history: historyOf(argv),
+      trace,
+      seriesSeed: argv.trace !== undefined ? null : (argv['series-seed'] ?? secretSeriesSeed()),
+    },
+    (done, total) => {
+      if (progress) cliIo().stderr(`\r\x1b[K${done}/${total} evaluated`);
+    },
+  );
+  if (progress) cliIo().stderr('\r\x1b[K');
+  if (argv.json) printJson(results.map((r) => ({ dir: r.dir, ...r.result })));
+  else
+    for (const { dir, result } of results)
+      for (const line of brokerResultLines(dir, result, trace)) say(line);
+}
+
+/** One verdict from an `adrs worker`, as `adrs eval --broker` shows it. */
+export function brokerResultLines(dir: string, r: BrokerOutcome, trace: string): string[] {
+  const m = r.metrics;
+  const g = (x: number | null | undefined) => fixed(x, 3);
+  return [
+    `${dir}: ${r.valid ? 'valid' : 'INVALID'}${r.stage !== undefined ? ` (stage ${r.stage})` : ''} on ${trace}, ${r.adapter} (worker ${r.worker})`,
+    `  score: ${g(r.score)}   adrs ${g(m.adrs_score)}, default ${g(m.default_score)}; median ${g(m.median_ms)} ms per call`,
+    ...Object.entries(r.artifacts).flatMap(([key, text]) => [
+      `  ${key}:`,
+      ...text.split('\n').map((line) => `    ${line}`),
+    ]),
+  ];
 }
 
 /** The layers a candidate ran under, in one line (the threat model in the README says what each does). */

@@ -24,11 +24,16 @@ export interface EvalBatchArgs {
   windows?: number;
   repeats: number;
   memory: number;
-  json: boolean;
 }
 
-/** The `adrs eval DIR... --broker URL` handler: one job per folder, results in the folders' order. */
-export async function evalBatchCommand(a: EvalBatchArgs): Promise<void> {
+/**
+ * `adrs eval DIR... --broker URL`: one job per folder, the verdicts in the folders' order (the CLI
+ * prints them). `onResult` is told how many are in.
+ */
+export async function evaluateOnBroker(
+  a: EvalBatchArgs,
+  onResult: (done: number, total: number) => void = () => {},
+): Promise<{ dir: string; result: BrokerOutcome }[]> {
   const url = resolveBrokerUrl(a.broker || undefined, null);
   if (!url) {
     throw new UserError(
@@ -44,9 +49,8 @@ export async function evalBatchCommand(a: EvalBatchArgs): Promise<void> {
     repeats: a.repeats,
     ...(a.windows !== undefined ? { windows: a.windows } : {}),
   });
-  const progress = process.stderr.isTTY && !a.json;
   let done = 0;
-  const results = await evaluateBatch(a.dirs, {
+  return evaluateBatch(a.dirs, {
     url,
     queue: a.queue ?? DEFAULT_QUEUE,
     settings: {
@@ -64,36 +68,6 @@ export async function evalBatchCommand(a: EvalBatchArgs): Promise<void> {
       windows: a.windows ?? null,
       repeats: a.repeats,
     },
-    onResult: () => {
-      done++;
-      if (progress) process.stderr.write(`\r\x1b[K${done}/${a.dirs.length} evaluated`);
-    },
+    onResult: () => onResult(++done, a.dirs.length),
   });
-  if (progress) process.stderr.write('\r\x1b[K');
-  if (a.json) {
-    console.log(
-      JSON.stringify(
-        results.map((r) => ({ dir: r.dir, ...r.result })),
-        null,
-        2,
-      ),
-    );
-    return;
-  }
-  for (const { dir, result } of results) printOne(dir, result, a.trace);
-}
-
-function printOne(dir: string, r: BrokerOutcome, trace: string): void {
-  const f = (x: number | undefined, d = 3) => (x === undefined ? '—' : x.toFixed(d));
-  const m = r.metrics;
-  console.log(
-    `${dir}: ${r.valid ? 'valid' : 'INVALID'}${r.stage !== undefined ? ` (stage ${r.stage})` : ''} on ${trace}, ${r.adapter} (worker ${r.worker})`,
-  );
-  console.log(
-    `  score: ${f(r.score ?? undefined)}   adrs ${f(m.adrs_score)}, default ${f(m.default_score)}; median ${f(m.median_ms)} ms per call`,
-  );
-  for (const [key, text] of Object.entries(r.artifacts)) {
-    console.log(`  ${key}:`);
-    for (const line of text.split('\n')) console.log(`    ${line}`);
-  }
 }
