@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/cli/commands/index.js';
+import { setExitCode } from '../src/cli/io.js';
 import { createCli, flagHint } from '../src/cli/main.js';
 import { errorReport } from '../src/cli/report-error.js';
 import { UserError } from '../src/util/errors.js';
@@ -93,5 +94,11 @@ describe('a mistyped flag', () => {
       ' (did you mean --seed for sed?)',
     );
     expect(flagHint('Missing required argument: trace', declared, [])).toBe('');
+  });
+});
+
+describe('the io of a run', () => {
+  it('refuses an exit code set outside a run, where nothing would read it', () => {
+    expect(() => setExitCode(1)).toThrow('setExitCode called outside a CLI run');
   });
 });

@@ -42,13 +42,13 @@ const capitalized = (s: string): string => s[0]!.toUpperCase() + s.slice(1);
 
 /** Declares --replicas, --gpus, --nodes, --groups (and --history when asked) on a command. */
 export function withDeployment<T>(y: Argv<T>, options: DeploymentFlagOptions = {}): Argv<T & DeploymentArgs> {
-  const say = (text: string) => (options.context ? `${options.context} ${text}` : capitalized(text));
+  const describe = (text: string) => (options.context ? `${options.context} ${text}` : capitalized(text));
   let out = y as Argv<T & DeploymentArgs>;
   for (const key of options.keys ?? DEPLOYMENT_KEYS) {
     const fixed = options.defaults?.[key];
     out = out.option(key, {
       type: 'number',
-      describe: say(fixed === undefined ? `${SHAPE_TEXT[key]} (${unsetText[key]})` : SHAPE_TEXT[key]),
+      describe: describe(fixed === undefined ? `${SHAPE_TEXT[key]} (${unsetText[key]})` : SHAPE_TEXT[key]),
       ...(fixed !== undefined ? { default: fixed } : {}),
     }) as Argv<T & DeploymentArgs>;
   }
@@ -56,7 +56,7 @@ export function withDeployment<T>(y: Argv<T>, options: DeploymentFlagOptions = {
     out = out.option('history', {
       type: 'number',
       default: DEFAULT_HISTORY,
-      describe: say(options.history),
+      describe: describe(options.history),
     }) as Argv<T & DeploymentArgs>;
   }
   return out;

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { assert } from '../util/errors.js';
 
 /**
  * Where a command's output goes: the process's stdout and stderr, or what a test injects through
@@ -22,9 +23,12 @@ interface RunState {
   exitCode: number;
 }
 
+// Per run, not a module variable that createCli sets: two runs in one process (tests run them
+// concurrently) each keep their own output and exit code, and no helper needs the io passed down.
 const current = new AsyncLocalStorage<RunState>();
-const outside: RunState = { io: PROCESS_IO, exitCode: 0 };
-const state = (): RunState => current.getStore() ?? outside;
+/** Outside a CLI run (a helper called from a script), output goes to the process. */
+const OUTSIDE: RunState = Object.freeze({ io: PROCESS_IO, exitCode: 0 });
+const state = (): RunState => current.getStore() ?? OUTSIDE;
 
 /** Runs `fn` with its output sent to `io`; resolves to the exit code the command set (0 by default). */
 export async function withIo(io: CliIo, fn: () => Promise<unknown>): Promise<number> {
@@ -48,5 +52,8 @@ export function note(line: string): void {
 
 /** Sets the exit code of a command that finishes without throwing. */
 export function setExitCode(code: number): void {
-  state().exitCode = code;
+  const run = current.getStore();
+  // Outside a run nothing reads it: the verdict would be lost without a word.
+  assert(run !== undefined, 'setExitCode called outside a CLI run (createCli().run)');
+  run.exitCode = code;
 }
