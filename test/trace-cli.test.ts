@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeTrace } from '../src/cli/commands/trace.js';
+import { describeTrace } from '../src/trace/describe.js';
 import { loadTrace } from '../src/trace/load.js';
 import { runAdrs } from './helpers/cli.js';
 

@@ -3,13 +3,13 @@ import { extname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { CALIBRATED_TEMPORAL_PARAMS, generateCalibratedSeries } from '../../trace/calibrated.js';
 import { calibrationTable, type TraceStatistics, traceStatistics } from '../../trace/calibration.js';
+import { describeTrace } from '../../trace/describe.js';
 import { writeTrace } from '../../trace/io.js';
 import { listBundledTraces, loadTrace, nameFromFile } from '../../trace/load.js';
-import { distribution, type LayerSkew, matrixSkew, SKEW_KEYS } from '../../trace/skew.js';
 import { defaultAnchorNames, generateTrace } from '../../trace/synthetic.js';
 import { fitTemporalParams } from '../../trace/temporal-fit.js';
 import { temporalCalibration, temporalCalibrationTable } from '../../trace/temporal-report.js';
-import { stepLoads, TRACE_NAME_PATTERN, type Trace } from '../../trace/trace.js';
+import { TRACE_NAME_PATTERN } from '../../trace/trace.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import { formatTable } from '../../util/table.js';
@@ -43,31 +43,6 @@ interface ImportArgs {
   source?: string;
   attribution?: string;
   json: boolean;
-}
-
-/** Shape, provenance, total load and per-layer skew of a trace. */
-export function describeTrace(trace: Trace) {
-  const m = trace.manifest;
-  let total = 0;
-  for (const v of trace.loads) total += v;
-  const perStep: number[] = [];
-  const skews: LayerSkew[] = [];
-  for (let s = 0; s < m.steps; s++) {
-    const step = matrixSkew(stepLoads(trace, s), m.layers, m.experts, m.groups);
-    skews.push(...step);
-    perStep.push(step.reduce((a, k) => a + k.cv, 0) / step.length);
-  }
-  const skew = Object.fromEntries(SKEW_KEYS.map((k) => [k, distribution(skews.map((x) => x[k]))]));
-  const { data: _data, generator, ...manifest } = m;
-  return {
-    path: trace.path,
-    ...manifest,
-    generator: generator ? { ...generator, timeline: undefined } : undefined,
-    totalLoad: total,
-    meanLoadPerStep: total / m.steps,
-    skew,
-    meanCvPerStep: perStep,
-  };
 }
 
 const info: CommandModule<object, InfoArgs> = {
@@ -273,7 +248,6 @@ const importCmd: CommandModule<object, ImportArgs> = {
         describe: 'credit and licence of the data',
       }) as Argv<ImportArgs>,
   handler: (argv) => {
-    check(argv.out !== undefined || argv.report, 'give --out DIR|FILE, --report, or both');
     const name =
       argv.name ?? (extname(argv.out) === '.json' ? nameFromFile(argv.out) : nameFromFile(argv.file));
     check(TRACE_NAME_PATTERN.test(name), `--name must be letters, digits, '.', '_' or '-', got '${name}'`);
