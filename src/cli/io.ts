@@ -37,7 +37,11 @@ export async function withIo(io: CliIo, fn: () => Promise<unknown>): Promise<num
   return run.exitCode;
 }
 
-/** The output of the command running now. */
+/**
+ * The output of the command running now. A listener on an event whose source was made outside the
+ * run (a process signal another module listens to as well, a client's socket events) runs outside
+ * the run's context: a command that writes from one takes `const io = cliIo()` up front.
+ */
 export const cliIo = (): CliIo => state().io;
 
 /** One line on stdout. */

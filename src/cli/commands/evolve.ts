@@ -64,13 +64,13 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
       .example('$0 evolve --config examples/eplb/evolve.yaml --serve 8080', '') as never,
   handler: async (argv) => {
     const stopper = new AbortController();
+    // Taken once: a signal listener may run outside this run's context (cliIo() there is the process's).
+    const io = cliIo();
     let interrupts = 0;
     const onSigint = (): void => {
       interrupts++;
       if (interrupts > 1) process.exit(130);
-      cliIo().stderr(
-        '\nstopping: finishing the checkpoint (Ctrl-C again to quit at once; --resume continues)\n',
-      );
+      io.stderr('\nstopping: finishing the checkpoint (Ctrl-C again to quit at once; --resume continues)\n');
       stopper.abort();
     };
     process.on('SIGINT', onSigint);
@@ -104,7 +104,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
           ? {
               onFolder: async (dir: string) => {
                 dashboard = await serveRun(dir, { port });
-                cliIo().stderr(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
+                io.stderr(`dashboard of ${dir} at ${dashboard.url} (read-only)\n`);
               },
             }
           : {}),
@@ -113,7 +113,7 @@ export const evolveCommand: CommandModule<object, EvolveArgs> = {
               onProgress: (p: Progress) => {
                 last = p;
                 if (line.live) line.redraw();
-                else cliIo().stderr(`${progressLine(p)}\n`);
+                else io.stderr(`${progressLine(p)}\n`);
               },
               onActivity: (list: Activity[], now: number) => {
                 inflight = { list, at: now, seen: performance.now() };

@@ -102,7 +102,10 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
       adapter = gpu.info.name;
       gpu.destroy();
     }
-    const log = (line: string) => cliIo().stderr(`${new Date().toISOString()} ${line}\n`);
+    // The io taken once: the signal listeners below (and the queue client's events) may run outside
+    // this run's context, where cliIo() is the process's.
+    const io = cliIo();
+    const log = (line: string) => io.stderr(`${new Date().toISOString()} ${line}\n`);
     const running = await startWorkerLoop({
       address,
       queue: argv.queue,
