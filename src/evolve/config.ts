@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
-import { SHAPE_TEXT } from '../eplb/shape.js';
+import { DEFAULT_HISTORY } from '../eplb/balancer.js';
+import { DEEPSEEK_V3_SHAPE, SHAPE_TEXT } from '../eplb/shape.js';
 import { UserError } from '../util/errors.js';
 import {
   type AnyFlag,
@@ -358,10 +359,19 @@ export const CONFIG_SCHEMA = section('adrs evolve config', {
       null as BrokerConfig | null,
       readBroker,
     ),
-    history: deploymentKey('history', 'Windows of history per call (default 8)'),
-    replicas: deploymentKey('replicas', `Evaluator deployment: ${SHAPE_TEXT.replicas} (default 288)`),
-    gpus: deploymentKey('gpus', `Evaluator deployment: ${SHAPE_TEXT.gpus} (default 32)`),
-    nodes: deploymentKey('nodes', `Evaluator deployment: ${SHAPE_TEXT.nodes} (default 4)`),
+    history: deploymentKey('history', `Windows of history per call (default ${DEFAULT_HISTORY})`),
+    replicas: deploymentKey(
+      'replicas',
+      `Evaluator deployment: ${SHAPE_TEXT.replicas} (default ${DEEPSEEK_V3_SHAPE.replicas})`,
+    ),
+    gpus: deploymentKey(
+      'gpus',
+      `Evaluator deployment: ${SHAPE_TEXT.gpus} (default ${DEEPSEEK_V3_SHAPE.gpus})`,
+    ),
+    nodes: deploymentKey(
+      'nodes',
+      `Evaluator deployment: ${SHAPE_TEXT.nodes} (default ${DEEPSEEK_V3_SHAPE.nodes})`,
+    ),
     groups: deploymentKey('groups', `Evaluator deployment: ${SHAPE_TEXT.groups} (default: the trace's)`),
     secret_series: fileOnly(
       'Train on a series drawn from the calibrated generator, shaped like `trace`, with a secret seed: a candidate holding a copy of the public series gains nothing',
