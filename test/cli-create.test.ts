@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/cli/commands/index.js';
 import { setExitCode } from '../src/cli/io.js';
-import { createCli, flagHint } from '../src/cli/main.js';
+import { createCli, usageMessage } from '../src/cli/main.js';
 import { errorReport } from '../src/cli/report-error.js';
 import { UserError } from '../src/util/errors.js';
 import { declaredOptions, runAdrs } from './helpers/cli.js';
@@ -86,14 +86,24 @@ describe('a mistyped flag', () => {
 
   it('hints only flags that were given as flags, each by name when there are several', () => {
     const declared = ['json', 'seed', 'verbose'];
-    expect(flagHint('Unknown argument: jsn', declared, ['--jsn'])).toBe(' (did you mean --json?)');
-    expect(flagHint('Unknown argument: jsn', declared, ['--jsn=1'])).toBe(' (did you mean --json?)');
+    const hint = (message: string, argv: string[]) => usageMessage(message, declared, argv);
+    expect(hint('Unknown argument: jsn', ['--jsn'])).toBe('Unknown argument: jsn (did you mean --json?)');
+    expect(hint('Unknown argument: jsn', ['--jsn=1'])).toBe('Unknown argument: jsn (did you mean --json?)');
     // A stray positional is no flag.
-    expect(flagHint('Unknown argument: jsn', declared, ['jsn'])).toBe('');
-    expect(flagHint('Unknown arguments: sed, zzzzz', declared, ['--sed', '1', '--zzzzz'])).toBe(
-      ' (did you mean --seed for sed?)',
+    expect(hint('Unknown argument: jsn', ['jsn'])).toBe('Unknown argument: jsn');
+    expect(hint('Unknown arguments: sed, zzzzz', ['--sed', '1', '--zzzzz'])).toBe(
+      'Unknown arguments: sed, zzzzz (did you mean --seed for sed?)',
     );
-    expect(flagHint('Missing required argument: trace', declared, [])).toBe('');
+    expect(hint('Missing required argument: trace', [])).toBe('Missing required argument: trace');
+  });
+
+  it('names the mistyped command beside the one meant (yargs says only "Did you mean evolve?")', async () => {
+    expect(await runAdrs('evolv')).toMatchObject({
+      code: 1,
+      stderr: 'adrs: Unknown command: evolv (did you mean evolve?)\n',
+    });
+    const sub = await runAdrs('trace', 'inf', 'sglang-r1-prefill-in512');
+    expect(sub.stderr).toBe('adrs: Unknown command: inf (did you mean info?)\n');
   });
 });
 

@@ -2,25 +2,37 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { closest } from '../util/did-you-mean.js';
+import { closest, editDistance } from '../util/did-you-mean.js';
+import { UserError } from '../util/errors.js';
 import { commands } from './commands/index.js';
 import { type CliIo, PROCESS_IO, withIo } from './io.js';
 import { errorReport } from './report-error.js';
 
-/** yargs' own usage errors (unknown flag, missing option) are the user's, like a UserError. */
-class UsageError extends Error {
-  override name = 'UserError';
-}
+/** yargs' own usage errors (unknown flag or command, missing option) are the user's. */
+class UsageError extends UserError {}
 
 interface DeclaredOptions {
   getOptions(): { key: Record<string, unknown> };
 }
 
 /**
- * ' (did you mean --seed?)' after yargs' "Unknown argument: seeed", for each unknown flag (not a
- * stray positional) within two edits of a declared one; '' when none is.
+ * A yargs usage message made to say what was wrong and what was meant: "Unknown argument: seeed"
+ * gains " (did you mean --seed?)" for each unknown flag (not a stray positional) within two edits of
+ * a declared one; yargs' bare "Did you mean evolve?" becomes "Unknown command: evolv (did you mean
+ * evolve?)".
  */
-export function flagHint(message: string, declared: readonly string[], argv: readonly string[]): string {
+export function usageMessage(message: string, declared: readonly string[], argv: readonly string[]): string {
+  const meant = /^Did you mean (.+)\?$/.exec(message)?.[1];
+  if (meant !== undefined) {
+    // yargs names the suggestion, not the word typed: the positional closest to it.
+    const typed = argv
+      .filter((a) => !a.startsWith('-'))
+      .reduce<string | undefined>(
+        (best, a) => (best === undefined || editDistance(a, meant) < editDistance(best, meant) ? a : best),
+        undefined,
+      );
+    return `Unknown command: ${typed} (did you mean ${meant}?)`;
+  }
   const unknown = /^Unknown arguments?: (.*)$/.exec(message)?.[1]?.split(', ') ?? [];
   const given = (name: string) =>
     argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`) || a === `-${name}`);
@@ -28,9 +40,9 @@ export function flagHint(message: string, declared: readonly string[], argv: rea
     const near = given(name) ? closest(name, declared) : undefined;
     return near === undefined ? [] : [{ name, near }];
   });
-  if (hints.length === 0) return '';
-  if (unknown.length === 1) return ` (did you mean --${hints[0]!.near}?)`;
-  return ` (did you mean ${hints.map((h) => `--${h.near} for ${h.name}`).join(', ')}?)`;
+  if (hints.length === 0) return message;
+  if (unknown.length === 1) return `${message} (did you mean --${hints[0]!.near}?)`;
+  return `${message} (did you mean ${hints.map((h) => `--${h.near} for ${h.name}`).join(', ')}?)`;
 }
 
 /** The `adrs` command line, for the executable and for tests. */
@@ -64,7 +76,7 @@ export function createCli(io: CliIo = PROCESS_IO): Cli {
         if (error) throw error;
         // The parser holds the options of the command being parsed (yargs' getOptions, untyped).
         const declared = Object.keys((cli as unknown as DeclaredOptions).getOptions().key);
-        throw new UsageError(message + flagHint(message, declared, argv));
+        throw new UsageError(usageMessage(message, declared, argv));
       });
     for (const command of commands) cli = cli.command(command);
     return cli.help().version();
