@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { snakeCase, snakeKeys } from '../src/util/snake-case.js';
+import { DATA_KEYED, snakeCase, snakeKeys } from '../src/util/snake-case.js';
 import { runAdrs } from './helpers/cli.js';
 import { climbingModel, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
@@ -18,17 +18,6 @@ function adrs(...args: string[]): string {
   return r.stdout;
 }
 
-const DATA_KEYED = [
-  'files',
-  'metrics',
-  'artifacts',
-  'limits',
-  'outcomes',
-  'refused',
-  'refused_answers',
-  'invalid_by_class',
-];
-
 /**
  * Every key of a JSON document that is not snake_case, with its path. The keys of maps keyed by data
  * are skipped, not their values; a hyphen is allowed, as in the run report's refusal classes
@@ -39,7 +28,7 @@ function notSnake(value: unknown, path = '$'): string[] {
   if (value === null || typeof value !== 'object') return [];
   return Object.entries(value).flatMap(([k, v]) => [
     ...(/^[a-z0-9_-]+$/.test(k) ? [] : [`${path}.${k}`]),
-    ...(DATA_KEYED.includes(k) && v !== null && typeof v === 'object' && !Array.isArray(v)
+    ...(DATA_KEYED.has(k) && v !== null && typeof v === 'object' && !Array.isArray(v)
       ? Object.entries(v).flatMap(([dk, dv]) => notSnake(dv, `${path}.${k}.${dk}`))
       : notSnake(v, `${path}.${k}`)),
   ]);

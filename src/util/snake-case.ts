@@ -11,7 +11,7 @@
  * and the run report's tallies by outcome, refusal and failure class (the latter an artifact name).
  * Their keys are left alone; their values are still converted.
  */
-const DATA_KEYED = new Set([
+export const DATA_KEYED: ReadonlySet<string> = new Set([
   'files',
   'metrics',
   'artifacts',
