@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commands } from '../src/cli/commands/index.js';
-import { setExitCode } from '../src/cli/io.js';
+import { commandLine, setExitCode, withIo } from '../src/cli/io.js';
 import { createCli, usageMessage } from '../src/cli/main.js';
 import { errorReport } from '../src/cli/report-error.js';
 import { UserError } from '../src/util/errors.js';
@@ -108,6 +108,16 @@ describe('a mistyped flag', () => {
 });
 
 describe('the io of a run', () => {
+  it("knows its own command line, not the test process's (bench records it)", async () => {
+    const silent = { stdout: () => {}, stderr: () => {} };
+    const seen: string[] = [];
+    await Promise.all([
+      withIo(silent, ['bench', '--trace', 'a'], async () => void seen.push(commandLine())),
+      withIo(silent, ['bench', '--trace', 'b'], async () => void seen.push(commandLine())),
+    ]);
+    expect(seen.sort()).toEqual(['adrs bench --trace a', 'adrs bench --trace b']);
+  });
+
   it('refuses an exit code set outside a run, where nothing would read it', () => {
     expect(() => setExitCode(1)).toThrow('setExitCode called outside a CLI run');
   });

@@ -19,6 +19,8 @@ export const PROCESS_IO: CliIo = {
 
 interface RunState {
   io: CliIo;
+  /** The arguments of the run, as given to createCli().run (not process.argv: a test runs several in one process). */
+  args: readonly string[];
   /** A command's verdict when it finishes without throwing (e.g. 1 for a replay that diverged). */
   exitCode: number;
 }
@@ -27,12 +29,16 @@ interface RunState {
 // concurrently) each keep their own output and exit code, and no helper needs the io passed down.
 const current = new AsyncLocalStorage<RunState>();
 /** Outside a CLI run (a helper called from a script), output goes to the process. */
-const OUTSIDE: RunState = Object.freeze({ io: PROCESS_IO, exitCode: 0 });
+const OUTSIDE: RunState = Object.freeze({ io: PROCESS_IO, args: process.argv.slice(2), exitCode: 0 });
 const state = (): RunState => current.getStore() ?? OUTSIDE;
 
-/** Runs `fn` with its output sent to `io`; resolves to the exit code the command set (0 by default). */
-export async function withIo(io: CliIo, fn: () => Promise<unknown>): Promise<number> {
-  const run: RunState = { io, exitCode: 0 };
+/** Runs `fn`, the command line `args`, with its output sent to `io`; resolves to the exit code the command set (0 by default). */
+export async function withIo(
+  io: CliIo,
+  args: readonly string[],
+  fn: () => Promise<unknown>,
+): Promise<number> {
+  const run: RunState = { io, args, exitCode: 0 };
   await current.run(run, fn);
   return run.exitCode;
 }
@@ -43,6 +49,9 @@ export async function withIo(io: CliIo, fn: () => Promise<unknown>): Promise<num
  * the run's context: a command that writes from one takes `const io = cliIo()` up front.
  */
 export const cliIo = (): CliIo => state().io;
+
+/** The command line of the run now, e.g. 'adrs bench --trace x' (recorded in a bench report). */
+export const commandLine = (): string => ['adrs', ...state().args].join(' ');
 
 /** One line on stdout. */
 export function say(line: string): void {

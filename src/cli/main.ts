@@ -87,7 +87,7 @@ export function createCli(io: CliIo = PROCESS_IO): Cli {
       try {
         // With a parse callback, yargs hands over the text of --help and --version instead of printing it.
         let shown = '';
-        const code = await withIo(io, () =>
+        const code = await withIo(io, argv, () =>
           parser(argv).parseAsync([...argv], {}, (_error, _args, output) => {
             shown = output;
           }),

@@ -9,7 +9,7 @@ import { listBundledTraces, loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import { type DeploymentArgs, deploymentOf, historyOf, withDeployment } from '../deployment.js';
-import { say } from '../io.js';
+import { commandLine, say } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 import { tickingLine } from '../progress.js';
 
@@ -140,7 +140,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         ...(argv.windowSteps !== undefined ? { windowSteps: argv.windowSteps } : {}),
         headroom: argv.headroom,
         seed: argv.seed,
-        command: `adrs ${process.argv.slice(2).join(' ')}`,
+        command: commandLine(),
         progress: update,
       }),
     ).finally(() => progress.stop());
