@@ -18,7 +18,10 @@ export interface Flag<T, N extends string, V extends number | string> {
   readonly type: V extends number ? 'number' : 'string';
   /** --help text, when the key's own description does not fit a flag. */
   readonly describe?: string;
-  /** The key's new value from the flag's; `current` is the value the file gave. */
+  /**
+   * The key's new value from the flag's; `current` is the value the file gave. The key's reader
+   * then checks it as it checks the file's (applyOverrides), so a flag cannot set what a file may not.
+   */
   readonly toValue: (value: V, current: T, flag: string) => T;
 }
 
