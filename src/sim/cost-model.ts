@@ -60,6 +60,14 @@ export const COUNTER_RECEIVED_INTER = 2;
 export const COUNTER_SENT_INTRA = 3;
 export const COUNTER_SENT_INTER = 4;
 export const COUNTERS_PER_GPU = 5;
+/** The counters' names, by index, for messages. */
+export const COUNTER_NAMES: readonly string[] = [
+  'received',
+  'received intra-node',
+  'received inter-node',
+  'sent intra-node',
+  'sent inter-node',
+];
 
 export interface LayerTimes {
   layerTimeUs: Float64Array;

@@ -7,7 +7,7 @@ import { loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { formatTable } from '../../util/table.js';
 import { type DeploymentArgs, shapeOf, withDeployment } from '../deployment.js';
-import { note, say } from '../io.js';
+import { note, say, setExitCode } from '../io.js';
 import { printJson, withAdapter, withJson } from '../options.js';
 
 interface SimulateArgs extends DeploymentArgs {
@@ -90,6 +90,8 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
     );
     if (argv.json) printJson(report);
     else printReport(report);
+    // The report is out either way; a disagreement of the kernel with its reference is a failure.
+    if (report.performance.cpu && !report.performance.cpu.agree) setExitCode(1);
   },
 };
 
@@ -126,7 +128,7 @@ function printReport(r: SimulateReport): void {
   if (p.cpu) {
     const byGpu = p.cpu.speedup_gpu !== null ? `, ${f(p.cpu.speedup_gpu, 2)}× by GPU time` : '';
     say(
-      `  TS reference: wall ${f(p.cpu.wall_ms, 1)} ms (${f(p.cpu.routed_per_second / 1e6, 1)} M/s); speed ratio (TS time / GPU time): ${f(p.cpu.speedup_wall, 2)}× by wall${byGpu}; counts agree: ${p.cpu.agree ? 'yes' : 'NO'}`,
+      `  TS reference: wall ${f(p.cpu.wall_ms, 1)} ms (${f(p.cpu.routed_per_second / 1e6, 1)} M/s); speed ratio (TS time / GPU time): ${f(p.cpu.speedup_wall, 2)}× by wall${byGpu}; counts agree: ${p.cpu.agree ? 'yes' : `NO (first at ${p.cpu.first_difference})`}`,
     );
   }
 }
