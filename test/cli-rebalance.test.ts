@@ -149,6 +149,26 @@ describe('adrs rebalance (CLI contract)', () => {
     expect(JSON.parse(r.stdout).history_windows).toBe(1);
   });
 
+  it("takes the trace's own groups when --groups is left out, as every command does", () => {
+    // 12 experts: the import's default routing is one group (8, DeepSeek-V3's, does not divide 12).
+    const weights = file('no-groups.json', JSON.stringify(README_WEIGHTS));
+    const r = adrs(
+      'rebalance',
+      '--weights',
+      weights,
+      '--replicas',
+      '16',
+      '--nodes',
+      '2',
+      '--gpus',
+      '8',
+      '--json',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).phy2log).toHaveLength(2);
+  });
+
   it('keeps all-zero rows of a plain array as they are', () => {
     const weights = file('zero-row.json', JSON.stringify([Array(12).fill(0), README_WEIGHTS[1]]));
     const r = adrs('rebalance', '--weights', weights, ...README_SHAPE, '--json');

@@ -4,7 +4,7 @@ import { historyUpTo } from '../../eplb/history.js';
 import { balanceMetrics } from '../../eplb/metrics.js';
 import { type Placement, placementToJson } from '../../eplb/placement.js';
 import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
-import { DEEPSEEK_V3_SHAPE, describeShape } from '../../eplb/shape.js';
+import { describeShape } from '../../eplb/shape.js';
 import { placeAll, timeCalls } from '../../eplb/timed-run.js';
 import { acquireGpu, type GpuContext } from '../../gpu/device.js';
 import { loadLoads, type WindowSelection } from '../../trace/load.js';
@@ -30,7 +30,6 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
     withAdapter(
       withJson(
         withDeployment(y, {
-          defaults: { groups: DEEPSEEK_V3_SHAPE.groups },
           history:
             'history windows the balancer gets: window K and the ones before it, at most this many (a plain [layers][experts] file is a history of one)',
         })
@@ -67,9 +66,10 @@ export const rebalanceCommand: CommandModule<object, RebalanceArgs> = {
       step.window,
       historyLength,
     );
-    // A plain [layers][experts] file has no groups of its own: DeepSeek-V3's 8 unless --groups says.
+    // The trace's groups unless --groups says, as in every command (a plain [layers][experts] file
+    // gets the import's default routing: DeepSeek-V3's 8 groups for 256 experts, else 1).
     const shape = shapeOf(
-      { layers: step.layers, experts: step.experts, groups: DEEPSEEK_V3_SHAPE.groups },
+      { layers: step.layers, experts: step.experts, groups: step.trace.manifest.groups },
       argv,
     );
 
