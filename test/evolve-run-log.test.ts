@@ -113,7 +113,7 @@ describe('the run log is validated on read and fails closed in one line naming f
       'an ill-typed nested field',
       3,
       (e) => (e[2]!.reply.usage.prompt_tokens = '10'),
-      /response event: reply\.usage\.prompt_tokens is not a number$/,
+      /response event: reply\.usage\.prompt_tokens is not a number ≥ 0$/,
     ],
     ['a missing nested field', 3, (e) => delete e[2]!.reply.cost_usd, /missing field 'reply\.cost_usd'$/],
     [
@@ -135,7 +135,7 @@ describe('the run log is validated on read and fails closed in one line naming f
     [
       'an applied patch with a refusal kind',
       4,
-      (e) => (e[3] = { ...e[3], ok: true, hash: 'ab', changed: [] }),
+      (e) => (e[3] = { ...e[3], ok: true, hash: 'ab12ab12ab12ab12', changed: [] }),
       /patch event: ok true with kind 'no-match'$/,
     ],
     ['an unknown commit outcome', 5, (e) => (e[4]!.outcome = 'great'), /outcome is "great", not one of/],
@@ -144,6 +144,69 @@ describe('the run log is validated on read and fails closed in one line naming f
       2,
       (e) => (e[1] = { type: 'prompt', iteration: 1, attempt: 1, model: 'toy-a' }),
       /prompt event \(version 1\): missing field 'messages'$/,
+    ],
+    [
+      "a type that is a key of every object ('constructor')",
+      2,
+      (e) => (e[1] = { v: 2, type: 'constructor' }),
+      /unknown event type 'constructor'/,
+    ],
+    [
+      "a type that is a key of every object ('__proto__')",
+      2,
+      (e) => (e[1]!.type = '__proto__'),
+      /unknown event type '__proto__'/,
+    ],
+    [
+      'a program hash that is a path',
+      2,
+      (e) =>
+        (e[1] = {
+          v: 2,
+          type: 'evaluation',
+          iteration: 1,
+          hash: '../../../etc/x',
+          ms: 1,
+          result: { valid: false, score: null, metrics: {}, artifacts: {} },
+        }),
+      /evaluation event: hash is not a program hash \(16 hex digits\)$/,
+    ],
+    [
+      'a negative cost (it would buy budget back)',
+      3,
+      (e) => (e[2]!.reply.cost_usd = -1000),
+      /response event: reply\.cost_usd is not a number ≥ 0$/,
+    ],
+    [
+      'negative tokens',
+      3,
+      (e) => (e[2]!.reply.usage.completion_tokens = -5),
+      /completion_tokens is not a number ≥ 0$/,
+    ],
+    [
+      'a valid commit that names no program',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'valid', score: 99 }),
+      /commit event: outcome 'valid' without the program's hash and id$/,
+    ],
+    [
+      'a refusal that names a program',
+      5,
+      (e) => Object.assign(e[4]!, { hash: 'ab12ab12ab12ab12', id: 'p1' }),
+      /commit event: outcome 'refused' names a program/,
+    ],
+    [
+      'an invalid commit with a score',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'invalid', hash: 'ab12ab12ab12ab12', id: 'p1', score: 99 }),
+      /commit event: outcome 'invalid' with a score$/,
+    ],
+    [
+      'a version-1 prompt whose messages are not a conversation',
+      2,
+      (e) =>
+        (e[1] = { type: 'prompt', iteration: 1, attempt: 1, model: 'toy-a', messages: [{ role: 'system' }] }),
+      /prompt event \(version 1\): missing field 'messages\[0\]\.content'$/,
     ],
   ];
   for (const [what, line, spoil, problem] of malformed) {

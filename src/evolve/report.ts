@@ -231,7 +231,8 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   }
   if (files.tail.badLine) {
     disagree(
-      `events.jsonl line ${files.tail.badLine.line} is not JSON; it and the ${files.tail.badLine.ignoredAfter} line(s) after it were ignored (--resume would cut the file there)`,
+      // Only the last complete line can be one (readRunLog refuses a log with lines after it).
+      `events.jsonl line ${files.tail.badLine.line}, its last complete line, is not JSON; it was ignored (--resume cuts it off)`,
     );
   }
 

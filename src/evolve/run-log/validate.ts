@@ -1,3 +1,4 @@
+import type { ChatMessage } from '../llm/types.js';
 import { type CommitOutcome, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
 
 /**
@@ -12,12 +13,21 @@ const isObj = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const num: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? null : `${p} is not a number`);
+/** An amount the accounting adds up (money, tokens, time): a negative one would buy budget back. */
+const amount: Check = (v, p) =>
+  typeof v === 'number' && Number.isFinite(v) && v >= 0 ? null : `${p} is not a number ≥ 0`;
 const int: Check = (v, p) =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0 ? null : `${p} is not a whole number ≥ 0`;
 const str: Check = (v, p) => (typeof v === 'string' ? null : `${p} is not a string`);
 const bool: Check = (v, p) => (typeof v === 'boolean' ? null : `${p} is not true or false`);
 const sha256: Check = (v, p) =>
   typeof v === 'string' && /^[0-9a-f]{64}$/.test(v) ? null : `${p} is not a sha256 (64 hex digits)`;
+/**
+ * A program's hash (candidate.ts programHash: 16 hex digits, in every version). Readers turn it
+ * into a path (programs/<hash>.json), so anything else, '../' included, is refused here.
+ */
+const programHash: Check = (v, p) =>
+  typeof v === 'string' && /^[0-9a-f]{16}$/.test(v) ? null : `${p} is not a program hash (16 hex digits)`;
 const nullable =
   (c: Check): Check =>
   (v, p) =>
@@ -82,14 +92,24 @@ const plan = object({
 const reply = object({
   text_sha256: sha256,
   model: str,
-  usage: object({ prompt_tokens: num, completion_tokens: num, estimated: optional(bool) }),
-  cost_usd: num,
-  latency_ms: num,
-  queued_ms: optional(num),
+  usage: object({ prompt_tokens: amount, completion_tokens: amount, estimated: optional(bool) }),
+  cost_usd: amount,
+  latency_ms: amount,
+  queued_ms: optional(amount),
   attempts: optional(int),
   retried: optional(arrayOf(str)),
 });
-const side = (score: string): Check => object({ id: str, hash: str, [score]: num });
+const chatMessages = arrayOf(object({ role: oneOf(['system', 'user', 'assistant']), content: str }));
+
+/**
+ * What is wrong with a prompt's messages (a prompts/ blob, or a version-1 line's inline list), or
+ * null: they are sent to the model again on resume, so a blob whose hash matches but whose shape
+ * is not a conversation is refused rather than sent.
+ */
+export const messagesProblem = (v: unknown, path: string): string | null => chatMessages(v, path);
+export const isMessages = (v: unknown): v is ChatMessage[] => chatMessages(v, '') === null;
+
+const side = (score: string): Check => object({ id: str, hash: programHash, [score]: num });
 const COMMIT_OUTCOMES: readonly CommitOutcome[] = [
   'seed',
   'valid',
@@ -108,8 +128,8 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
   response: { iteration: int, attempt: int, reply },
   llm_error: { iteration: int, attempt: int, error: str, fatal: bool },
   patch: { iteration: int, attempt: int, ok: bool },
-  evaluation: { iteration: int, hash: str, ms: num, result: outcome },
-  evaluator_error: { iteration: int, hash: str, error: str, retrying: bool },
+  evaluation: { iteration: int, hash: programHash, ms: amount, result: outcome },
+  evaluator_error: { iteration: int, hash: programHash, error: str, retrying: bool },
   comparison: {
     iteration: int,
     challenger: side('first_score'),
@@ -124,7 +144,7 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
   commit: {
     iteration: int,
     outcome: oneOf(COMMIT_OUTCOMES),
-    hash: nullable(str),
+    hash: nullable(programHash),
     id: nullable(str),
     score: nullable(num),
     best: optional(str),
@@ -139,7 +159,7 @@ const PATCH_KIND = oneOf(['applied', ...REFUSAL_KINDS]);
 /** 'other' too: a version-1 refusal whose wording the migration cannot place (the patcher never gives it). */
 const PATCH_KIND_V1 = oneOf(['applied', ...REFUSAL_KINDS, 'other']);
 /** The fields a patch event has besides the common ones, by whether it applied. */
-const PATCH_APPLIED = { hash: str, changed: arrayOf(object({ file: str, line: int })) };
+const PATCH_APPLIED = { hash: programHash, changed: arrayOf(object({ file: str, line: int })) };
 const PATCH_REFUSED = { reason: str };
 
 /**
@@ -156,7 +176,8 @@ function eventProblem(e: Record<string, unknown>, migrated: boolean): string | n
   if (e.t !== undefined && num(e.t, 't')) return 't is not a number';
   const type = e.type;
   if (typeof type !== 'string') return 'the event has no type';
-  const fields = (EVENTS as Record<string, Record<string, Check>>)[type];
+  // An own key only: 'constructor' or '__proto__' must not find Object's and pass with no checks.
+  const fields = Object.hasOwn(EVENTS, type) ? EVENTS[type as RunEvent['type']] : undefined;
   if (!fields) return `unknown event type '${type}' (known: ${Object.keys(EVENTS).join(', ')})`;
   const extra: Record<string, Check> =
     type === 'patch'
@@ -168,6 +189,30 @@ function eventProblem(e: Record<string, unknown>, migrated: boolean): string | n
   }
   if (type === 'patch' && (e.ok === true) !== (e.kind === 'applied'))
     return `patch event: ok ${String(e.ok)} with kind '${String(e.kind)}'`;
+  if (type === 'commit') return commitProblem(e);
+  return null;
+}
+
+/** Outcomes that commit a program (a new one, or an earlier one for a duplicate): they name it. */
+const NAMES_A_PROGRAM: ReadonlySet<unknown> = new Set<CommitOutcome>([
+  'seed',
+  'valid',
+  'invalid',
+  'duplicate',
+]);
+
+/**
+ * A commit's fields agree with its outcome, as the controller writes them: the fold builds the
+ * program (and may make it the best) from hash, id and score, so a 'valid' commit without a hash,
+ * or a refusal that names one, would put a program in the report that the run never had.
+ */
+function commitProblem(e: Record<string, unknown>): string | null {
+  const names = NAMES_A_PROGRAM.has(e.outcome);
+  if (names && (e.hash === null || e.id === null))
+    return `commit event: outcome '${String(e.outcome)}' without the program's hash and id`;
+  if (!names && (e.hash !== null || e.id !== null || e.score !== null))
+    return `commit event: outcome '${String(e.outcome)}' names a program (hash, id or score)`;
+  if (e.outcome === 'invalid' && e.score !== null) return "commit event: outcome 'invalid' with a score";
   return null;
 }
 
