@@ -5,6 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildRunReport } from '../src/evolve/report.js';
 import { readRunFiles } from '../src/evolve/report-read.js';
 import { RunFolder } from '../src/evolve/run-folder.js';
+import { eventKey, type RunEvent } from '../src/evolve/run-log/events.js';
+import { RunState } from '../src/evolve/run-log/fold.js';
 import { readRunLog } from '../src/evolve/run-log/read.js';
 import { runSession } from '../src/evolve/session.js';
 import { TimeSums } from '../src/evolve/timing.js';
@@ -432,5 +434,122 @@ describe('TimeSums', () => {
       }),
     ).rejects.toThrow('late');
     expect([sums.total('a'), sums.total('b')]).toEqual([7, 10]);
+  });
+});
+
+describe('one fold for resume, replay and report: a repeated event is read as the controller wrote it', () => {
+  it('uses the first of a repeated answer (paid once) and says the log repeats itself', () => {
+    const events = structuredClone(VALID) as Line[];
+    const again = structuredClone(events[2]!);
+    again.reply.cost_usd = 5;
+    events.splice(3, 0, again);
+    const run = RunState.fold(readRunLog(logOf(events), 'events.jsonl').events);
+    expect(run.spent).toEqual({ usd: 0.001, prompt_tokens: 10, completion_tokens: 5, calls: 1 });
+    expect(run.response(1, 1)?.cost_usd).toBe(0.001);
+    expect(run.anomalies).toEqual(['events.jsonl: response:1:1 is logged twice (line 4); the first is used']);
+  });
+
+  it('counts a repeated migration once', () => {
+    const migration = { v: 2, type: 'migration', iteration: 3 };
+    const run = RunState.fold(readRunLog(logOf([migration, migration]), 'events.jsonl').events);
+    expect(run.migrations).toBe(1);
+  });
+});
+
+describe('a resume after a kill at each step of an iteration continues the same run', () => {
+  /**
+   * A live run of 3 iterations, one at a time, migrating at iteration 3, and its checkpoint as of
+   * iteration 2: the folder a kill during iteration 3 leaves is this one cut back (crashAt).
+   */
+  const runToCut = async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl, {
+      search: {
+        islands: 2,
+        migration_interval: 3,
+        parallel: 1,
+        mutations: { diff: 1, rewrite: 0, crossover: 0 },
+      },
+    });
+    let checkpoint2 = '';
+    const out = join(p.dir, 'run');
+    await runSession({
+      configPath: p.configPath,
+      out,
+      overrides: { iterations: 3 },
+      onProgress: (pr) => {
+        if (pr.committed === 2) checkpoint2 = readFileSync(join(out, 'checkpoint.json'), 'utf8');
+      },
+    });
+    const whole = join(tempDir(), 'whole');
+    cpSync(out, whole, { recursive: true });
+    return { dir: out, whole, checkpoint2, asked: server.requests.length };
+  };
+  /** Keeps the events before the first line `at` matches (plus `torn`), the checkpoint of iteration 2, no summary or best/. */
+  const crashAt = (
+    dir: string,
+    checkpoint2: string,
+    at: (e: Line) => boolean,
+    torn = (_line: string) => '',
+  ) => {
+    const path = join(dir, 'events.jsonl');
+    const all = readFileSync(path, 'utf8').trim().split('\n');
+    const cut = all.findIndex((l) => at(JSON.parse(l) as Line));
+    expect(cut).toBeGreaterThan(0);
+    writeFileSync(path, `${all.slice(0, cut).join('\n')}\n${torn(all[cut]!)}`);
+    writeFileSync(join(dir, 'checkpoint.json'), checkpoint2);
+    for (const f of ['summary.json', 'best']) rmSync(join(dir, f), { recursive: true });
+    return all[cut]!;
+  };
+  const resume = (dir: string) => runSession({ resume: dir, overrides: { baseUrl: server!.baseUrl } });
+  const keys = (dir: string): string[] =>
+    lines(dir)
+      .map((e) => eventKey(e as RunEvent))
+      .filter((k): k is string => k !== null);
+  const expectSameRun = (dir: string, whole: string) => {
+    expect(commitSequence(dir)).toEqual(commitSequence(whole));
+    const k = keys(dir);
+    expect(new Set(k).size).toBe(k.length);
+    expect(buildRunReport(readRunFiles(dir)).disagreements).toEqual([]);
+  };
+
+  it('killed while appending the commit (a torn last line): nothing is asked or evaluated again', async () => {
+    const { dir, whole, checkpoint2, asked } = await runToCut();
+    crashAt(
+      dir,
+      checkpoint2,
+      (e) => e.type === 'commit' && e.iteration === 3,
+      (line) => line.slice(0, line.length >> 1),
+    );
+    const r = await resume(dir);
+    expect(r.stats.committed).toBe(3);
+    expect(r.stats.evaluationsThisSession).toBe(0);
+    expect(server!.requests.length).toBe(asked);
+    expectSameRun(dir, whole);
+  });
+
+  it('killed after the migration but before the commit: the migration is logged once', async () => {
+    const { dir, whole, checkpoint2, asked } = await runToCut();
+    crashAt(dir, checkpoint2, (e) => e.type === 'commit' && e.iteration === 3);
+    expect(lines(dir).at(-1)).toMatchObject({ type: 'migration', iteration: 3 });
+    await resume(dir);
+    expect(server!.requests.length).toBe(asked);
+    expect(lines(dir).filter((e) => e.type === 'migration')).toHaveLength(1);
+    expectSameRun(dir, whole);
+  });
+
+  it('killed between writing an answer blob and its event: asked again, and the blob it names is sound', async () => {
+    const { dir, whole, checkpoint2, asked } = await runToCut();
+    const line = crashAt(dir, checkpoint2, (e) => e.type === 'response' && e.iteration === 3);
+    const hash = (JSON.parse(line) as Line).reply.text_sha256 as string;
+    // The orphan blob as a writer that is not atomic would leave it: cut short.
+    const blob = join(dir, 'responses', `${hash}.txt`);
+    writeFileSync(blob, readFileSync(blob, 'utf8').slice(0, 10));
+    await resume(dir);
+    expect(server!.requests.length).toBe(asked + 1);
+    const answers = lines(dir).filter((e) => e.type === 'response' && e.iteration === 3);
+    expect(answers.map((e) => e.reply.text_sha256)).toEqual([hash]);
+    expect(sha(new RunFolder(dir).blobs.get('responses', hash))).toBe(hash);
+    expectSameRun(dir, whole);
   });
 });

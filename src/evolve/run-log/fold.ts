@@ -124,8 +124,10 @@ export class RunState {
     if (k !== null) {
       // The controller never logs a key twice (it uses the first and skips the rest), so the fold
       // does the same: a repeated answer must not be paid for twice, nor a repeated commit counted.
-      if (this.logged.has(k))
-        return this.anomaly(`events.jsonl: ${k} is logged twice (line ${index + 1}); the first is used`);
+      if (this.logged.has(k)) {
+        this.anomaly(`events.jsonl: ${k} is logged twice (line ${index + 1}); the first is used`);
+        return;
+      }
       this.logged.add(k);
     }
     if (typeof e.t === 'number') this.wallMs = Math.max(this.wallMs, e.t);
