@@ -410,6 +410,28 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
   });
 });
 
+describe('stored programs are checked against their hash where their code is used', () => {
+  it('a replay refuses a seed program changed after it was written, and the report names it', async () => {
+    server = await FakeOpenAiServer.start(climbingModel);
+    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
+    const r = await runSession({
+      configPath: p.configPath,
+      out: join(p.dir, 'run'),
+      overrides: { iterations: 1 },
+    });
+    const seed = lines(r.dir).find((e) => e.type === 'commit' && e.iteration === 0)!.hash as string;
+    const path = join(r.dir, 'programs', `${seed}.json`);
+    writeFileSync(path, readFileSync(path, 'utf8').replace('SPREAD = 1', 'SPREAD = 4'));
+    const evaluator = await loadToyEvaluator(makeToyProject('http://127.0.0.1:9/v1'));
+    await expect(runSession({ replay: r.dir, out: join(tempDir(), 'replay'), evaluator })).rejects.toThrow(
+      `${path} does not hold the program ${seed}; it was changed after it was written`,
+    );
+    expect(buildRunReport(readRunFiles(r.dir)).disagreements).toContain(
+      `programs/: 1 stored program(s) whose code does not match their hash (${seed})`,
+    );
+  });
+});
+
 describe('TimeSums', () => {
   it('adds the time of each call to its key on the injected clock, also when the call throws', async () => {
     let now = 0;
