@@ -184,6 +184,11 @@ export class Controller {
     return this.db;
   }
 
+  /** The run folder's log as folded so far, this session's events included (the controller is its one writer). */
+  get runLog(): RunState {
+    return this.own;
+  }
+
   /** Runs until a stop rule fires; the run folder is consistent (and resumable) whenever this returns or throws. */
   async run(): Promise<RunStats> {
     if (this.source.continues && this.folder.readCheckpoint()) this.restore();
@@ -798,7 +803,7 @@ export class Controller {
   }
 
   private log(e: NewEvent): void {
-    const event = { ...e, v: RUN_LOG_VERSION, t: round(this.elapsedS() * 1000) } as RunEvent;
+    const event: RunEvent = { ...e, v: RUN_LOG_VERSION, t: round(this.elapsedS() * 1000) };
     const k = eventKey(event);
     if (k && this.own.logged.has(k)) return;
     this.folder.append(event);

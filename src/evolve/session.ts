@@ -158,7 +158,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     const heldout =
       stats.stopReason === 'interrupted' || !evaluator.hasHeldOut()
         ? null
-        : ((stats.iterationsThisSession === 0 ? recordedHeldOut(folder) : null) ??
+        : ((stats.iterationsThisSession === 0 ? recordedHeldOut(controller.runLog) : null) ??
           (await scoreHeldOut(folder, evaluator, seed, best)));
     exportBest(folder, config, db, best, evaluator, mode);
     const result: SessionResult = { dir: folder.dir, stats, best, seed, heldout };
@@ -188,8 +188,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
  * The held-out scores recorded after the last commit, if any: a session that committed nothing has
  * the same seed and best, so scoring them again would only cost time (and log them twice).
  */
-function recordedHeldOut(folder: RunFolder): { seed: EvalOutcome; best: EvalOutcome } | null {
-  const run = RunState.fold(folder.readEvents());
+function recordedHeldOut(run: RunState): { seed: EvalOutcome; best: EvalOutcome } | null {
   const h = run.heldout;
   if (!h || h.index < (run.commitLog.at(-1)?.index ?? -1)) return null;
   return { seed: h.seed, best: h.best };
