@@ -204,6 +204,39 @@ describe('the run log is validated on read and fails closed in one line naming f
       /commit event: outcome 'invalid' with a score$/,
     ],
     [
+      'a plan for another iteration than its event',
+      2,
+      (e) =>
+        (e[1] = {
+          v: 2,
+          type: 'plan',
+          iteration: 1,
+          plan: {
+            iteration: 4,
+            island: 0,
+            parent: 'p0',
+            mate: null,
+            inspirations: { top: [], diverse: [] },
+            mutation: 'diff',
+            model: 'toy-a',
+            how: 'exploitation',
+          },
+        }),
+      /plan event: the plan is for iteration 4, the event for 1$/,
+    ],
+    [
+      'a new program named like an earlier one (it would replace it)',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'valid', hash: 'ab12ab12ab12ab12', id: 'p0', score: 99 }),
+      /commit event: a new program of iteration 1 named 'p0', not 'p1'$/,
+    ],
+    [
+      'a seed after iteration 0',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'seed', hash: 'ab12ab12ab12ab12', id: 'p0', score: 9 }),
+      /commit event: a seed at iteration 1$/,
+    ],
+    [
       'a version-1 prompt whose messages are not a conversation',
       2,
       (e) =>
@@ -407,6 +440,24 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
     expect(buildRunReport(readRunFiles(dir)).disagreements).toEqual([
       `prompts/: 1 file(s) named in events.jsonl are missing (${prompt.slice(0, 16)})`,
     ]);
+  });
+});
+
+describe('a prompt blob is read back as a conversation or refused', () => {
+  it('refuses a prompt whose hash matches but whose messages are not a conversation (resume would send them)', () => {
+    const blobs = new RunFolder(tempDir()).blobs;
+    const good = blobs.putMessages([{ role: 'user', content: 'hi' }]);
+    expect(blobs.messages(good)).toEqual([{ role: 'user', content: 'hi' }]);
+    const bad = blobs.put(
+      'prompts',
+      JSON.stringify([
+        { role: 'user', content: 'hi' },
+        { role: 'tool', content: 1 },
+      ]),
+    );
+    expect(() => blobs.messages(bad)).toThrow(
+      `${blobs.path('prompts', bad)}: messages[1].role is "tool", not one of system, user, assistant; the run folder is damaged`,
+    );
   });
 });
 

@@ -1,5 +1,5 @@
 import type { ChatMessage } from '../llm/types.js';
-import { type CommitOutcome, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
+import { type CommitOutcome, type Plan, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
 
 /**
  * The shape check of a version-2 event. Each check returns what is wrong (a phrase naming the
@@ -190,6 +190,10 @@ function eventProblem(e: Record<string, unknown>, migrated: boolean): string | n
   if (type === 'patch' && (e.ok === true) !== (e.kind === 'applied'))
     return `patch event: ok ${String(e.ok)} with kind '${String(e.kind)}'`;
   if (type === 'commit') return commitProblem(e);
+  // Resume and replay run the logged plan under its own `iteration`: one that disagrees with the
+  // event's would be committed in another iteration's place.
+  if (type === 'plan' && (e.plan as Plan).iteration !== e.iteration)
+    return `plan event: the plan is for iteration ${(e.plan as Plan).iteration}, the event for ${String(e.iteration)}`;
   return null;
 }
 
@@ -213,6 +217,13 @@ function commitProblem(e: Record<string, unknown>): string | null {
   if (!names && (e.hash !== null || e.id !== null || e.score !== null))
     return `commit event: outcome '${String(e.outcome)}' names a program (hash, id or score)`;
   if (e.outcome === 'invalid' && e.score !== null) return "commit event: outcome 'invalid' with a score";
+  // A new program is named after its iteration (the seed is p0): the fold keys programs by id, so
+  // another id would replace a program the run already had.
+  if (e.outcome === 'seed' && e.iteration !== 0)
+    return `commit event: a seed at iteration ${String(e.iteration)}`;
+  const own = e.outcome === 'seed' ? 'p0' : `p${String(e.iteration)}`;
+  if ((e.outcome === 'seed' || e.outcome === 'valid' || e.outcome === 'invalid') && e.id !== own)
+    return `commit event: a new program of iteration ${String(e.iteration)} named '${String(e.id)}', not '${own}'`;
   return null;
 }
 
