@@ -611,6 +611,17 @@ describe('a resume after a kill at each step of an iteration continues the same 
     expectSameRun(dir, whole);
   });
 
+  it('refuses, before touching the folder, a checkpoint ahead of the log (commits the log lost)', async () => {
+    const { dir } = await runToCut();
+    const checkpoint3 = readFileSync(join(dir, 'checkpoint.json'), 'utf8');
+    crashAt(dir, checkpoint3, (e) => e.type === 'commit' && e.iteration === 3);
+    const events = readFileSync(join(dir, 'events.jsonl'), 'utf8');
+    await expect(resume(dir)).rejects.toThrow(
+      `${join(dir, 'events.jsonl')} ends at iteration 2, but checkpoint.json is at iteration 3: the log lost commits`,
+    );
+    expect(readFileSync(join(dir, 'events.jsonl'), 'utf8')).toBe(events);
+  });
+
   it('killed between writing an answer blob and its event: asked again, and the blob it names is sound', async () => {
     const { dir, whole, checkpoint2, asked } = await runToCut();
     const line = crashAt(dir, checkpoint2, (e) => e.type === 'response' && e.iteration === 3);

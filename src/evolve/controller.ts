@@ -510,9 +510,10 @@ export class Controller {
       return reply;
     } catch (error) {
       if (this.abort.signal.aborted) return { aborted: true };
-      const fatal = error instanceof LlmCallError && error.fatal;
-      const message = (error as Error).message.split('\n')[0]!;
+      // A replay that left its recording: not a model failure to log and go on from.
       if (error instanceof UserError) throw error;
+      const fatal = error instanceof LlmCallError && error.fatal;
+      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
       this.log({ type: 'llm_error', iteration: it, attempt, error: message, fatal });
       return { error: message, fatal };
     } finally {
