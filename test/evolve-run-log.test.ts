@@ -8,7 +8,7 @@ import { RunFolder } from '../src/evolve/run-folder.js';
 import { eventKey, type RunEvent } from '../src/evolve/run-log/events.js';
 import { RunState } from '../src/evolve/run-log/fold.js';
 import { readRunLog } from '../src/evolve/run-log/read.js';
-import { runSession } from '../src/evolve/session.js';
+import { runSession, type SessionOptions } from '../src/evolve/session.js';
 import { TimeSums } from '../src/evolve/timing.js';
 import { buildRunPageData } from '../src/report/run-page-data.js';
 import { UserError } from '../src/util/errors.js';
@@ -31,6 +31,23 @@ const lines = (dir: string): Line[] =>
     .split('\n')
     .map((l) => JSON.parse(l) as Line);
 const sha = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** A new toy run on the climbing model; its server stays up (a resume may ask it) until the test ends. */
+const liveRun = async (
+  iterations: number,
+  search: Record<string, unknown>,
+  hooks: Pick<SessionOptions, 'onFolder' | 'onProgress'> = {},
+): Promise<string> => {
+  server = await FakeOpenAiServer.start(climbingModel);
+  const p = makeToyProject(server.baseUrl, { search });
+  const r = await runSession({
+    configPath: p.configPath,
+    out: join(p.dir, 'run'),
+    overrides: { iterations },
+    ...hooks,
+  });
+  return r.dir;
+};
 
 /**
  * A run folder written by adrs at commit 2658b92, before run-log versions: events without `v`,
@@ -393,21 +410,16 @@ describe('a version-1 run folder (before run-log versions) still reports, replay
 });
 
 describe('prompts and answers are content-addressed blobs, checked on read', () => {
-  const liveRun = async () => {
-    server = await FakeOpenAiServer.start(climbingModel);
-    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
-    const r = await runSession({
-      configPath: p.configPath,
-      out: join(p.dir, 'run'),
-      overrides: { iterations: 3 },
-    });
-    await server.close();
+  /** Three iterations, and no model afterwards: what reads the folder cannot ask one. */
+  const finishedRun = async () => {
+    const dir = await liveRun(3, { parallel: 1, islands: 1 });
+    await server!.close();
     server = undefined;
-    return r.dir;
+    return dir;
   };
 
   it('names each prompt and answer by the sha256 of its blob, written before the event', async () => {
-    const dir = await liveRun();
+    const dir = await finishedRun();
     const events = lines(dir);
     const prompts = events.filter((e) => e.type === 'prompt');
     expect(prompts.length).toBe(3);
@@ -425,7 +437,7 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
   });
 
   it('a replay refuses an answer changed after it was written, and a missing prompt', async () => {
-    const dir = await liveRun();
+    const dir = await finishedRun();
     const answer = lines(dir).find((e) => e.type === 'response')!.reply.text_sha256 as string;
     const path = join(dir, 'responses', `${answer}.txt`);
     writeFileSync(path, readFileSync(path, 'utf8').replace('SPREAD = 2', 'SPREAD = 5'));
@@ -463,13 +475,7 @@ describe('a prompt blob is read back as a conversation or refused', () => {
 
 describe('stored programs are checked against their hash where their code is used', () => {
   it('a replay refuses a seed program changed after it was written, and the report names it', async () => {
-    server = await FakeOpenAiServer.start(climbingModel);
-    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
-    const r = await runSession({
-      configPath: p.configPath,
-      out: join(p.dir, 'run'),
-      overrides: { iterations: 1 },
-    });
+    const r = { dir: await liveRun(1, { parallel: 1, islands: 1 }) };
     const seed = lines(r.dir).find((e) => e.type === 'commit' && e.iteration === 0)!.hash as string;
     const path = join(r.dir, 'programs', `${seed}.json`);
     writeFileSync(path, readFileSync(path, 'utf8').replace('SPREAD = 1', 'SPREAD = 4'));
@@ -535,28 +541,25 @@ describe('a resume after a kill at each step of an iteration continues the same 
    * iteration 2: the folder a kill during iteration 3 leaves is this one cut back (crashAt).
    */
   const runToCut = async () => {
-    server = await FakeOpenAiServer.start(climbingModel);
-    const p = makeToyProject(server.baseUrl, {
-      search: {
-        islands: 2,
-        migration_interval: 3,
-        parallel: 1,
-        mutations: { diff: 1, rewrite: 0, crossover: 0 },
-      },
-    });
     let checkpoint2 = '';
-    const out = join(p.dir, 'run');
-    await runSession({
-      configPath: p.configPath,
-      out,
-      overrides: { iterations: 3 },
+    let out = '';
+    const search = {
+      islands: 2,
+      migration_interval: 3,
+      parallel: 1,
+      mutations: { diff: 1, rewrite: 0, crossover: 0 },
+    };
+    await liveRun(3, search, {
+      onFolder: (dir) => {
+        out = dir;
+      },
       onProgress: (pr) => {
         if (pr.committed === 2) checkpoint2 = readFileSync(join(out, 'checkpoint.json'), 'utf8');
       },
     });
     const whole = join(tempDir(), 'whole');
     cpSync(out, whole, { recursive: true });
-    return { dir: out, whole, checkpoint2, asked: server.requests.length };
+    return { dir: out, whole, checkpoint2, asked: server!.requests.length };
   };
   /** Keeps the events before the first line `at` matches (plus `torn`), the checkpoint of iteration 2, no summary or best/. */
   const crashAt = (
