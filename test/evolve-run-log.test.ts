@@ -36,7 +36,7 @@ const sha = (text: string): string => createHash('sha256').update(text, 'utf8').
 const liveRun = async (
   iterations: number,
   search: Record<string, unknown>,
-  hooks: Pick<SessionOptions, 'onFolder' | 'onProgress'> = {},
+  hooks: Pick<SessionOptions, 'onFolder' | 'onProgress' | 'onActivity'> = {},
 ): Promise<string> => {
   server = await FakeOpenAiServer.start(climbingModel);
   const p = makeToyProject(server.baseUrl, { search });
@@ -537,11 +537,12 @@ describe('one fold for resume, replay and report: a repeated event is read as th
 
 describe('a resume after a kill at each step of an iteration continues the same run', () => {
   /**
-   * A live run of 3 iterations, one at a time, migrating at iteration 3, and its checkpoint as of
-   * iteration 2: the folder a kill during iteration 3 leaves is this one cut back (crashAt).
+   * A live run of 3 iterations, one at a time, migrating at iteration 3, and its checkpoint after
+   * each commit: the folder a kill during iteration i leaves is this one cut back (crashAt) with
+   * the checkpoint of i − 1.
    */
   const runToCut = async () => {
-    let checkpoint2 = '';
+    const checkpoints: string[] = [];
     let out = '';
     const search = {
       islands: 2,
@@ -553,18 +554,23 @@ describe('a resume after a kill at each step of an iteration continues the same 
       onFolder: (dir) => {
         out = dir;
       },
+      // The seed's commit reports no progress: its checkpoint is there once iteration 1 waits.
+      onActivity: (inflight) => {
+        if (inflight.some((a) => a.iteration === 1))
+          checkpoints[0] ??= readFileSync(join(out, 'checkpoint.json'), 'utf8');
+      },
       onProgress: (pr) => {
-        if (pr.committed === 2) checkpoint2 = readFileSync(join(out, 'checkpoint.json'), 'utf8');
+        checkpoints[pr.committed] = readFileSync(join(out, 'checkpoint.json'), 'utf8');
       },
     });
     const whole = join(tempDir(), 'whole');
     cpSync(out, whole, { recursive: true });
-    return { dir: out, whole, checkpoint2, asked: server!.requests.length };
+    return { dir: out, whole, checkpoint2: checkpoints[2]!, checkpoints, asked: server!.requests.length };
   };
-  /** Keeps the events before the first line `at` matches (plus `torn`), the checkpoint of iteration 2, no summary or best/. */
+  /** Keeps the events before the first line `at` matches (plus `torn`), the given checkpoint, no summary or best/. */
   const crashAt = (
     dir: string,
-    checkpoint2: string,
+    checkpoint: string,
     at: (e: Line) => boolean,
     torn = (_line: string) => '',
   ) => {
@@ -573,7 +579,7 @@ describe('a resume after a kill at each step of an iteration continues the same 
     const cut = all.findIndex((l) => at(JSON.parse(l) as Line));
     expect(cut).toBeGreaterThan(0);
     writeFileSync(path, `${all.slice(0, cut).join('\n')}\n${torn(all[cut]!)}`);
-    writeFileSync(join(dir, 'checkpoint.json'), checkpoint2);
+    writeFileSync(join(dir, 'checkpoint.json'), checkpoint);
     for (const f of ['summary.json', 'best']) rmSync(join(dir, f), { recursive: true });
     return all[cut]!;
   };
@@ -611,6 +617,21 @@ describe('a resume after a kill at each step of an iteration continues the same 
     await resume(dir);
     expect(server!.requests.length).toBe(asked);
     expect(lines(dir).filter((e) => e.type === 'migration')).toHaveLength(1);
+    expectSameRun(dir, whole);
+  });
+
+  it('killed between storing a program and logging its evaluation: the stored result is the one the log records', async () => {
+    const { dir, whole, checkpoints } = await runToCut();
+    // Iteration 1 evaluates the run's one new program (2 and 3 find it again).
+    const evaluation = crashAt(dir, checkpoints[0]!, (e) => e.type === 'evaluation' && e.iteration === 1);
+    const hash = (JSON.parse(evaluation) as Line).hash as string;
+    // The measurement the kill left stored differs (a noisy evaluator measures again on resume).
+    const path = join(dir, 'programs', `${hash}.json`);
+    const stored = JSON.parse(readFileSync(path, 'utf8')) as Line;
+    stored.result.score += 0.5;
+    writeFileSync(path, JSON.stringify(stored));
+    const r = await resume(dir);
+    expect(r.stats.evaluationsThisSession).toBe(1);
     expectSameRun(dir, whole);
   });
 

@@ -132,8 +132,13 @@ export class RunFolder {
     return join(this.dir, 'programs', `${hash}.json`);
   }
 
+  /**
+   * Stores an evaluated program, before the evaluation event that records its result. Written
+   * even when the file exists: one left by a kill before that event holds an earlier measurement,
+   * and the stored result must be the one the event records.
+   */
   storeProgram(p: StoredProgram): void {
-    if (!existsSync(this.programPath(p.hash))) writeFileAtomic(this.programPath(p.hash), JSON.stringify(p));
+    writeFileAtomic(this.programPath(p.hash), JSON.stringify(p));
   }
 
   /**
