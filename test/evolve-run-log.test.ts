@@ -242,6 +242,27 @@ describe('the run log is validated on read and fails closed in one line naming f
       /plan event: the plan is for iteration 4, the event for 1$/,
     ],
     [
+      "a plan whose parent is not a program id ('constructor' would be found on every object)",
+      2,
+      (e) =>
+        (e[1] = {
+          v: 2,
+          type: 'plan',
+          iteration: 1,
+          plan: {
+            iteration: 1,
+            island: 0,
+            parent: 'constructor',
+            mate: null,
+            inspirations: { top: [], diverse: [] },
+            mutation: 'diff',
+            model: 'toy-a',
+            how: 'exploitation',
+          },
+        }),
+      /plan event: plan\.parent is not a program id \(p0, p1, …\)$/,
+    ],
+    [
       'a new program named like an earlier one (it would replace it)',
       5,
       (e) => Object.assign(e[4]!, { outcome: 'valid', hash: 'ab12ab12ab12ab12', id: 'p0', score: 99 }),
@@ -633,6 +654,22 @@ describe('a resume after a kill at each step of an iteration continues the same 
     const r = await resume(dir);
     expect(r.stats.evaluationsThisSession).toBe(1);
     expectSameRun(dir, whole);
+  });
+
+  it('refuses a logged plan that names a program the run had not committed', async () => {
+    const { dir, checkpoint2 } = await runToCut();
+    crashAt(dir, checkpoint2, (e) => e.type === 'prompt' && e.iteration === 3);
+    const path = join(dir, 'events.jsonl');
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8').replace(
+        '"iteration":3,"island":0,"parent":"p0"',
+        '"iteration":3,"island":0,"parent":"p9"',
+      ),
+    );
+    await expect(resume(dir)).rejects.toThrow(
+      'events.jsonl: the plan of iteration 3 names p9, which the run had not committed when it was planned; the run folder is damaged',
+    );
   });
 
   it('refuses, before touching the folder, a checkpoint ahead of the log (commits the log lost)', async () => {

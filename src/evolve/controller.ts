@@ -354,11 +354,28 @@ export class Controller {
   private planFor(iteration: number): Plan {
     return this.timing.time('overhead', () => {
       const recorded = this.own.plans.get(iteration);
-      if (recorded) return recorded;
-      const plan = this.source.plan(iteration, this.freshPlan(iteration));
+      if (recorded) return this.committedOnly(recorded);
+      const plan = this.committedOnly(this.source.plan(iteration, this.freshPlan(iteration)));
       this.log({ type: 'plan', iteration, plan });
       return plan;
     });
+  }
+
+  /**
+   * A plan names only programs committed before it was made (the loop plans from the database as
+   * it stands): a logged plan that names another is a damaged log, refused in one line rather than
+   * failing deep in the iteration.
+   */
+  private committedOnly(plan: Plan): Plan {
+    const { parent, mate, inspirations } = plan;
+    const unknown = [parent, mate ?? parent, ...inspirations.top, ...inspirations.diverse].find(
+      (id) => !this.db.has(id),
+    );
+    if (unknown !== undefined)
+      throw new UserError(
+        `events.jsonl: the plan of iteration ${plan.iteration} names ${unknown}, which the run had not committed when it was planned; the run folder is damaged`,
+      );
+    return plan;
   }
 
   private freshPlan(iteration: number): Plan {

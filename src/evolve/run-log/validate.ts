@@ -22,6 +22,9 @@ const str: Check = (v, p) => (typeof v === 'string' ? null : `${p} is not a stri
 const bool: Check = (v, p) => (typeof v === 'boolean' ? null : `${p} is not true or false`);
 const sha256: Check = (v, p) =>
   typeof v === 'string' && /^[0-9a-f]{64}$/.test(v) ? null : `${p} is not a sha256 (64 hex digits)`;
+/** A program's id (p0 the seed, pN the program of iteration N): the database keys programs by it. */
+const programId: Check = (v, p) =>
+  typeof v === 'string' && /^p(0|[1-9][0-9]*)$/.test(v) ? null : `${p} is not a program id (p0, p1, …)`;
 /**
  * A program's hash (candidate.ts programHash: 16 hex digits, in every version). Readers turn it
  * into a path (programs/<hash>.json), so anything else, '../' included, is refused here.
@@ -82,9 +85,9 @@ const outcome = object({
 const plan = object({
   iteration: int,
   island: int,
-  parent: str,
-  mate: nullable(str),
-  inspirations: object({ top: arrayOf(str), diverse: arrayOf(str) }),
+  parent: programId,
+  mate: nullable(programId),
+  inspirations: object({ top: arrayOf(programId), diverse: arrayOf(programId) }),
   mutation: oneOf(['diff', 'rewrite', 'crossover']),
   model: str,
   how: str,
@@ -109,7 +112,7 @@ const chatMessages = arrayOf(object({ role: oneOf(['system', 'user', 'assistant'
 export const messagesProblem = (v: unknown, path: string): string | null => chatMessages(v, path);
 export const isMessages = (v: unknown): v is ChatMessage[] => chatMessages(v, '') === null;
 
-const side = (score: string): Check => object({ id: str, hash: programHash, [score]: num });
+const side = (score: string): Check => object({ id: programId, hash: programHash, [score]: num });
 const COMMIT_OUTCOMES: readonly CommitOutcome[] = [
   'seed',
   'valid',
@@ -145,9 +148,9 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
     iteration: int,
     outcome: oneOf(COMMIT_OUTCOMES),
     hash: nullable(programHash),
-    id: nullable(str),
+    id: nullable(programId),
     score: nullable(num),
-    best: optional(str),
+    best: optional(programId),
     reason: optional(str),
   },
   migration: { iteration: int },
