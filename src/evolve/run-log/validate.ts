@@ -9,7 +9,7 @@ import { type CommitOutcome, type Plan, REFUSAL_KINDS, RUN_LOG_VERSION, type Run
  */
 type Check = (v: unknown, path: string) => string | null;
 
-const isObj = (v: unknown): v is Record<string, unknown> =>
+export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const num: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? null : `${p} is not a number`);
@@ -58,7 +58,7 @@ const arrayOf =
 const recordOf =
   (c: Check): Check =>
   (v, p) => {
-    if (!isObj(v)) return `${p} is not an object`;
+    if (!isRecord(v)) return `${p} is not an object`;
     for (const [k, x] of Object.entries(v)) {
       const bad = c(x, `${p}.${k}`);
       if (bad) return bad;
@@ -68,7 +68,7 @@ const recordOf =
 const object =
   (fields: Record<string, Check>): Check =>
   (v, p) => {
-    if (!isObj(v)) return `${p} is not an object`;
+    if (!isRecord(v)) return `${p} is not an object`;
     for (const [k, c] of Object.entries(fields)) {
       const bad = c(v[k], `${p}.${k}`);
       if (bad) return v[k] === undefined ? `missing field '${p}.${k}'` : bad;
@@ -139,9 +139,10 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
     incumbent: side('score'),
     decision: oneOf(['promote', 'keep']),
     reason: str,
-    ss: num,
-    dof: num,
-    noise: num,
+    // They feed the run's noise estimate (a square root): a negative one would make it NaN.
+    ss: amount,
+    dof: amount,
+    noise: amount,
     replayed: optional(bool),
   },
   commit: {
@@ -229,5 +230,3 @@ function commitProblem(e: Record<string, unknown>): string | null {
     return `commit event: a new program of iteration ${String(e.iteration)} named '${String(e.id)}', not '${own}'`;
   return null;
 }
-
-export const isRecord = isObj;
