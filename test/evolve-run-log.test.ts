@@ -84,6 +84,23 @@ const VALID = [
   { v: 2, type: 'patch', iteration: 1, attempt: 1, ok: false, kind: 'no-match', reason: 'not found' },
   { v: 2, type: 'commit', iteration: 1, outcome: 'refused', hash: null, id: null, score: null },
 ];
+/** A version-2 plan event of iteration 1, its plan's fields as given. */
+const planEvent = (plan: Line): Line => ({
+  v: 2,
+  type: 'plan',
+  iteration: 1,
+  plan: {
+    iteration: 1,
+    island: 0,
+    parent: 'p0',
+    mate: null,
+    inspirations: { top: [], diverse: [] },
+    mutation: 'diff',
+    model: 'toy-a',
+    how: 'exploitation',
+    ...plan,
+  },
+});
 const logOf = (events: unknown[]): string => events.map((e) => `${JSON.stringify(e)}\n`).join('');
 
 describe('the run log is validated on read and fails closed in one line naming file:line', () => {
@@ -223,43 +240,13 @@ describe('the run log is validated on read and fails closed in one line naming f
     [
       'a plan for another iteration than its event',
       2,
-      (e) =>
-        (e[1] = {
-          v: 2,
-          type: 'plan',
-          iteration: 1,
-          plan: {
-            iteration: 4,
-            island: 0,
-            parent: 'p0',
-            mate: null,
-            inspirations: { top: [], diverse: [] },
-            mutation: 'diff',
-            model: 'toy-a',
-            how: 'exploitation',
-          },
-        }),
+      (e) => (e[1] = planEvent({ iteration: 4 })),
       /plan event: the plan is for iteration 4, the event for 1$/,
     ],
     [
       "a plan whose parent is not a program id ('constructor' would be found on every object)",
       2,
-      (e) =>
-        (e[1] = {
-          v: 2,
-          type: 'plan',
-          iteration: 1,
-          plan: {
-            iteration: 1,
-            island: 0,
-            parent: 'constructor',
-            mate: null,
-            inspirations: { top: [], diverse: [] },
-            mutation: 'diff',
-            model: 'toy-a',
-            how: 'exploitation',
-          },
-        }),
+      (e) => (e[1] = planEvent({ parent: 'constructor' })),
       /plan event: plan\.parent is not a program id \(p0, p1, …\)$/,
     ],
     [
