@@ -17,7 +17,8 @@ const tempDir = (): string => {
 
 // Non-ASCII content, so a cut measured in characters instead of bytes would land in the wrong place.
 const a = '{"v":2,"type":"run","mode":"start","note":"état ✓"}\n';
-const b = '{"v":2,"type":"commit","iteration":0,"outcome":"seed","hash":"ab12","id":"p0","score":1}\n';
+const b =
+  '{"v":2,"type":"commit","iteration":0,"outcome":"seed","hash":"ab12ab12ab12ab12","id":"p0","score":1}\n';
 
 describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
   it('parses complete lines and reports a torn final line', () => {
@@ -44,7 +45,7 @@ describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
   it('RunFolder.readEvents reads the same events, and a repair cuts the file after the last one', () => {
     for (const [text, kept] of [
       [`${a}${b}{"type":"plan"`, a + b],
-      [`${a}garbage\n${b}`, a],
+      [`${a}garbage\n`, a],
       [a + b, a + b],
     ] as const) {
       const dir = tempDir();
@@ -55,6 +56,17 @@ describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
       expect(folder.readEvents(true)).toEqual(parseEvents(text).events);
       expect(readFileSync(folder.eventsPath, 'utf8')).toBe(kept);
     }
+  });
+
+  it('refuses, and leaves as it is, a log with events after a line that is not JSON (a kill tears only the last line)', () => {
+    const dir = tempDir();
+    const text = `${a}garbage\n${b}`;
+    writeFileSync(join(dir, 'events.jsonl'), text);
+    const folder = new RunFolder(dir);
+    const problem = `${folder.eventsPath}:2: the line is not JSON, yet 1 line(s) follow it`;
+    expect(() => folder.readEvents()).toThrow(problem);
+    expect(() => folder.readEvents(true)).toThrow(problem);
+    expect(readFileSync(folder.eventsPath, 'utf8')).toBe(text);
   });
 
   it('refuses a config.json that is not JSON or not an evolve config in one line', () => {

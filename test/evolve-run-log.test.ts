@@ -5,8 +5,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildRunReport } from '../src/evolve/report.js';
 import { readRunFiles } from '../src/evolve/report-read.js';
 import { RunFolder } from '../src/evolve/run-folder.js';
+import { eventKey, type RunEvent } from '../src/evolve/run-log/events.js';
+import { RunState } from '../src/evolve/run-log/fold.js';
 import { readRunLog } from '../src/evolve/run-log/read.js';
-import { runSession } from '../src/evolve/session.js';
+import { runSession, type SessionOptions } from '../src/evolve/session.js';
 import { TimeSums } from '../src/evolve/timing.js';
 import { buildRunPageData } from '../src/report/run-page-data.js';
 import { UserError } from '../src/util/errors.js';
@@ -29,6 +31,23 @@ const lines = (dir: string): Line[] =>
     .split('\n')
     .map((l) => JSON.parse(l) as Line);
 const sha = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** A new toy run on the climbing model; its server stays up (a resume may ask it) until the test ends. */
+const liveRun = async (
+  iterations: number,
+  search: Record<string, unknown>,
+  hooks: Pick<SessionOptions, 'onFolder' | 'onProgress' | 'onActivity'> = {},
+): Promise<string> => {
+  server = await FakeOpenAiServer.start(climbingModel);
+  const p = makeToyProject(server.baseUrl, { search });
+  const r = await runSession({
+    configPath: p.configPath,
+    out: join(p.dir, 'run'),
+    overrides: { iterations },
+    ...hooks,
+  });
+  return r.dir;
+};
 
 /**
  * A run folder written by adrs at commit 2658b92, before run-log versions: events without `v`,
@@ -65,6 +84,23 @@ const VALID = [
   { v: 2, type: 'patch', iteration: 1, attempt: 1, ok: false, kind: 'no-match', reason: 'not found' },
   { v: 2, type: 'commit', iteration: 1, outcome: 'refused', hash: null, id: null, score: null },
 ];
+/** A version-2 plan event of iteration 1, its plan's fields as given. */
+const planEvent = (plan: Line): Line => ({
+  v: 2,
+  type: 'plan',
+  iteration: 1,
+  plan: {
+    iteration: 1,
+    island: 0,
+    parent: 'p0',
+    mate: null,
+    inspirations: { top: [], diverse: [] },
+    mutation: 'diff',
+    model: 'toy-a',
+    how: 'exploitation',
+    ...plan,
+  },
+});
 const logOf = (events: unknown[]): string => events.map((e) => `${JSON.stringify(e)}\n`).join('');
 
 describe('the run log is validated on read and fails closed in one line naming file:line', () => {
@@ -113,7 +149,7 @@ describe('the run log is validated on read and fails closed in one line naming f
       'an ill-typed nested field',
       3,
       (e) => (e[2]!.reply.usage.prompt_tokens = '10'),
-      /response event: reply\.usage\.prompt_tokens is not a number$/,
+      /response event: reply\.usage\.prompt_tokens is not a number ≥ 0$/,
     ],
     ['a missing nested field', 3, (e) => delete e[2]!.reply.cost_usd, /missing field 'reply\.cost_usd'$/],
     [
@@ -135,7 +171,7 @@ describe('the run log is validated on read and fails closed in one line naming f
     [
       'an applied patch with a refusal kind',
       4,
-      (e) => (e[3] = { ...e[3], ok: true, hash: 'ab', changed: [] }),
+      (e) => (e[3] = { ...e[3], ok: true, hash: 'ab12ab12ab12ab12', changed: [] }),
       /patch event: ok true with kind 'no-match'$/,
     ],
     ['an unknown commit outcome', 5, (e) => (e[4]!.outcome = 'great'), /outcome is "great", not one of/],
@@ -144,6 +180,93 @@ describe('the run log is validated on read and fails closed in one line naming f
       2,
       (e) => (e[1] = { type: 'prompt', iteration: 1, attempt: 1, model: 'toy-a' }),
       /prompt event \(version 1\): missing field 'messages'$/,
+    ],
+    [
+      "a type that is a key of every object ('constructor')",
+      2,
+      (e) => (e[1] = { v: 2, type: 'constructor' }),
+      /unknown event type 'constructor'/,
+    ],
+    [
+      "a type that is a key of every object ('__proto__')",
+      2,
+      (e) => (e[1]!.type = '__proto__'),
+      /unknown event type '__proto__'/,
+    ],
+    [
+      'a program hash that is a path',
+      2,
+      (e) =>
+        (e[1] = {
+          v: 2,
+          type: 'evaluation',
+          iteration: 1,
+          hash: '../../../etc/x',
+          ms: 1,
+          result: { valid: false, score: null, metrics: {}, artifacts: {} },
+        }),
+      /evaluation event: hash is not a program hash \(16 hex digits\)$/,
+    ],
+    [
+      'a negative cost (it would buy budget back)',
+      3,
+      (e) => (e[2]!.reply.cost_usd = -1000),
+      /response event: reply\.cost_usd is not a number ≥ 0$/,
+    ],
+    [
+      'negative tokens',
+      3,
+      (e) => (e[2]!.reply.usage.completion_tokens = -5),
+      /completion_tokens is not a number ≥ 0$/,
+    ],
+    [
+      'a valid commit that names no program',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'valid', score: 99 }),
+      /commit event: outcome 'valid' without the program's hash and id$/,
+    ],
+    [
+      'a refusal that names a program',
+      5,
+      (e) => Object.assign(e[4]!, { hash: 'ab12ab12ab12ab12', id: 'p1' }),
+      /commit event: outcome 'refused' names a program/,
+    ],
+    [
+      'an invalid commit with a score',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'invalid', hash: 'ab12ab12ab12ab12', id: 'p1', score: 99 }),
+      /commit event: outcome 'invalid' with a score$/,
+    ],
+    [
+      'a plan for another iteration than its event',
+      2,
+      (e) => (e[1] = planEvent({ iteration: 4 })),
+      /plan event: the plan is for iteration 4, the event for 1$/,
+    ],
+    [
+      "a plan whose parent is not a program id ('constructor' would be found on every object)",
+      2,
+      (e) => (e[1] = planEvent({ parent: 'constructor' })),
+      /plan event: plan\.parent is not a program id \(p0, p1, …\)$/,
+    ],
+    [
+      'a new program named like an earlier one (it would replace it)',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'valid', hash: 'ab12ab12ab12ab12', id: 'p0', score: 99 }),
+      /commit event: a new program of iteration 1 named 'p0', not 'p1'$/,
+    ],
+    [
+      'a seed after iteration 0',
+      5,
+      (e) => Object.assign(e[4]!, { outcome: 'seed', hash: 'ab12ab12ab12ab12', id: 'p0', score: 9 }),
+      /commit event: a seed at iteration 1$/,
+    ],
+    [
+      'a version-1 prompt whose messages are not a conversation',
+      2,
+      (e) =>
+        (e[1] = { type: 'prompt', iteration: 1, attempt: 1, model: 'toy-a', messages: [{ role: 'system' }] }),
+      /prompt event \(version 1\): missing field 'messages\[0\]\.content'$/,
     ],
   ];
   for (const [what, line, spoil, problem] of malformed) {
@@ -295,21 +418,16 @@ describe('a version-1 run folder (before run-log versions) still reports, replay
 });
 
 describe('prompts and answers are content-addressed blobs, checked on read', () => {
-  const liveRun = async () => {
-    server = await FakeOpenAiServer.start(climbingModel);
-    const p = makeToyProject(server.baseUrl, { search: { parallel: 1, islands: 1 } });
-    const r = await runSession({
-      configPath: p.configPath,
-      out: join(p.dir, 'run'),
-      overrides: { iterations: 3 },
-    });
-    await server.close();
+  /** Three iterations, and no model afterwards: what reads the folder cannot ask one. */
+  const finishedRun = async () => {
+    const dir = await liveRun(3, { parallel: 1, islands: 1 });
+    await server!.close();
     server = undefined;
-    return r.dir;
+    return dir;
   };
 
   it('names each prompt and answer by the sha256 of its blob, written before the event', async () => {
-    const dir = await liveRun();
+    const dir = await finishedRun();
     const events = lines(dir);
     const prompts = events.filter((e) => e.type === 'prompt');
     expect(prompts.length).toBe(3);
@@ -327,7 +445,7 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
   });
 
   it('a replay refuses an answer changed after it was written, and a missing prompt', async () => {
-    const dir = await liveRun();
+    const dir = await finishedRun();
     const answer = lines(dir).find((e) => e.type === 'response')!.reply.text_sha256 as string;
     const path = join(dir, 'responses', `${answer}.txt`);
     writeFileSync(path, readFileSync(path, 'utf8').replace('SPREAD = 2', 'SPREAD = 5'));
@@ -342,6 +460,40 @@ describe('prompts and answers are content-addressed blobs, checked on read', () 
     expect(buildRunReport(readRunFiles(dir)).disagreements).toEqual([
       `prompts/: 1 file(s) named in events.jsonl are missing (${prompt.slice(0, 16)})`,
     ]);
+  });
+});
+
+describe('a prompt blob is read back as a conversation or refused', () => {
+  it('refuses a prompt whose hash matches but whose messages are not a conversation (resume would send them)', () => {
+    const blobs = new RunFolder(tempDir()).blobs;
+    const good = blobs.putMessages([{ role: 'user', content: 'hi' }]);
+    expect(blobs.messages(good)).toEqual([{ role: 'user', content: 'hi' }]);
+    const bad = blobs.put(
+      'prompts',
+      JSON.stringify([
+        { role: 'user', content: 'hi' },
+        { role: 'tool', content: 1 },
+      ]),
+    );
+    expect(() => blobs.messages(bad)).toThrow(
+      `${blobs.path('prompts', bad)}: messages[1].role is "tool", not one of system, user, assistant; the run folder is damaged`,
+    );
+  });
+});
+
+describe('stored programs are checked against their hash where their code is used', () => {
+  it('a replay refuses a seed program changed after it was written, and the report names it', async () => {
+    const r = { dir: await liveRun(1, { parallel: 1, islands: 1 }) };
+    const seed = lines(r.dir).find((e) => e.type === 'commit' && e.iteration === 0)!.hash as string;
+    const path = join(r.dir, 'programs', `${seed}.json`);
+    writeFileSync(path, readFileSync(path, 'utf8').replace('SPREAD = 1', 'SPREAD = 4'));
+    const evaluator = await loadToyEvaluator(makeToyProject('http://127.0.0.1:9/v1'));
+    await expect(runSession({ replay: r.dir, out: join(tempDir(), 'replay'), evaluator })).rejects.toThrow(
+      `${path} does not hold the program ${seed}; it was changed after it was written`,
+    );
+    expect(buildRunReport(readRunFiles(r.dir)).disagreements).toContain(
+      `programs/: 1 stored program(s) whose code does not match their hash (${seed})`,
+    );
   });
 });
 
@@ -369,5 +521,167 @@ describe('TimeSums', () => {
       }),
     ).rejects.toThrow('late');
     expect([sums.total('a'), sums.total('b')]).toEqual([7, 10]);
+  });
+});
+
+describe('one fold for resume, replay and report: a repeated event is read as the controller wrote it', () => {
+  it('uses the first of a repeated answer (paid once) and says the log repeats itself', () => {
+    const events = structuredClone(VALID) as Line[];
+    const again = structuredClone(events[2]!);
+    again.reply.cost_usd = 5;
+    events.splice(3, 0, again);
+    const run = RunState.fold(readRunLog(logOf(events), 'events.jsonl').events);
+    expect(run.spent).toEqual({ usd: 0.001, prompt_tokens: 10, completion_tokens: 5, calls: 1 });
+    expect(run.response(1, 1)?.cost_usd).toBe(0.001);
+    expect(run.anomalies).toEqual(['events.jsonl: response:1:1 is logged twice (line 4); the first is used']);
+  });
+
+  it('counts a repeated migration once', () => {
+    const migration = { v: 2, type: 'migration', iteration: 3 };
+    const run = RunState.fold(readRunLog(logOf([migration, migration]), 'events.jsonl').events);
+    expect(run.migrations).toBe(1);
+  });
+});
+
+describe('a resume after a kill at each step of an iteration continues the same run', () => {
+  /**
+   * A live run of 3 iterations, one at a time, migrating at iteration 3, and its checkpoint after
+   * each commit: the folder a kill during iteration i leaves is this one cut back (crashAt) with
+   * the checkpoint of i − 1.
+   */
+  const runToCut = async () => {
+    const checkpoints: string[] = [];
+    let out = '';
+    const search = {
+      islands: 2,
+      migration_interval: 3,
+      parallel: 1,
+      mutations: { diff: 1, rewrite: 0, crossover: 0 },
+    };
+    await liveRun(3, search, {
+      onFolder: (dir) => {
+        out = dir;
+      },
+      // The seed's commit reports no progress: its checkpoint is there once iteration 1 waits.
+      onActivity: (inflight) => {
+        if (inflight.some((a) => a.iteration === 1))
+          checkpoints[0] ??= readFileSync(join(out, 'checkpoint.json'), 'utf8');
+      },
+      onProgress: (pr) => {
+        checkpoints[pr.committed] = readFileSync(join(out, 'checkpoint.json'), 'utf8');
+      },
+    });
+    const whole = join(tempDir(), 'whole');
+    cpSync(out, whole, { recursive: true });
+    return { dir: out, whole, checkpoint2: checkpoints[2]!, checkpoints, asked: server!.requests.length };
+  };
+  /** Keeps the events before the first line `at` matches (plus `torn`), the given checkpoint, no summary or best/. */
+  const crashAt = (
+    dir: string,
+    checkpoint: string,
+    at: (e: Line) => boolean,
+    torn = (_line: string) => '',
+  ) => {
+    const path = join(dir, 'events.jsonl');
+    const all = readFileSync(path, 'utf8').trim().split('\n');
+    const cut = all.findIndex((l) => at(JSON.parse(l) as Line));
+    expect(cut).toBeGreaterThan(0);
+    writeFileSync(path, `${all.slice(0, cut).join('\n')}\n${torn(all[cut]!)}`);
+    writeFileSync(join(dir, 'checkpoint.json'), checkpoint);
+    for (const f of ['summary.json', 'best']) rmSync(join(dir, f), { recursive: true });
+    return all[cut]!;
+  };
+  const resume = (dir: string) => runSession({ resume: dir, overrides: { baseUrl: server!.baseUrl } });
+  const keys = (dir: string): string[] =>
+    lines(dir)
+      .map((e) => eventKey(e as RunEvent))
+      .filter((k): k is string => k !== null);
+  const expectSameRun = (dir: string, whole: string) => {
+    expect(commitSequence(dir)).toEqual(commitSequence(whole));
+    const k = keys(dir);
+    expect(new Set(k).size).toBe(k.length);
+    expect(buildRunReport(readRunFiles(dir)).disagreements).toEqual([]);
+  };
+
+  it('killed while appending the commit (a torn last line): nothing is asked or evaluated again', async () => {
+    const { dir, whole, checkpoint2, asked } = await runToCut();
+    crashAt(
+      dir,
+      checkpoint2,
+      (e) => e.type === 'commit' && e.iteration === 3,
+      (line) => line.slice(0, line.length >> 1),
+    );
+    const r = await resume(dir);
+    expect(r.stats.committed).toBe(3);
+    expect(r.stats.evaluationsThisSession).toBe(0);
+    expect(server!.requests.length).toBe(asked);
+    expectSameRun(dir, whole);
+  });
+
+  it('killed after the migration but before the commit: the migration is logged once', async () => {
+    const { dir, whole, checkpoint2, asked } = await runToCut();
+    crashAt(dir, checkpoint2, (e) => e.type === 'commit' && e.iteration === 3);
+    expect(lines(dir).at(-1)).toMatchObject({ type: 'migration', iteration: 3 });
+    await resume(dir);
+    expect(server!.requests.length).toBe(asked);
+    expect(lines(dir).filter((e) => e.type === 'migration')).toHaveLength(1);
+    expectSameRun(dir, whole);
+  });
+
+  it('killed between storing a program and logging its evaluation: the stored result is the one the log records', async () => {
+    const { dir, whole, checkpoints } = await runToCut();
+    // Iteration 1 evaluates the run's one new program (2 and 3 find it again).
+    const evaluation = crashAt(dir, checkpoints[0]!, (e) => e.type === 'evaluation' && e.iteration === 1);
+    const hash = (JSON.parse(evaluation) as Line).hash as string;
+    // The measurement the kill left stored differs (a noisy evaluator measures again on resume).
+    const path = join(dir, 'programs', `${hash}.json`);
+    const stored = JSON.parse(readFileSync(path, 'utf8')) as Line;
+    stored.result.score += 0.5;
+    writeFileSync(path, JSON.stringify(stored));
+    const r = await resume(dir);
+    expect(r.stats.evaluationsThisSession).toBe(1);
+    expectSameRun(dir, whole);
+  });
+
+  it('refuses a logged plan that names a program the run had not committed', async () => {
+    const { dir, checkpoint2 } = await runToCut();
+    crashAt(dir, checkpoint2, (e) => e.type === 'prompt' && e.iteration === 3);
+    const path = join(dir, 'events.jsonl');
+    writeFileSync(
+      path,
+      readFileSync(path, 'utf8').replace(
+        '"iteration":3,"island":0,"parent":"p0"',
+        '"iteration":3,"island":0,"parent":"p9"',
+      ),
+    );
+    await expect(resume(dir)).rejects.toThrow(
+      'events.jsonl: the plan of iteration 3 names p9, which the run had not committed when it was planned; the run folder is damaged',
+    );
+  });
+
+  it('refuses, before touching the folder, a checkpoint ahead of the log (commits the log lost)', async () => {
+    const { dir } = await runToCut();
+    const checkpoint3 = readFileSync(join(dir, 'checkpoint.json'), 'utf8');
+    crashAt(dir, checkpoint3, (e) => e.type === 'commit' && e.iteration === 3);
+    const events = readFileSync(join(dir, 'events.jsonl'), 'utf8');
+    await expect(resume(dir)).rejects.toThrow(
+      `${join(dir, 'events.jsonl')} ends at iteration 2, but checkpoint.json is at iteration 3: the log lost commits`,
+    );
+    expect(readFileSync(join(dir, 'events.jsonl'), 'utf8')).toBe(events);
+  });
+
+  it('killed between writing an answer blob and its event: asked again, and the blob it names is sound', async () => {
+    const { dir, whole, checkpoint2, asked } = await runToCut();
+    const line = crashAt(dir, checkpoint2, (e) => e.type === 'response' && e.iteration === 3);
+    const hash = (JSON.parse(line) as Line).reply.text_sha256 as string;
+    // The orphan blob as a writer that is not atomic would leave it: cut short.
+    const blob = join(dir, 'responses', `${hash}.txt`);
+    writeFileSync(blob, readFileSync(blob, 'utf8').slice(0, 10));
+    await resume(dir);
+    expect(server!.requests.length).toBe(asked + 1);
+    const answers = lines(dir).filter((e) => e.type === 'response' && e.iteration === 3);
+    expect(answers.map((e) => e.reply.text_sha256)).toEqual([hash]);
+    expect(sha(new RunFolder(dir).blobs.get('responses', hash))).toBe(hash);
+    expectSameRun(dir, whole);
   });
 });

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/files.js';
 import type { BrokerRunState } from './broker-evaluator.js';
 
 interface Stored {
@@ -31,9 +32,7 @@ export class FolderRunState implements BrokerRunState {
   }
 
   private save(): void {
-    const path = join(this.dir, 'broker.json');
-    writeFileSync(`${path}.tmp`, `${JSON.stringify(this.stored, null, 2)}\n`);
-    renameSync(`${path}.tmp`, path);
+    writeFileAtomic(join(this.dir, 'broker.json'), `${JSON.stringify(this.stored, null, 2)}\n`);
   }
 
   runId(): string {

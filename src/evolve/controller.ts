@@ -184,6 +184,11 @@ export class Controller {
     return this.db;
   }
 
+  /** The run folder's log as folded so far, this session's events included (the controller is its one writer). */
+  get runLog(): RunState {
+    return this.own;
+  }
+
   /** Runs until a stop rule fires; the run folder is consistent (and resumable) whenever this returns or throws. */
   async run(): Promise<RunStats> {
     if (this.source.continues && this.folder.readCheckpoint()) this.restore();
@@ -349,11 +354,28 @@ export class Controller {
   private planFor(iteration: number): Plan {
     return this.timing.time('overhead', () => {
       const recorded = this.own.plans.get(iteration);
-      if (recorded) return recorded;
-      const plan = this.source.plan(iteration, this.freshPlan(iteration));
+      if (recorded) return this.committedOnly(recorded);
+      const plan = this.committedOnly(this.source.plan(iteration, this.freshPlan(iteration)));
       this.log({ type: 'plan', iteration, plan });
       return plan;
     });
+  }
+
+  /**
+   * A plan names only programs committed before it was made (the loop plans from the database as
+   * it stands): a logged plan that names another is a damaged log, refused in one line rather than
+   * failing deep in the iteration.
+   */
+  private committedOnly(plan: Plan): Plan {
+    const { parent, mate, inspirations } = plan;
+    const unknown = [parent, mate ?? parent, ...inspirations.top, ...inspirations.diverse].find(
+      (id) => !this.db.has(id),
+    );
+    if (unknown !== undefined)
+      throw new UserError(
+        `events.jsonl: the plan of iteration ${plan.iteration} names ${unknown}, which the run had not committed when it was planned; the run folder is damaged`,
+      );
+    return plan;
   }
 
   private freshPlan(iteration: number): Plan {
@@ -505,9 +527,10 @@ export class Controller {
       return reply;
     } catch (error) {
       if (this.abort.signal.aborted) return { aborted: true };
-      const fatal = error instanceof LlmCallError && error.fatal;
-      const message = (error as Error).message.split('\n')[0]!;
+      // A replay that left its recording: not a model failure to log and go on from.
       if (error instanceof UserError) throw error;
+      const fatal = error instanceof LlmCallError && error.fatal;
+      const message = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
       this.log({ type: 'llm_error', iteration: it, attempt, error: message, fatal });
       return { error: message, fatal };
     } finally {
@@ -798,7 +821,7 @@ export class Controller {
   }
 
   private log(e: NewEvent): void {
-    const event = { ...e, v: RUN_LOG_VERSION, t: round(this.elapsedS() * 1000) } as RunEvent;
+    const event: RunEvent = { ...e, v: RUN_LOG_VERSION, t: round(this.elapsedS() * 1000) };
     const k = eventKey(event);
     if (k && this.own.logged.has(k)) return;
     this.folder.append(event);

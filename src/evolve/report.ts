@@ -4,6 +4,7 @@ import { costOf } from './llm/types.js';
 import { failureClass } from './report-classify.js';
 import { type HeldOutComparison, heldoutComparison } from './report-noise.js';
 import type { RunFiles } from './report-read.js';
+import { holdsProgram } from './run-folder.js';
 import type { RecordedReply, RefusalClass } from './run-log/events.js';
 import type { RunProgram } from './run-log/fold.js';
 import { walkLineage } from './run-log/lineage.js';
@@ -231,7 +232,8 @@ export function buildRunReport(files: RunFiles, options: { top?: number } = {}):
   }
   if (files.tail.badLine) {
     disagree(
-      `events.jsonl line ${files.tail.badLine.line} is not JSON; it and the ${files.tail.badLine.ignoredAfter} line(s) after it were ignored (--resume would cut the file there)`,
+      // Only the last complete line can be one (readRunLog refuses a log with lines after it).
+      `events.jsonl line ${files.tail.badLine.line}, its last complete line, is not JSON; it was ignored (--resume cuts it off)`,
     );
   }
 
@@ -634,20 +636,26 @@ function checkCheckpoint(
   }
 }
 
-/** Every evaluation event has its program stored, with the same verdict. */
+/** Every evaluation event has its program stored, under its own hash, with the same verdict. */
 function checkPrograms(
   files: RunFiles,
   evaluations: Map<string, { result: EvalOutcome }>,
   disagree: (s: string) => void,
 ): void {
   const missing: string[] = [];
+  const changed: string[] = [];
   const differ: string[] = [];
   for (const [hash, { result }] of evaluations) {
     const stored = files.program(hash);
     if (!stored) missing.push(hash);
+    else if (!holdsProgram(stored, hash)) changed.push(hash);
     else if (stored.result?.score !== result.score || stored.result?.valid !== result.valid)
       differ.push(hash);
   }
+  if (changed.length)
+    disagree(
+      `programs/: ${changed.length} stored program(s) whose code does not match their hash (${changed.slice(0, 3).join(', ')})`,
+    );
   if (missing.length)
     disagree(
       `programs/: ${missing.length} evaluated program(s) not stored (${missing.slice(0, 3).join(', ')})`,

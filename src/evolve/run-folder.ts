@@ -11,7 +11,7 @@ import {
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/files.js';
-import type { CandidateFiles } from './candidate.js';
+import { type CandidateFiles, programHash } from './candidate.js';
 import type { EvolveConfig } from './config.js';
 import type { DatabaseState } from './database.js';
 import type { EvalOutcome } from './evaluator.js';
@@ -132,12 +132,27 @@ export class RunFolder {
     return join(this.dir, 'programs', `${hash}.json`);
   }
 
+  /**
+   * Stores an evaluated program, before the evaluation event that records its result. Written
+   * even when the file exists: one left by a kill before that event holds an earlier measurement,
+   * and the stored result must be the one the event records.
+   */
   storeProgram(p: StoredProgram): void {
-    if (!existsSync(this.programPath(p.hash))) writeFileAtomic(this.programPath(p.hash), JSON.stringify(p));
+    writeFileAtomic(this.programPath(p.hash), JSON.stringify(p));
   }
 
+  /**
+   * A stored program, checked to be the one its name says: its code goes to the model as a parent
+   * on resume and is a replay's seed, so a file changed since it was written is refused.
+   */
   loadProgram(hash: string): StoredProgram {
-    return JSON.parse(readFileSync(this.programPath(hash), 'utf8')) as StoredProgram;
+    const path = this.programPath(hash);
+    const p: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (!holdsProgram(p, hash))
+      throw new UserError(
+        `${path} does not hold the program ${hash}; it was changed after it was written, so the run folder cannot be trusted`,
+      );
+    return p;
   }
 
   /** best/: the candidate's files as a ready folder, its metrics, its lineage and a reproducer. */
@@ -159,6 +174,17 @@ export class RunFolder {
   writeSummary(summary: unknown): void {
     writeFileAtomic(join(this.dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   }
+}
+
+/** Whether a programs/ file holds the program its name says: its code hashes to `hash`. */
+export function holdsProgram(p: unknown, hash: string): p is StoredProgram {
+  const files = typeof p === 'object' && p !== null ? (p as Partial<StoredProgram>).files : undefined;
+  return (
+    typeof files === 'object' &&
+    files !== null &&
+    Object.values(files).every((t) => typeof t === 'string') &&
+    programHash(files) === hash
+  );
 }
 
 /** config.json of a run folder, checked to be an adrs evolve config: a damaged one is a one-line error. */

@@ -78,12 +78,15 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     existing = RunFolder.open(o.resume);
     // A log the reader refuses (damaged, or from a newer adrs) refuses the resume here, before
     // config.json is rewritten; the controller reads it again to continue (cutting a torn last line).
-    existing.readEvents();
-    config = resumeConfig(
-      existing.readConfig(),
-      o.overrides ?? {},
-      existing.readCheckpoint()?.committed ?? 0,
-    );
+    const logged = RunState.fold(existing.readEvents()).committed;
+    const checkpointed = existing.readCheckpoint()?.committed ?? 0;
+    // checkpoint.json is written after the commit it records, so a kill leaves it at or behind the
+    // log; ahead of it, the log lost commits (a copy, an edit, a power cut) that nothing can redo.
+    if (checkpointed > logged)
+      throw new UserError(
+        `${existing.eventsPath} ends at iteration ${logged}, but checkpoint.json is at iteration ${checkpointed}: the log lost commits, so the run folder cannot be resumed`,
+      );
+    config = resumeConfig(existing.readConfig(), o.overrides ?? {}, checkpointed);
     if (!o.model) checkEndpoint(config);
     mode = 'resume';
   } else if (o.replay) {
@@ -158,7 +161,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
     const heldout =
       stats.stopReason === 'interrupted' || !evaluator.hasHeldOut()
         ? null
-        : ((stats.iterationsThisSession === 0 ? recordedHeldOut(folder) : null) ??
+        : ((stats.iterationsThisSession === 0 ? recordedHeldOut(controller.runLog) : null) ??
           (await scoreHeldOut(folder, evaluator, seed, best)));
     exportBest(folder, config, db, best, evaluator, mode);
     const result: SessionResult = { dir: folder.dir, stats, best, seed, heldout };
@@ -188,8 +191,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
  * The held-out scores recorded after the last commit, if any: a session that committed nothing has
  * the same seed and best, so scoring them again would only cost time (and log them twice).
  */
-function recordedHeldOut(folder: RunFolder): { seed: EvalOutcome; best: EvalOutcome } | null {
-  const run = RunState.fold(folder.readEvents());
+function recordedHeldOut(run: RunState): { seed: EvalOutcome; best: EvalOutcome } | null {
   const h = run.heldout;
   if (!h || h.index < (run.commitLog.at(-1)?.index ?? -1)) return null;
   return { seed: h.seed, best: h.best };

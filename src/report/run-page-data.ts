@@ -92,17 +92,18 @@ export function buildRunPageData(files: RunFiles, report: RunReport): RunPageDat
     curve.best.push(bestId ? (run.programs.get(bestId)?.score ?? null) : null);
     curve.heldout.push(null);
     curve.heldoutSeed.push(null);
-    if (e.outcome === 'seed' || e.outcome === 'valid' || e.outcome === 'invalid') {
-      const ev = e.hash !== null ? run.evaluations.get(e.hash) : undefined;
-      const plan = run.plans.get(it);
+    // The program this commit added, as the fold built it (a duplicate adds none).
+    const p = e.outcome !== 'duplicate' && e.id !== null ? run.programs.get(e.id) : undefined;
+    if (p) {
+      const ev = run.evaluations.get(p.hash);
       points.push({
         iteration: it,
-        id: e.id,
+        id: p.id,
         t_s: (ev?.t ?? e.t ?? 0) / 1000,
         valid: e.outcome !== 'invalid',
-        score: e.score,
-        mutation: it === 0 ? 'seed' : (plan?.mutation ?? 'unknown'),
-        model: plan?.model ?? 'seed',
+        score: p.score,
+        mutation: p.mutation,
+        model: p.model ?? 'seed',
         failure: e.outcome === 'invalid' && ev ? failureClass(ev.result) : null,
       });
     }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { UserError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import type { ChatMessage } from '../llm/types.js';
+import { isMessages, messagesProblem } from './validate.js';
 
 export type BlobKind = 'prompts' | 'responses';
 const EXT: Record<BlobKind, string> = { prompts: 'json', responses: 'txt' };
@@ -37,10 +38,15 @@ export class BlobStore {
     return this.known.has(hash) || existsSync(this.path(kind, hash));
   }
 
+  /**
+   * Stores a text under its hash; call it before logging the event that names the hash. A file
+   * already there is kept only when it holds this text: one changed since (or left by a crash of a
+   * writer that was not atomic) is replaced, so the event about to name it never names a bad blob.
+   */
   put(kind: BlobKind, text: string): string {
     const hash = sha256Hex(text);
     const p = this.path(kind, hash);
-    if (!existsSync(p)) writeFileAtomic(p, text);
+    if (!existsSync(p) || sha256Hex(readFileSync(p, 'utf8')) !== hash) writeFileAtomic(p, text);
     return hash;
   }
 
@@ -63,12 +69,19 @@ export class BlobStore {
     return this.put('prompts', promptText(messages));
   }
 
+  /** A prompt's messages, checked to be a conversation (they are sent to the model again on resume). */
   messages(hash: string): ChatMessage[] {
     const text = this.get('prompts', hash);
+    let messages: unknown;
     try {
-      return JSON.parse(text) as ChatMessage[];
+      messages = JSON.parse(text);
     } catch {
       throw new UserError(`${this.path('prompts', hash)} is not JSON; the run folder is damaged`);
     }
+    if (!isMessages(messages))
+      throw new UserError(
+        `${this.path('prompts', hash)}: ${messagesProblem(messages, 'messages')}; the run folder is damaged`,
+      );
+    return messages;
   }
 }

@@ -116,6 +116,9 @@ export function eventKey(
     case 'plan':
     case 'commit':
     case 'comparison':
+    // A resume after a kill between an iteration's migration and its checkpoint commits that
+    // iteration again: its migration must not be logged (and counted) twice.
+    case 'migration':
       return `${e.type}:${e.iteration}`;
     case 'prompt':
     case 'response':

@@ -121,7 +121,15 @@ export class RunState {
   add(e: RunEvent): void {
     const index = this.count++;
     const k = eventKey(e);
-    if (k) this.logged.add(k);
+    if (k !== null) {
+      // The controller never logs a key twice (it uses the first and skips the rest), so the fold
+      // does the same: a repeated answer must not be paid for twice, nor a repeated commit counted.
+      if (this.logged.has(k)) {
+        this.anomaly(`events.jsonl: ${k} is logged twice (line ${index + 1}); the first is used`);
+        return;
+      }
+      this.logged.add(k);
+    }
     if (typeof e.t === 'number') this.wallMs = Math.max(this.wallMs, e.t);
     switch (e.type) {
       case 'run':
@@ -176,7 +184,7 @@ export class RunState {
           reason: e.reason,
           detail: e.detail,
           bestId: this.best?.id ?? null,
-          committed: this.commitLog.length ? this.committed : 0,
+          committed: this.committed,
         });
         break;
       case 'heldout':

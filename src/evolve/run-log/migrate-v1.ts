@@ -1,6 +1,6 @@
 import { promptText, sha256Hex } from './blobs.js';
 import type { RefusalClass } from './events.js';
-import { isRecord } from './validate.js';
+import { isMessages, isRecord, messagesProblem } from './validate.js';
 
 /**
  * The class of a version-1 refusal, recovered from its wording (version 1 logged only the English
@@ -34,8 +34,10 @@ export function migrateV1(
   const out: Record<string, unknown> = { ...e, v: 2 };
   switch (e.type) {
     case 'prompt': {
-      if (!Array.isArray(e.messages)) return "prompt event (version 1): missing field 'messages'";
-      const text = promptText(e.messages as never);
+      if (e.messages === undefined) return "prompt event (version 1): missing field 'messages'";
+      if (!isMessages(e.messages))
+        return `prompt event (version 1): ${messagesProblem(e.messages, 'messages')}`;
+      const text = promptText(e.messages);
       const hash = sha256Hex(text);
       texts.set(hash, text);
       delete out.messages;

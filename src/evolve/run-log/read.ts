@@ -3,12 +3,12 @@ import { RUN_LOG_VERSION, type RunEvent } from './events.js';
 import { migrateV1 } from './migrate-v1.js';
 import { isRecord, toEvent } from './validate.js';
 
-/** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a line that is not JSON. */
+/** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a last line that is not JSON. */
 export interface EventsTail {
   lines: number;
   /** Bytes after the last newline: a line a kill cut short. Ignored by --resume, --replay and the report. */
   tornBytes: number;
-  /** A complete line that is not JSON (1-based), and how many lines after it were ignored with it. */
+  /** A complete line that is not JSON (1-based), and how many lines follow it (readRunLog refuses any). */
   badLine: { line: number; ignoredAfter: number } | null;
   /** Bytes up to the end of the last event read: where a repair cuts the file. */
   cleanBytes: number;
@@ -65,6 +65,13 @@ export interface RunLog {
  */
 export function readRunLog(text: string, file: string): RunLog {
   const { events: raw, tail } = parseEvents(text);
+  // A kill leaves at most a torn last line (each event is one append ending in its newline), so
+  // complete lines after one that is not JSON mean damage of another kind: ignoring them would
+  // hide events, and --resume's repair would cut them off the file for good.
+  if (tail.badLine && tail.badLine.ignoredAfter > 0)
+    throw new UserError(
+      `${file}:${tail.badLine.line}: the line is not JSON, yet ${tail.badLine.ignoredAfter} line(s) follow it (a kill only tears the last line); repair or remove that line`,
+    );
   const texts = new Map<string, string>();
   const events = raw.map((r, i) => {
     const fail = (problem: string): never => {

@@ -1,4 +1,5 @@
-import { type CommitOutcome, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
+import type { ChatMessage } from '../llm/types.js';
+import { type CommitOutcome, type Plan, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
 
 /**
  * The shape check of a version-2 event. Each check returns what is wrong (a phrase naming the
@@ -8,16 +9,28 @@ import { type CommitOutcome, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } fro
  */
 type Check = (v: unknown, path: string) => string | null;
 
-const isObj = (v: unknown): v is Record<string, unknown> =>
+export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const num: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? null : `${p} is not a number`);
+/** An amount the accounting adds up (money, tokens, time): a negative one would buy budget back. */
+const amount: Check = (v, p) =>
+  typeof v === 'number' && Number.isFinite(v) && v >= 0 ? null : `${p} is not a number ≥ 0`;
 const int: Check = (v, p) =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0 ? null : `${p} is not a whole number ≥ 0`;
 const str: Check = (v, p) => (typeof v === 'string' ? null : `${p} is not a string`);
 const bool: Check = (v, p) => (typeof v === 'boolean' ? null : `${p} is not true or false`);
 const sha256: Check = (v, p) =>
   typeof v === 'string' && /^[0-9a-f]{64}$/.test(v) ? null : `${p} is not a sha256 (64 hex digits)`;
+/** A program's id (p0 the seed, pN the program of iteration N): the database keys programs by it. */
+const programId: Check = (v, p) =>
+  typeof v === 'string' && /^p(0|[1-9][0-9]*)$/.test(v) ? null : `${p} is not a program id (p0, p1, …)`;
+/**
+ * A program's hash (candidate.ts programHash: 16 hex digits, in every version). Readers turn it
+ * into a path (programs/<hash>.json), so anything else, '../' included, is refused here.
+ */
+const programHash: Check = (v, p) =>
+  typeof v === 'string' && /^[0-9a-f]{16}$/.test(v) ? null : `${p} is not a program hash (16 hex digits)`;
 const nullable =
   (c: Check): Check =>
   (v, p) =>
@@ -45,7 +58,7 @@ const arrayOf =
 const recordOf =
   (c: Check): Check =>
   (v, p) => {
-    if (!isObj(v)) return `${p} is not an object`;
+    if (!isRecord(v)) return `${p} is not an object`;
     for (const [k, x] of Object.entries(v)) {
       const bad = c(x, `${p}.${k}`);
       if (bad) return bad;
@@ -55,7 +68,7 @@ const recordOf =
 const object =
   (fields: Record<string, Check>): Check =>
   (v, p) => {
-    if (!isObj(v)) return `${p} is not an object`;
+    if (!isRecord(v)) return `${p} is not an object`;
     for (const [k, c] of Object.entries(fields)) {
       const bad = c(v[k], `${p}.${k}`);
       if (bad) return v[k] === undefined ? `missing field '${p}.${k}'` : bad;
@@ -72,9 +85,9 @@ const outcome = object({
 const plan = object({
   iteration: int,
   island: int,
-  parent: str,
-  mate: nullable(str),
-  inspirations: object({ top: arrayOf(str), diverse: arrayOf(str) }),
+  parent: programId,
+  mate: nullable(programId),
+  inspirations: object({ top: arrayOf(programId), diverse: arrayOf(programId) }),
   mutation: oneOf(['diff', 'rewrite', 'crossover']),
   model: str,
   how: str,
@@ -82,14 +95,24 @@ const plan = object({
 const reply = object({
   text_sha256: sha256,
   model: str,
-  usage: object({ prompt_tokens: num, completion_tokens: num, estimated: optional(bool) }),
-  cost_usd: num,
-  latency_ms: num,
-  queued_ms: optional(num),
+  usage: object({ prompt_tokens: amount, completion_tokens: amount, estimated: optional(bool) }),
+  cost_usd: amount,
+  latency_ms: amount,
+  queued_ms: optional(amount),
   attempts: optional(int),
   retried: optional(arrayOf(str)),
 });
-const side = (score: string): Check => object({ id: str, hash: str, [score]: num });
+const chatMessages = arrayOf(object({ role: oneOf(['system', 'user', 'assistant']), content: str }));
+
+/**
+ * What is wrong with a prompt's messages (a prompts/ blob, or a version-1 line's inline list), or
+ * null: they are sent to the model again on resume, so a blob whose hash matches but whose shape
+ * is not a conversation is refused rather than sent.
+ */
+export const messagesProblem = (v: unknown, path: string): string | null => chatMessages(v, path);
+export const isMessages = (v: unknown): v is ChatMessage[] => chatMessages(v, '') === null;
+
+const side = (score: string): Check => object({ id: programId, hash: programHash, [score]: num });
 const COMMIT_OUTCOMES: readonly CommitOutcome[] = [
   'seed',
   'valid',
@@ -108,26 +131,27 @@ const EVENTS: Record<RunEvent['type'], Record<string, Check>> = {
   response: { iteration: int, attempt: int, reply },
   llm_error: { iteration: int, attempt: int, error: str, fatal: bool },
   patch: { iteration: int, attempt: int, ok: bool },
-  evaluation: { iteration: int, hash: str, ms: num, result: outcome },
-  evaluator_error: { iteration: int, hash: str, error: str, retrying: bool },
+  evaluation: { iteration: int, hash: programHash, ms: amount, result: outcome },
+  evaluator_error: { iteration: int, hash: programHash, error: str, retrying: bool },
   comparison: {
     iteration: int,
     challenger: side('first_score'),
     incumbent: side('score'),
     decision: oneOf(['promote', 'keep']),
     reason: str,
-    ss: num,
-    dof: num,
-    noise: num,
+    // They feed the run's noise estimate (a square root): a negative one would make it NaN.
+    ss: amount,
+    dof: amount,
+    noise: amount,
     replayed: optional(bool),
   },
   commit: {
     iteration: int,
     outcome: oneOf(COMMIT_OUTCOMES),
-    hash: nullable(str),
-    id: nullable(str),
+    hash: nullable(programHash),
+    id: nullable(programId),
     score: nullable(num),
-    best: optional(str),
+    best: optional(programId),
     reason: optional(str),
   },
   migration: { iteration: int },
@@ -139,7 +163,7 @@ const PATCH_KIND = oneOf(['applied', ...REFUSAL_KINDS]);
 /** 'other' too: a version-1 refusal whose wording the migration cannot place (the patcher never gives it). */
 const PATCH_KIND_V1 = oneOf(['applied', ...REFUSAL_KINDS, 'other']);
 /** The fields a patch event has besides the common ones, by whether it applied. */
-const PATCH_APPLIED = { hash: str, changed: arrayOf(object({ file: str, line: int })) };
+const PATCH_APPLIED = { hash: programHash, changed: arrayOf(object({ file: str, line: int })) };
 const PATCH_REFUSED = { reason: str };
 
 /**
@@ -156,7 +180,8 @@ function eventProblem(e: Record<string, unknown>, migrated: boolean): string | n
   if (e.t !== undefined && num(e.t, 't')) return 't is not a number';
   const type = e.type;
   if (typeof type !== 'string') return 'the event has no type';
-  const fields = (EVENTS as Record<string, Record<string, Check>>)[type];
+  // An own key only: 'constructor' or '__proto__' must not find Object's and pass with no checks.
+  const fields = Object.hasOwn(EVENTS, type) ? EVENTS[type as RunEvent['type']] : undefined;
   if (!fields) return `unknown event type '${type}' (known: ${Object.keys(EVENTS).join(', ')})`;
   const extra: Record<string, Check> =
     type === 'patch'
@@ -168,7 +193,40 @@ function eventProblem(e: Record<string, unknown>, migrated: boolean): string | n
   }
   if (type === 'patch' && (e.ok === true) !== (e.kind === 'applied'))
     return `patch event: ok ${String(e.ok)} with kind '${String(e.kind)}'`;
+  if (type === 'commit') return commitProblem(e);
+  // Resume and replay run the logged plan under its own `iteration`: one that disagrees with the
+  // event's would be committed in another iteration's place.
+  if (type === 'plan' && (e.plan as Plan).iteration !== e.iteration)
+    return `plan event: the plan is for iteration ${(e.plan as Plan).iteration}, the event for ${String(e.iteration)}`;
   return null;
 }
 
-export const isRecord = isObj;
+/** Outcomes that commit a program (a new one, or an earlier one for a duplicate): they name it. */
+const NAMES_A_PROGRAM: ReadonlySet<unknown> = new Set<CommitOutcome>([
+  'seed',
+  'valid',
+  'invalid',
+  'duplicate',
+]);
+
+/**
+ * A commit's fields agree with its outcome, as the controller writes them: the fold builds the
+ * program (and may make it the best) from hash, id and score, so a 'valid' commit without a hash,
+ * or a refusal that names one, would put a program in the report that the run never had.
+ */
+function commitProblem(e: Record<string, unknown>): string | null {
+  const names = NAMES_A_PROGRAM.has(e.outcome);
+  if (names && (e.hash === null || e.id === null))
+    return `commit event: outcome '${String(e.outcome)}' without the program's hash and id`;
+  if (!names && (e.hash !== null || e.id !== null || e.score !== null))
+    return `commit event: outcome '${String(e.outcome)}' names a program (hash, id or score)`;
+  if (e.outcome === 'invalid' && e.score !== null) return "commit event: outcome 'invalid' with a score";
+  // A new program is named after its iteration (the seed is p0): the fold keys programs by id, so
+  // another id would replace a program the run already had.
+  if (e.outcome === 'seed' && e.iteration !== 0)
+    return `commit event: a seed at iteration ${String(e.iteration)}`;
+  const own = e.outcome === 'seed' ? 'p0' : `p${String(e.iteration)}`;
+  if ((e.outcome === 'seed' || e.outcome === 'valid' || e.outcome === 'invalid') && e.id !== own)
+    return `commit event: a new program of iteration ${String(e.iteration)} named '${String(e.id)}', not '${own}'`;
+  return null;
+}
