@@ -1,6 +1,7 @@
 import { AbortFanout } from '../util/abort.js';
 import { UserError } from '../util/errors.js';
 import { type CandidateFiles, loadSeed, programHash } from './candidate.js';
+import type { Checkpoint } from './checkpoint.js';
 import type { EvolveConfig } from './config.js';
 import { iterationRng, ProgramDatabase, type ProgramRecord } from './database.js';
 import { applyModelEdit } from './edit.js';
@@ -18,7 +19,7 @@ import { LlmCallError } from './llm/types.js';
 import { type ProposalSource, type ReplayFindings, replyOf } from './modes.js';
 import type { PatchResult } from './patch.js';
 import { type Attempt, buildPrompt, type PromptProgram, retryMessage } from './prompts.js';
-import type { Checkpoint, RunFolder } from './run-folder.js';
+import type { RunFolder } from './run-folder.js';
 import {
   type CommitEvent,
   type CommitOutcome,

@@ -1,3 +1,4 @@
+import { assert } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import type { EvolveConfig, FeatureConfig } from './config.js';
 
@@ -65,13 +66,13 @@ export class ProgramDatabase {
   }
 
   get(id: string): ProgramRecord {
-    const p = this.state.programs[id];
-    if (!p) throw new Error(`program ${id} is not in the database`);
-    return p;
+    // Own keys only: an id such as "constructor" must not find Object's prototype.
+    assert(this.has(id), `program ${id} is not in the database`);
+    return this.state.programs[id]!;
   }
 
   has(id: string): boolean {
-    return id in this.state.programs;
+    return Object.hasOwn(this.state.programs, id);
   }
 
   get size(): number {

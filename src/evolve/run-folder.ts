@@ -12,34 +12,12 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/files.js';
 import { type CandidateFiles, programHash } from './candidate.js';
+import { type Checkpoint, parseCheckpoint } from './checkpoint.js';
 import type { EvolveConfig } from './config.js';
-import type { DatabaseState } from './database.js';
 import type { EvalOutcome } from './evaluator.js';
-import type { Attempt } from './prompts.js';
 import { BlobStore } from './run-log/blobs.js';
 import type { RunEvent } from './run-log/events.js';
 import { readRunLog } from './run-log/read.js';
-
-export interface Checkpoint {
-  format: 'adrs-evolve-checkpoint/1';
-  /** Highest iteration whose result is in the database (0 = the seed). */
-  committed: number;
-  database: DatabaseState;
-  /** RNG: every iteration derives its own generator from (seed, iteration), so the seed is the whole state. */
-  rng: { seed: number; scheme: 'per-iteration-mulberry32' };
-  attempts: Attempt[];
-  counters: {
-    llm_calls: number;
-    prompt_tokens: number;
-    completion_tokens: number;
-    cost_usd: number;
-    evaluations: number;
-    duplicates: number;
-    refused: number;
-    best_iteration: number;
-    elapsed_s: number;
-  };
-}
 
 export interface StoredProgram {
   hash: string;
@@ -125,7 +103,7 @@ export class RunFolder {
   readCheckpoint(): Checkpoint | null {
     const p = join(this.dir, 'checkpoint.json');
     if (!existsSync(p)) return null;
-    return JSON.parse(readFileSync(p, 'utf8')) as Checkpoint;
+    return parseCheckpoint(readFileSync(p, 'utf8'), p);
   }
 
   programPath(hash: string): string {
