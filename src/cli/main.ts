@@ -4,8 +4,9 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { closest, editDistance } from '../util/did-you-mean.js';
 import { UserError } from '../util/errors.js';
+import { setWarningSink } from '../util/warn.js';
 import { commands } from './commands/index.js';
-import { type CliIo, PROCESS_IO, withIo } from './io.js';
+import { type CliIo, note, PROCESS_IO, withIo } from './io.js';
 import { errorReport } from './report-error.js';
 
 /** yargs' own usage errors (unknown flag or command, missing option) are the user's. */
@@ -57,6 +58,8 @@ export interface Cli {
 }
 
 export function createCli(io: CliIo = PROCESS_IO): Cli {
+  // Library warnings (src/util/warn.ts) go to the stderr of the run they happen in.
+  setWarningSink(note);
   const parser = (argv: readonly string[]): Argv => {
     let cli = yargs([...argv])
       .scriptName('adrs')

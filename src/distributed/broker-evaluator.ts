@@ -5,6 +5,7 @@ import type { EvalOutcome, Evaluator, Split } from '../evolve/evaluator.js';
 import { trainingTrace } from '../evolve/pool-evaluator.js';
 import { traceChecksum } from '../evolve/trace-checksum.js';
 import { loadTrace } from '../trace/load.js';
+import { warn } from '../util/warn.js';
 import { type BrokerAddress, redactText } from './broker-url.js';
 import { checkBroker } from './connection.js';
 import {
@@ -54,16 +55,15 @@ export async function createBrokerEvaluator(o: BrokerEvaluatorOptions): Promise<
   const settings: JobSettings = settingsOf(o.evaluator);
   const queue = new Queue(o.queue, { connection: o.address.connection });
   const events = new QueueEvents(o.queue, { connection: o.address.connection });
-  const onError = (error: Error) =>
-    process.stderr.write(`broker: ${redactText(error.message.split('\n')[0]!, o.address)}\n`);
+  const onError = (error: Error) => warn(`broker: ${redactText(error.message.split('\n')[0]!, o.address)}`);
   queue.on('error', onError);
   events.on('error', onError);
   await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
   // Jobs wait for workers however long it takes; say so once rather than look stuck.
   const listening = await queue.getWorkersCount().catch(() => null);
   if (listening === 0) {
-    process.stderr.write(
-      `adrs: no adrs worker is taking jobs from queue '${o.queue}' at ${o.address.display} yet; evaluations wait for one (adrs worker --queue ${o.queue})\n`,
+    warn(
+      `no adrs worker is taking jobs from queue '${o.queue}' at ${o.address.display} yet; evaluations wait for one (adrs worker --queue ${o.queue})`,
     );
   }
 

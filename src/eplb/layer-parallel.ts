@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { check, UserError } from '../util/errors.js';
+import { warn } from '../util/warn.js';
 import type { Shape } from './shape.js';
 
 /**
@@ -144,7 +145,7 @@ export class LayerParallel {
   private markBroken(reason: string): void {
     if (this.disposed || this.broken) return;
     this.broken = reason;
-    process.stderr.write(`adrs: a balancer worker thread stopped (${reason}); continuing on one thread\n`);
+    warn(`a balancer worker thread stopped (${reason}); continuing on one thread`);
   }
 
   /** Runs every layer; returns fresh (unshared) phy2log and logcnt arrays. */

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { warn } from '../util/warn.js';
 import type { WorkerBundle } from './worker-bundle.js';
 
 /**
@@ -110,9 +111,9 @@ export function isolationFailed(reason: string): void {
   broken ??= reason;
   if (warned) return;
   warned = true;
-  process.stderr.write(
-    `adrs: evaluation workers run as root, without a uid of their own: ${reason}; the other sandbox layers still apply ` +
-      '(set ADRS_EVAL_SAME_UID=1 to silence this)\n',
+  warn(
+    `evaluation workers run as root, without a uid of their own: ${reason}; the other sandbox layers still apply ` +
+      '(set ADRS_EVAL_SAME_UID=1 to silence this)',
   );
 }
 

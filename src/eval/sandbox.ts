@@ -1,6 +1,7 @@
 import type { StdioOptions } from 'node:child_process';
 import { openSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute } from 'node:path';
+import { warn } from '../util/warn.js';
 import { findExecutable } from './worker-launch.js';
 
 /**
@@ -79,8 +80,8 @@ export function osSandboxOff(reason: string): void {
   broken ??= reason;
   if (warned) return;
   warned = true;
-  process.stderr.write(
-    `adrs: WARNING: candidates run WITHOUT the OS sandbox (bubblewrap: no network namespace, no read-only file system): ${reason}; only Node's permission model and the JavaScript lockdown confine them (ADRS_EVAL_SANDBOX=bubblewrap makes this an error)\n`,
+  warn(
+    `WARNING: candidates run WITHOUT the OS sandbox (bubblewrap: no network namespace, no read-only file system): ${reason}; only Node's permission model and the JavaScript lockdown confine them (ADRS_EVAL_SANDBOX=bubblewrap makes this an error)`,
   );
 }
 
