@@ -96,6 +96,17 @@ describe('WGSL layout rules', () => {
     expect(() => layoutStruct('S', [['a', 'atomic<u32>']], 'uniform')).toThrow(/atomics/);
   });
 
+  it('refuses a nested array whose inner stride the uniform address space forbids', () => {
+    // The outer stride is 16 (four f32s), but the inner array's is 4. WGSL's core uniform rules refuse
+    // it at every level (Dawn's uniform_buffer_standard_layout extension would not), as for array<u32, 4>.
+    expect(() => layoutStruct('S', [['a', 'array<array<f32, 4>, 2>']], 'uniform')).toThrow(
+      /S\.a: array<array<f32, 4>, 2> has a 4-byte stride; arrays in a uniform buffer need a multiple of 16/,
+    );
+    // Every level 16: allowed; in storage the inner stride of 4 is fine.
+    expect(offsets([['a', 'array<array<vec4<f32>, 2>, 3>']], 'uniform').size).toBe(96);
+    expect(offsets([['a', 'array<array<f32, 4>, 2>']], 'storage').size).toBe(32);
+  });
+
   it('packs values at those offsets, little-endian, matrices column by padded column', () => {
     const layout = layoutStruct(
       'S',
@@ -153,6 +164,20 @@ describe('WGSL layout rules', () => {
     expect(() => packStruct(layout, { n: 1, v: [0, 0], w: 2 }, view, 'P')).toThrow(/P has no field 'w'/);
     expect(() => packStruct(layout, { n: 1, v: [0] }, view, 'P')).toThrow(/P\.v needs 2 numbers, got 1/);
     expect(() => packStruct(layout, { n: 1, v: [0, 2 ** 31] }, view, 'P')).toThrow(/P\.v is an i32/);
+  });
+
+  it('refuses an f32 value past f32 range (it would be stored as Infinity)', () => {
+    const layout = layoutStruct('S', [['x', 'f32']], 'storage');
+    const view = new DataView(new ArrayBuffer(layout.size));
+    expect(() => packStruct(layout, { x: 1e39 }, view, 'P')).toThrow(
+      /P\.x is an f32: 1e\+39 is past its range/,
+    );
+    expect(() => packStruct(layout, { x: -1e39 }, view, 'P')).toThrow(/P\.x is an f32/);
+    // The largest f32 itself, and a double that rounds to it, still pack.
+    packStruct(layout, { x: 3.4028234663852886e38 }, view, 'P');
+    expect(view.getFloat32(0, true)).toBe(3.4028234663852886e38);
+    packStruct(layout, { x: 3.40282350000001e38 }, view, 'P');
+    expect(view.getFloat32(0, true)).toBe(3.4028234663852886e38);
   });
 });
 
