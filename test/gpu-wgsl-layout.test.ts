@@ -209,7 +209,8 @@ describe('kernel contracts', () => {
     );
     expect(k.header).toContain('@group(0) @binding(0) var<uniform> params: P;');
     expect(k.header).toContain('@group(0) @binding(1) var<storage, read_write> data: array<f32>;');
-    expect(k.header).toContain('var<workgroup> a: array<u32, N * 3u>;');
+    // The length as written (abstract literals): a `3u` would not type-check beside an i32 override.
+    expect(k.header).toContain('var<workgroup> a: array<u32, N * 3>;');
     expect(k.wgsl()).toBe(k.header + decl.code);
     expect(k.layouts.P.size).toBe(64);
   });
@@ -226,6 +227,27 @@ describe('kernel contracts', () => {
     expect(k.constants({ N: 3 })).toEqual({ N: 3 });
     expect(() => k.constants({ N: 3, WGG: 4 } as never)).toThrow(/kernels\/t\.wgsl has no override 'WGG'/);
     expect(() => k.constants({} as never)).toThrow(/needs a value for its override 'N'/);
+    // WebGPU would truncate 2.5 to 2 silently and refuse -1 naming no kernel.
+    expect(() => k.constants({ N: 2.5 })).toThrow(
+      /^kernels\/t\.wgsl: override N is a u32: give an integer in 0…4294967295, got 2\.5$/,
+    );
+    expect(() => k.constants({ N: -1 })).toThrow(/override N is a u32/);
+    expect(() => k.constants({ N: 3, WG: 2 ** 32 })).toThrow(/override WG is a u32/);
+  });
+
+  it('writes i32 constants WGSL accepts, the most negative one included', () => {
+    const k = defineKernel({
+      file: 'i.wgsl',
+      declaredIn: 'test/gpu-wgsl-layout.test.ts',
+      code: '',
+      constants: { LOW: { type: 'i32', value: -0x80000000 }, MINUS: { type: 'i32', value: -5 } },
+      bindings: {},
+    });
+    // `-2147483648i` would negate 2147483648i, which is out of i32's range (a WGSL error).
+    expect(k.header).toContain('const LOW: i32 = i32(-2147483648);\nconst MINUS: i32 = -5i;');
+    expect(() => defineKernel({ ...k.decl, constants: { HUGE: { type: 'f32', value: 1e39 } } })).toThrow(
+      /test\/gpu-wgsl-layout\.test\.ts: constant HUGE is an f32: 1e\+39 is past its range/,
+    );
   });
 
   it('refuses a contract that declares a name twice or reuses a binding slot', () => {

@@ -209,22 +209,28 @@ function components(v: unknown, where: string, t: WgslType): ArrayLike<unknown> 
 }
 
 function writeScalar(out: DataView, at: number, kind: ScalarKind, x: unknown, where: string): void {
+  checkScalar(kind, x, where);
+  if (kind === 'f32') out.setFloat32(at, x, true);
+  else if (kind === 'u32') out.setUint32(at, x, true);
+  else out.setInt32(at, x, true);
+}
+
+/**
+ * Throws, naming `where`, unless `x` is a value of the WGSL scalar type: an integer in range for
+ * u32 and i32, a finite number within f32's range (a larger double would become ±Infinity). One
+ * rule for packed uniforms, pipeline-override values and the literals of generated constants.
+ */
+export function checkScalar(kind: ScalarKind, x: unknown, where: string): asserts x is number {
   if (typeof x !== 'number' || !Number.isFinite(x))
     throw new Error(`${where} must be a finite number, got ${String(x)}`);
   if (kind === 'f32') {
-    // A double past f32's range would be stored as ±Infinity without a word.
     if (!Number.isFinite(Math.fround(x)))
       throw new Error(`${where} is an f32: ${x} is past its range (±3.4028235e38)`);
-    out.setFloat32(at, x, true);
   } else if (kind === 'u32') {
     if (!Number.isInteger(x) || x < 0 || x > 0xffffffff)
       throw new Error(`${where} is a u32: give an integer in 0…4294967295, got ${x}`);
-    out.setUint32(at, x, true);
-  } else {
-    if (!Number.isInteger(x) || x < -0x80000000 || x > 0x7fffffff)
-      throw new Error(`${where} is an i32: give an integer in −2147483648…2147483647, got ${x}`);
-    out.setInt32(at, x, true);
-  }
+  } else if (!Number.isInteger(x) || x < -0x80000000 || x > 0x7fffffff)
+    throw new Error(`${where} is an i32: give an integer in −2147483648…2147483647, got ${x}`);
 }
 
 /** The canonical WGSL spelling of a type (for messages). */
