@@ -103,6 +103,31 @@ describe('launcher', () => {
     expect(r.code).toBe(0);
   });
 
+  it('writes all forwarded native stderr before dying by the signal that killed the child', async () => {
+    // The test reads nothing until the launcher has reaped the child (its 'close' follows at once),
+    // so the launcher still has most of the 1.3 MB queued for its stderr: dying then would drop it.
+    // (Were the test to start reading sooner, the queue could drain in time and the old launcher
+    // pass; it never fails a launcher that flushes.)
+    const lines = 100_000;
+    const child = spawn(process.execPath, [LAUNCH, 'flood-then-signal', String(lines)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.setEncoding('utf8');
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on('exit', (_, signal) => resolve(signal)),
+    );
+    const pid = Number((await firstLine(child)).split(' ')[1]);
+    while (processState(pid) !== 'gone') await new Promise(setImmediate);
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    const ended = new Promise((resolve) => child.stderr?.on('end', resolve));
+    expect(await exited).toBe('SIGTERM');
+    await ended;
+    expect(stderr).toBe(Array.from({ length: lines }, (_, i) => `native ${i}\n`).join(''));
+  });
+
   it('passes a SIGTERM sent to the launcher alone on to the child', async () => {
     const { child, done } = run(['wait']);
     await firstLine(child);

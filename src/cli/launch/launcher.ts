@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { NativeStderrFilter } from './native-stderr-filter.js';
 
 /** Environment variable telling the child which descriptors the launcher handed it. */
@@ -68,10 +69,18 @@ export function launch(options: LaunchOptions): void {
     process.off('SIGTSTP', suspend);
     process.off('SIGCONT', resume);
     if (signal) {
-      // Die the same way, so a shell or supervisor sees what the child saw.
-      process.kill(process.pid, signal);
+      // Die the same way, so a shell or supervisor sees what the child saw; but only once the
+      // forwarded native stderr still queued for a slow reader is written (a signal would drop it).
+      process.stderr.write('', () => dieBy(signal));
       return;
     }
     process.exitCode = code ?? 1;
   });
+}
+
+function dieBy(signal: NodeJS.Signals): void {
+  // A signal that does not end a Node process (SIGPIPE is ignored, SIGUSR1 starts the inspector)
+  // leaves the exit status a shell gives a death by that signal.
+  process.exitCode = 128 + (constants.signals[signal] ?? 0);
+  process.kill(process.pid, signal);
 }

@@ -13,7 +13,7 @@ const PREFIX = 'Warning: ';
 
 export class NativeStderrFilter {
   private pending = '';
-  /** How many start-up warnings were dropped (reported with --verbose by the caller if it wants). */
+  /** How many start-up warnings were dropped so far. */
   dropped = 0;
 
   /** Feeds a chunk; returns the text to forward now (possibly empty). */
