@@ -128,6 +128,25 @@ describe('launcher', () => {
     expect(stderr).toBe(Array.from({ length: lines }, (_, i) => `native ${i}\n`).join(''));
   });
 
+  it('outlives an EPIPE on its stderr (native writes nobody reads fail unseen, as without it)', async () => {
+    const child = spawn(process.execPath, [LAUNCH, 'native-after-stderr-closed'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    child.stdout?.setEncoding('utf8');
+    let stdout = '';
+    child.stdout?.on('data', (c: string) => {
+      stdout += c;
+    });
+    const closed = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.on('close', (code, signal) => resolve([code, signal])),
+    );
+    expect(await firstLine(child)).toBe('ready');
+    child.stderr?.destroy();
+    child.stdin?.end('go\n');
+    expect(await closed).toEqual([0, null]);
+    expect(stdout).toBe('ready\ndone\n');
+  });
+
   it('passes a SIGTERM sent to the launcher alone on to the child', async () => {
     const { child, done } = run(['wait']);
     await firstLine(child);

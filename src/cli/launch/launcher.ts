@@ -31,6 +31,9 @@ export function launch(options: LaunchOptions): void {
     env: { ...process.env, [LAUNCHED_ENV]: '3,4' },
     detached: true,
   });
+  // Without the launcher, a native write to a stderr nobody reads any more fails unseen (Node
+  // ignores SIGPIPE); an EPIPE here must not kill the launcher, and with it the CLI.
+  process.stderr.on('error', () => {});
   const write = options.nativeOut ?? ((text: string) => process.stderr.write(text));
   const filter = new NativeStderrFilter();
   child.stdio[2]?.setEncoding('utf8');
