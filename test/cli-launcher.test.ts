@@ -89,6 +89,13 @@ describe('launcher', () => {
     );
   });
 
+  it('writes every byte of a JavaScript stderr burst through a full pipe (the shared descriptor is non-blocking)', async () => {
+    const lines = 100_000;
+    const r = await run(['js-flood', String(lines)]).done;
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(Array.from({ length: lines }, (_, i) => `js ${i}\n`).join(''));
+  });
+
   it('dies by the signal that killed the child', async () => {
     const r = await run(['signal', 'SIGTERM']).done;
     expect(r.signal).toBe('SIGTERM');

@@ -119,7 +119,10 @@ export class KernelContract<
   readonly layouts: { readonly [K in keyof S]: StructLayout };
   /** The generated WGSL declarations. */
   readonly header: string;
-  private body: string | undefined;
+  /** Lines the header adds before the body (for mapping compiler diagnostics back to the file). */
+  readonly headerLines: number;
+  /** The checked module text, made once: kernelPipeline asks for it on every call. */
+  private source: string | undefined;
 
   constructor(readonly decl: KernelDecl<S, B, O>) {
     this.file = decl.file;
@@ -133,11 +136,7 @@ export class KernelContract<
     }
     this.layouts = layouts as { [K in keyof S]: StructLayout };
     this.header = this.generateHeader();
-  }
-
-  /** Lines the header adds before the body (for mapping compiler diagnostics back to the file). */
-  get headerLines(): number {
-    return this.header.split('\n').length - 1;
+    this.headerLines = this.header.split('\n').length - 1;
   }
 
   /**
@@ -146,8 +145,8 @@ export class KernelContract<
    * contract exists to prevent.
    */
   wgsl(): string {
-    this.body ??= this.decl.code ?? readKernel(this.file);
-    const code = this.body;
+    if (this.source !== undefined) return this.source;
+    const code = this.decl.code ?? readKernel(this.file);
     const names = this.declaredNames();
     const again = moduleDeclarations(code).filter((d) => names.has(d.name));
     if (again.length > 0) {
@@ -157,7 +156,8 @@ export class KernelContract<
           'remove the declaration from the .wgsl file and change the contract instead',
       );
     }
-    return this.header + code;
+    this.source = this.header + code;
+    return this.source;
   }
 
   /** A reusable packing area for a uniform struct of this kernel. */

@@ -48,14 +48,19 @@ function syncWriter(fd: number): Writable {
   return Object.assign(stream, { fd, isTTY: false });
 }
 
+/** One 32-bit cell to Atomics.wait on: a synchronous pause without spinning. */
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+
 function writeAll(fd: number, chunk: Buffer): void {
   let offset = 0;
   while (offset < chunk.length) {
     try {
       offset += writeSync(fd, chunk, offset);
     } catch (error) {
-      // The shared descriptor may be non-blocking (the launcher's libuv set it so): retry.
+      // The shared descriptor may be non-blocking (the launcher's libuv set it so), and a full pipe
+      // (a paused pager) then answers EAGAIN: retry after a millisecond rather than spin a core.
       if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(pauseCell, 0, 0, 1);
     }
   }
 }
