@@ -43,6 +43,12 @@ describe('native stderr filter', () => {
         'BuffersPerPipelineLayout artificially reduced from 9 to 8 to fit dynamic offset allocation limit.\nnext',
       ),
     ).toBe('next');
+    // Another program's "Warning: " line cannot become one of Dawn's: it is not held for its end.
+    expect(filter.push('\nWarning: disk almost full')).toBe('\nWarning: disk almost full');
+    expect(filter.push(' (93%)\n')).toBe(' (93%)\n');
+    // Nor is a line that began like one but grew longer than any of Dawn's.
+    const long = `Warning: maxDynamic${'x'.repeat(300)}`;
+    expect(filter.push(long)).toBe(long);
   });
 });
 

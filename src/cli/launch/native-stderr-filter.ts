@@ -9,7 +9,9 @@ const STARTUP_WARNINGS: readonly RegExp[] = [
   /Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?\n/g,
 ];
 
-const PREFIX = 'Warning: ';
+/** How every dropped warning begins, and a length no such line reaches. */
+const LEAD = 'Warning: maxDynamic';
+const LONGEST_WARNING = 256;
 
 export class NativeStderrFilter {
   private pending = '';
@@ -41,13 +43,17 @@ export class NativeStderrFilter {
   }
 }
 
-/** The index from which `text` must be held back (text.length when nothing is). */
+/**
+ * The index from which `text` must be held back (text.length when nothing is): a tail that may
+ * still become a dropped warning. That is a line begun with LEAD, not ended and not yet longer than
+ * any warning, or a tail that is a proper prefix of LEAD (the chunk ended inside it). Any other
+ * partial line, a "Warning: " of someone else's included, goes out at once.
+ */
 function heldTail(text: string): number {
-  const start = text.lastIndexOf(PREFIX);
-  if (start >= 0 && !text.includes('\n', start)) return start;
-  // A tail that is a proper prefix of "Warning: " (the chunk ended inside the word).
-  for (let n = Math.min(PREFIX.length - 1, text.length); n > 0; n--) {
-    if (text.endsWith(PREFIX.slice(0, n))) return text.length - n;
+  const start = text.lastIndexOf(LEAD);
+  if (start >= 0 && text.length - start < LONGEST_WARNING && !text.includes('\n', start)) return start;
+  for (let n = Math.min(LEAD.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(LEAD.slice(0, n))) return text.length - n;
   }
   return text.length;
 }
