@@ -5,11 +5,10 @@
  * child's native stderr through this filter. Only these exact lines are dropped; everything else,
  * including partial lines such as a progress display, passes through unchanged and at once.
  */
-const STARTUP_WARNINGS: readonly RegExp[] = [
-  /Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?\n/g,
-];
+const STARTUP_WARNING =
+  /Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?\n/g;
 
-/** How every dropped warning begins, and a length no such line reaches. */
+/** How a dropped warning begins (heldTail relies on it), and a length no such line reaches. */
 const LEAD = 'Warning: maxDynamic';
 const LONGEST_WARNING = 256;
 
@@ -20,16 +19,10 @@ export class NativeStderrFilter {
 
   /** Feeds a chunk; returns the text to forward now (possibly empty). */
   push(chunk: string): string {
-    let text = this.pending + chunk;
-    this.pending = '';
-    for (const pattern of STARTUP_WARNINGS) {
-      text = text.replace(pattern, () => {
-        this.dropped++;
-        return '';
-      });
-    }
-    // Hold back only a tail that may still become a dropped warning: one that starts like a warning
-    // and has no line end yet.
+    const text = (this.pending + chunk).replace(STARTUP_WARNING, () => {
+      this.dropped++;
+      return '';
+    });
     const hold = heldTail(text);
     this.pending = text.slice(hold);
     return text.slice(0, hold);
