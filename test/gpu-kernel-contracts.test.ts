@@ -127,6 +127,16 @@ describe("the project's kernels, built from their contracts", () => {
     ]);
   });
 
+  it('the same text compiled with another header length reports its own line numbers', async () => {
+    const code = '// header 1\n// header 2\nfn main() {\n  let x: u32 = 1.5;\n}\n';
+    const [plain, past] = await Promise.allSettled([
+      gpu.kernels.module('lines.wgsl', code),
+      gpu.kernels.module('lines.wgsl', code, 2),
+    ]);
+    expect((plain as PromiseRejectedResult).reason.diagnostics[0]).toMatch(/^lines\.wgsl:4:\d+: /);
+    expect((past as PromiseRejectedResult).reason.diagnostics[0]).toMatch(/^lines\.wgsl:2:\d+: /);
+  });
+
   it('binds buffers by name and refuses a missing or unknown binding', () => {
     const buffer = gpu.device.createBuffer({ label: 'named', size: 64, usage: GPUBufferUsage.STORAGE });
     try {

@@ -139,7 +139,8 @@ export class KernelCache {
   }
 
   module(file: string, code?: string, headerLines = 0): Promise<GPUShaderModule> {
-    const id = `${file}\u0000${code ?? ''}`;
+    // headerLines belongs to the key: it decides the lines an error of this compilation names.
+    const id = `${file}\u0000${headerLines}\u0000${code ?? ''}`;
     let m = this.modules.get(id);
     if (!m) {
       m = compileModule(this.device, file, code ?? readKernel(file), headerLines);
