@@ -215,6 +215,19 @@ describe('kernel contracts', () => {
     expect(k.layouts.P.size).toBe(64);
   });
 
+  it('types each uniform value by its field declaration (and still checks it at run time)', () => {
+    const data = defineKernel(decl).uniform('P');
+    const k = [
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ];
+    // @ts-expect-error a u32 field takes a number, not an array
+    expect(() => data.set({ n: [1], v: [0, 0, 0], k })).toThrow(/t\.wgsl: P\.n must be a finite number/);
+    // @ts-expect-error a vector field takes its components
+    expect(() => data.set({ n: 1, v: 2, k })).toThrow(/P\.v is a vec3<f32>: give an array of 3 numbers/);
+    expect(data.set({ n: 1, v: [0, 0, 0], k }).bytes.byteLength).toBe(64);
+  });
+
   it('budgets workgroup memory by WebGPU’s rule (each variable rounded up to 16 bytes)', () => {
     const k = defineKernel(decl);
     // a: 5·3·4 = 60 → 64; b: 8 vec4 = 128; c: 4 → 16.

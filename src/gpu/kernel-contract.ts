@@ -80,8 +80,16 @@ export interface KernelDecl<
   workgroup?: Record<string, WorkgroupDecl>;
 }
 
-/** Values for a struct's fields (numbers, vectors as arrays, arrays of those). */
-export type StructValues<F> = { [K in keyof F]: number | ArrayLike<number> | ArrayLike<ArrayLike<number>> };
+/** The WGSL type text of a field declaration. */
+type FieldType<D> = D extends string ? D : D extends { type: infer T extends string } ? T : string;
+
+/** A scalar field takes a number; a vector, matrix or array takes its components or elements. */
+type FieldValueOf<T extends string> = T extends ScalarKind | `atomic<${string}>`
+  ? number
+  : ArrayLike<number> | ArrayLike<ArrayLike<number>>;
+
+/** Values for a struct's fields, typed by each field's declaration (packStruct checks the counts). */
+export type StructValues<F> = { [K in keyof F]: FieldValueOf<FieldType<F[K]>> };
 
 /** Pipeline-constant values: every override without a default, optionally the others. */
 export type OverrideValues<O extends Record<string, OverrideDecl>> = {
