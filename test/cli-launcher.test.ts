@@ -59,20 +59,37 @@ interface Finished {
   stderr: string;
 }
 
-function run(args: string[], detached = false): { child: ChildProcess; done: Promise<Finished> } {
-  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
+interface RunOptions {
+  /** In its own process group, as a terminal's foreground job. */
+  detached?: boolean;
+  /** A pipe for stdin (else /dev/null). */
+  stdin?: boolean;
+  /** Read nothing of stderr until readStderr() is called (so the launcher's writes queue up). */
+  holdStderr?: boolean;
+}
+
+function run(
+  args: string[],
+  options: RunOptions = {},
+): { child: ChildProcess; done: Promise<Finished>; readStderr: () => void } {
+  const child = spawn(process.execPath, [LAUNCH, ...args], {
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  });
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (c: string) => {
     stdout += c;
   });
-  child.stderr?.setEncoding('utf8').on('data', (c: string) => {
-    stderr += c;
-  });
+  const readStderr = () =>
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+  if (!options.holdStderr) readStderr();
   const done = new Promise<Finished>((resolve) =>
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
   );
-  return { child, done };
+  return { child, done, readStderr };
 }
 
 function firstLine(child: ChildProcess): Promise<string> {
@@ -108,7 +125,7 @@ describe('launcher', () => {
   });
 
   it("delivers a terminal's Ctrl-C (SIGINT to the whole process group) to the child exactly once", async () => {
-    const { child, done } = run(['count-sigint'], true);
+    const { child, done } = run(['count-sigint'], { detached: true });
     expect(await firstLine(child)).toBe('ready');
     process.kill(-(child.pid as number), 'SIGINT');
     const r = await done;
@@ -122,42 +139,32 @@ describe('launcher', () => {
     // (Were the test to start reading sooner, the queue could drain in time and the old launcher
     // pass; it never fails a launcher that flushes.)
     const lines = 100_000;
-    const child = spawn(process.execPath, [LAUNCH, 'flood-then-signal', String(lines)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.setEncoding('utf8');
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      child.on('exit', (_, signal) => resolve(signal)),
-    );
+    const { child, done, readStderr } = run(['flood-then-signal', String(lines)], { holdStderr: true });
     const pid = Number((await firstLine(child)).split(' ')[1]);
     while (processState(pid) !== 'gone') await new Promise(setImmediate);
-    let stderr = '';
-    child.stderr?.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    const ended = new Promise((resolve) => child.stderr?.on('end', resolve));
-    expect(await exited).toBe('SIGTERM');
-    await ended;
-    expect(stderr).toBe(Array.from({ length: lines }, (_, i) => `native ${i}\n`).join(''));
+    readStderr();
+    const r = await done;
+    expect(r.signal).toBe('SIGTERM');
+    expect(r.stderr).toBe(Array.from({ length: lines }, (_, i) => `native ${i}\n`).join(''));
   });
 
   it('outlives an EPIPE on its stderr (native writes nobody reads fail unseen, as without it)', async () => {
-    const child = spawn(process.execPath, [LAUNCH, 'native-after-stderr-closed'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    child.stdout?.setEncoding('utf8');
-    let stdout = '';
-    child.stdout?.on('data', (c: string) => {
-      stdout += c;
-    });
-    const closed = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.on('close', (code, signal) => resolve([code, signal])),
-    );
+    const { child, done } = run(['native-after-stderr-closed'], { stdin: true });
     expect(await firstLine(child)).toBe('ready');
     child.stderr?.destroy();
     child.stdin?.end('go\n');
-    expect(await closed).toEqual([0, null]);
-    expect(stdout).toBe('ready\ndone\n');
+    const r = await done;
+    expect([r.code, r.signal]).toEqual([0, null]);
+    expect(r.stdout).toBe('ready\ndone\n');
+  });
+
+  it("passes a terminal's resize (SIGWINCH to the foreground group) on to the child, which has no terminal of its own", async () => {
+    const { child, done } = run(['winch'], { detached: true });
+    expect(await firstLine(child)).toBe('ready');
+    process.kill(-(child.pid as number), 'SIGWINCH');
+    const r = await done;
+    expect(r.stdout).toBe('ready\nresized\n');
+    expect(r.code).toBe(0);
   });
 
   it('passes a SIGTERM sent to the launcher alone on to the child', async () => {

@@ -17,7 +17,7 @@ export function adoptLauncherStreams(): boolean {
   const [stderrFd, lifelineFd] = fds.split(',').map(Number);
   if (stderrFd === undefined || lifelineFd === undefined) return false;
 
-  const stderr = isatty(stderrFd) ? new WriteStream(stderrFd) : syncWriter(stderrFd);
+  const stderr = isatty(stderrFd) ? terminalWriter(stderrFd) : syncWriter(stderrFd);
   Object.defineProperty(process, 'stderr', {
     configurable: true,
     enumerable: true,
@@ -31,6 +31,16 @@ export function adoptLauncherStreams(): boolean {
   lifeline.resume();
   lifeline.unref();
   return true;
+}
+
+/**
+ * A terminal writer, kept at the terminal's size as Node keeps its own process.stderr: on SIGWINCH
+ * (which the launcher forwards) it re-reads the size and emits 'resize'.
+ */
+function terminalWriter(fd: number): WriteStream {
+  const stream = new WriteStream(fd);
+  process.on('SIGWINCH', () => (stream as WriteStream & { _refreshSize(): void })._refreshSize());
+  return stream;
 }
 
 /** A synchronous writer, as Node's own stderr is for files and pipes (nothing lost on exit). */

@@ -5,8 +5,12 @@ import { NativeStderrFilter } from './native-stderr-filter.js';
 /** Environment variable telling the child which descriptors the launcher handed it. */
 export const LAUNCHED_ENV = 'ADRS_LAUNCHED_FDS';
 
-/** Signals a user or a supervisor sends to the command; the launcher passes each on exactly once. */
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+/**
+ * Signals a user, a supervisor or the terminal sends to the command; the launcher passes each on
+ * exactly once. SIGWINCH too: the child has no controlling terminal (own session), so a resize
+ * reaches only the launcher, and the progress line would keep the old width.
+ */
+const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGWINCH'];
 
 export interface LaunchOptions {
   /** The module to run in the child (the CLI's entry). */
