@@ -52,6 +52,9 @@ describe('native stderr filter', () => {
   });
 });
 
+/** util-linux script(1), to run the launcher under a pseudo-terminal. */
+const hasScript = spawnSync('script', ['--version']).status === 0;
+
 interface Finished {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -166,6 +169,26 @@ describe('launcher', () => {
     expect(r.stdout).toBe('ready\nresized\n');
     expect(r.code).toBe(0);
   });
+
+  it.skipIf(!hasScript)(
+    "keeps the child's terminal stderr at the terminal's width after a resize (under a pseudo-terminal)",
+    async () => {
+      // script(1) gives the launcher a terminal; the child resizes it, the launcher forwards the
+      // SIGWINCH, and the child's stderr must report the new width.
+      const command = [process.execPath, LAUNCH, 'resize-terminal', '57']
+        .map((a) => JSON.stringify(a))
+        .join(' ');
+      // Asynchronous, so that a launcher that never forwards the resize fails by vitest's timeout.
+      const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => {
+        stdout += c;
+      });
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      expect(code).toBe(0);
+      expect(stdout.trim()).toBe('stderr columns 57');
+    },
+  );
 
   it('passes a SIGTERM sent to the launcher alone on to the child', async () => {
     const { child, done } = run(['wait']);
