@@ -16,8 +16,6 @@ export interface LaunchOptions {
   /** The module to run in the child (the CLI's entry). */
   entry: string;
   args: readonly string[];
-  /** Where the filtered native stderr goes (the real stderr). */
-  nativeOut?: (text: string) => void;
 }
 
 /**
@@ -26,8 +24,8 @@ export interface LaunchOptions {
  * stderr (handed over as fd 3), so terminal detection, progress redraws and ordering stay as if
  * there were no launcher. fd 4 is a socket the child watches to die with the launcher.
  *
- * The child runs in its own process group, so a terminal's Ctrl-C reaches it once (forwarded by
- * the launcher) rather than twice. The launcher exits as the child did: same code, or same signal.
+ * The child runs in its own session (detached: setsid), so a terminal's Ctrl-C reaches it once
+ * (forwarded by the launcher) rather than twice. The launcher exits as the child did: same code, or same signal.
  */
 export function launch(options: LaunchOptions): void {
   const child = spawn(process.execPath, [...process.execArgv, options.entry, ...options.args], {
@@ -38,17 +36,11 @@ export function launch(options: LaunchOptions): void {
   // Without the launcher, a native write to a stderr nobody reads any more fails unseen (Node
   // ignores SIGPIPE); an EPIPE here must not kill the launcher, and with it the CLI.
   process.stderr.on('error', () => {});
-  const write = options.nativeOut ?? ((text: string) => process.stderr.write(text));
   const filter = new NativeStderrFilter();
+  const write = (text: string) => text && process.stderr.write(text);
   child.stdio[2]?.setEncoding('utf8');
-  child.stdio[2]?.on('data', (chunk: string) => {
-    const text = filter.push(chunk);
-    if (text) write(text);
-  });
-  child.stdio[2]?.on('end', () => {
-    const rest = filter.end();
-    if (rest) write(rest);
-  });
+  child.stdio[2]?.on('data', (chunk: string) => write(filter.push(chunk)));
+  child.stdio[2]?.on('end', () => write(filter.end()));
 
   const handlers = FORWARDED.map((signal) => {
     const handler = () => {
