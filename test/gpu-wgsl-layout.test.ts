@@ -233,6 +233,7 @@ describe('kernel contracts', () => {
     // a: 5·3·4 = 60 → 64; b: 8 vec4 = 128; c: 4 → 16.
     expect(k.workgroupBytes({ N: 5 })).toBe(208);
     expect(k.workgroupBytes({ N: 5, WG: 16 })).toBe(336);
+    expect(() => k.workgroupBytes({ N: 2.5 })).toThrow(/kernels\/t\.wgsl: override N is a u32/);
   });
 
   it('checks pipeline constants against the declared overrides', () => {

@@ -204,7 +204,7 @@ export class KernelContract<
    * Only the overrides that size a variable are needed.
    */
   workgroupBytes(values: Partial<Record<keyof O, number>>): number {
-    const env = this.valuesOf(values as Record<string, number>);
+    const env = this.lengthEnv(values as Record<string, number>);
     let total = 0;
     for (const [name, w] of Object.entries(this.decl.workgroup ?? {})) {
       const type = parseWgslType(w.type);
@@ -272,12 +272,16 @@ export class KernelContract<
     ]);
   }
 
-  private valuesOf(given: Record<string, number>): Map<string, number> {
+  /** Constant and override values by name, for the workgroup length expressions. */
+  private lengthEnv(given: Record<string, number>): Map<string, number> {
     const env = new Map<string, number>();
     for (const [n, c] of Object.entries(this.decl.constants ?? {})) env.set(n, c.value);
     for (const [n, o] of Object.entries(this.decl.overrides ?? {})) {
       const v = given[n] ?? o.default;
-      if (v !== undefined) env.set(n, v);
+      // Checked as constants() checks it: a u32 of 2.5 would budget a fractional byte count.
+      if (v === undefined) continue;
+      checkScalar(o.type, v, `kernels/${this.file}: override ${n}`);
+      env.set(n, v);
     }
     return env;
   }
