@@ -105,6 +105,14 @@ function firstLine(child: ChildProcess): Promise<string> {
   });
 }
 
+/** Runs `mode` as a terminal's foreground job and, once the child says 'ready', signals the job as the terminal does. */
+async function signalGroupWhenReady(mode: string, signal: NodeJS.Signals): Promise<Finished> {
+  const { child, done } = run([mode], { detached: true });
+  expect(await firstLine(child)).toBe('ready');
+  process.kill(-(child.pid as number), signal);
+  return done;
+}
+
 describe('launcher', () => {
   it("hands JavaScript stderr through untouched, filters native stderr, exits with the child's code", async () => {
     const r = await run(['streams', '3']).done;
@@ -128,10 +136,7 @@ describe('launcher', () => {
   });
 
   it("delivers a terminal's Ctrl-C (SIGINT to the whole process group) to the child exactly once", async () => {
-    const { child, done } = run(['count-sigint'], { detached: true });
-    expect(await firstLine(child)).toBe('ready');
-    process.kill(-(child.pid as number), 'SIGINT');
-    const r = await done;
+    const r = await signalGroupWhenReady('count-sigint', 'SIGINT');
     expect(r.stdout).toBe('ready\nsigint 1\n');
     expect(r.code).toBe(0);
   });
@@ -162,10 +167,7 @@ describe('launcher', () => {
   });
 
   it("passes a terminal's resize (SIGWINCH to the foreground group) on to the child, which has no terminal of its own", async () => {
-    const { child, done } = run(['winch'], { detached: true });
-    expect(await firstLine(child)).toBe('ready');
-    process.kill(-(child.pid as number), 'SIGWINCH');
-    const r = await done;
+    const r = await signalGroupWhenReady('winch', 'SIGWINCH');
     expect(r.stdout).toBe('ready\nresized\n');
     expect(r.code).toBe(0);
   });

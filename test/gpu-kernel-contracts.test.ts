@@ -21,6 +21,20 @@ const KERNELS: Array<[KernelContract, string[], Record<string, number>]> = [
   [PLACEMENT_EVAL_KERNEL, ['layer_stats_main', 'pair_sums_main'], { WG: 8, EXPERT_CAP: 64 }],
 ];
 
+/** The ShaderCompileError of a body behind a small generated header (one struct, one binding). */
+async function compileErrorOf(file: string, code: string): Promise<ShaderCompileError> {
+  const kernel = defineKernel({
+    file,
+    declaredIn: 'test/gpu-kernel-contracts.test.ts',
+    code,
+    structs: { P: { n: 'u32' } },
+    bindings: { params: { binding: 0, access: 'uniform', type: 'P' } },
+  });
+  const error = await gpu.kernels.kernelPipeline(kernel, 'main', {}).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(ShaderCompileError);
+  return error as ShaderCompileError;
+}
+
 describe("the project's kernels, built from their contracts", () => {
   it('the generated WGSL of each compiles without errors', async () => {
     for (const [kernel] of KERNELS) {
@@ -88,31 +102,16 @@ describe("the project's kernels, built from their contracts", () => {
   });
 
   it("reports compile errors at the body file's own lines, past the generated declarations", async () => {
-    const kernel = defineKernel({
-      file: 'broken.wgsl',
-      declaredIn: 'test/gpu-kernel-contracts.test.ts',
-      code: '@compute @workgroup_size(1)\nfn main() {\n  let x: u32 = params.n * 1.5;\n}\n',
-      structs: { P: { n: 'u32' } },
-      bindings: { params: { binding: 0, access: 'uniform', type: 'P' } },
-    });
-    const error = await gpu.kernels.kernelPipeline(kernel, 'main', {}).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ShaderCompileError);
-    expect((error as ShaderCompileError).diagnostics[0]).toMatch(/^broken\.wgsl:3:\d+: /);
+    const error = await compileErrorOf(
+      'broken.wgsl',
+      '@compute @workgroup_size(1)\nfn main() {\n  let x: u32 = params.n * 1.5;\n}\n',
+    );
+    expect(error.diagnostics[0]).toMatch(/^broken\.wgsl:3:\d+: /);
   });
 
   it('a compiler message without a line (lineNum 0) names the file, not a line of the generated header', async () => {
-    const kernel = defineKernel({
-      file: 'nul.wgsl',
-      declaredIn: 'test/gpu-kernel-contracts.test.ts',
-      code: '@compute @workgroup_size(1)\nfn main() {}\u0000\n',
-      structs: { P: { n: 'u32' } },
-      bindings: { params: { binding: 0, access: 'uniform', type: 'P' } },
-    });
-    const error = await gpu.kernels.kernelPipeline(kernel, 'main', {}).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ShaderCompileError);
-    expect((error as ShaderCompileError).diagnostics).toEqual([
-      "nul.wgsl: The WGSL shader contains an illegal character '\\0'",
-    ]);
+    const error = await compileErrorOf('nul.wgsl', '@compute @workgroup_size(1)\nfn main() {}\u0000\n');
+    expect(error.diagnostics).toEqual(["nul.wgsl: The WGSL shader contains an illegal character '\\0'"]);
   });
 
   it('the same text compiled with another header length reports its own line numbers', async () => {
