@@ -96,6 +96,17 @@ describe('WGSL layout rules', () => {
     expect(() => layoutStruct('S', [['a', 'atomic<u32>']], 'uniform')).toThrow(/atomics/);
   });
 
+  it('refuses a nested array whose inner stride the uniform address space forbids', () => {
+    // The outer stride is 16 (four f32s), but the inner array's is 4. WGSL's core uniform rules refuse
+    // it at every level (Dawn's uniform_buffer_standard_layout extension would not), as for array<u32, 4>.
+    expect(() => layoutStruct('S', [['a', 'array<array<f32, 4>, 2>']], 'uniform')).toThrow(
+      /S\.a: array<array<f32, 4>, 2> has a 4-byte stride; arrays in a uniform buffer need a multiple of 16/,
+    );
+    // Every level 16: allowed; in storage the inner stride of 4 is fine.
+    expect(offsets([['a', 'array<array<vec4<f32>, 2>, 3>']], 'uniform').size).toBe(96);
+    expect(offsets([['a', 'array<array<f32, 4>, 2>']], 'storage').size).toBe(32);
+  });
+
   it('packs values at those offsets, little-endian, matrices column by padded column', () => {
     const layout = layoutStruct(
       'S',
@@ -154,6 +165,20 @@ describe('WGSL layout rules', () => {
     expect(() => packStruct(layout, { n: 1, v: [0] }, view, 'P')).toThrow(/P\.v needs 2 numbers, got 1/);
     expect(() => packStruct(layout, { n: 1, v: [0, 2 ** 31] }, view, 'P')).toThrow(/P\.v is an i32/);
   });
+
+  it('refuses an f32 value past f32 range (it would be stored as Infinity)', () => {
+    const layout = layoutStruct('S', [['x', 'f32']], 'storage');
+    const view = new DataView(new ArrayBuffer(layout.size));
+    expect(() => packStruct(layout, { x: 1e39 }, view, 'P')).toThrow(
+      /P\.x is an f32: 1e\+39 is past its range/,
+    );
+    expect(() => packStruct(layout, { x: -1e39 }, view, 'P')).toThrow(/P\.x is an f32/);
+    // The largest f32 itself, and a double that rounds to it, still pack.
+    packStruct(layout, { x: 3.4028234663852886e38 }, view, 'P');
+    expect(view.getFloat32(0, true)).toBe(3.4028234663852886e38);
+    packStruct(layout, { x: 3.40282350000001e38 }, view, 'P');
+    expect(view.getFloat32(0, true)).toBe(3.4028234663852886e38);
+  });
 });
 
 describe('kernel contracts', () => {
@@ -184,9 +209,23 @@ describe('kernel contracts', () => {
     );
     expect(k.header).toContain('@group(0) @binding(0) var<uniform> params: P;');
     expect(k.header).toContain('@group(0) @binding(1) var<storage, read_write> data: array<f32>;');
-    expect(k.header).toContain('var<workgroup> a: array<u32, N * 3u>;');
+    // The length as written (abstract literals): a `3u` would not type-check beside an i32 override.
+    expect(k.header).toContain('var<workgroup> a: array<u32, N * 3>;');
     expect(k.wgsl()).toBe(k.header + decl.code);
     expect(k.layouts.P.size).toBe(64);
+  });
+
+  it('types each uniform value by its field declaration (and still checks it at run time)', () => {
+    const data = defineKernel(decl).uniform('P');
+    const k = [
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ];
+    // @ts-expect-error a u32 field takes a number, not an array
+    expect(() => data.set({ n: [1], v: [0, 0, 0], k })).toThrow(/t\.wgsl: P\.n must be a finite number/);
+    // @ts-expect-error a vector field takes its components
+    expect(() => data.set({ n: 1, v: 2, k })).toThrow(/P\.v is a vec3<f32>: give an array of 3 numbers/);
+    expect(data.set({ n: 1, v: [0, 0, 0], k }).bytes.byteLength).toBe(64);
   });
 
   it('budgets workgroup memory by WebGPU’s rule (each variable rounded up to 16 bytes)', () => {
@@ -194,6 +233,7 @@ describe('kernel contracts', () => {
     // a: 5·3·4 = 60 → 64; b: 8 vec4 = 128; c: 4 → 16.
     expect(k.workgroupBytes({ N: 5 })).toBe(208);
     expect(k.workgroupBytes({ N: 5, WG: 16 })).toBe(336);
+    expect(() => k.workgroupBytes({ N: 2.5 })).toThrow(/kernels\/t\.wgsl: override N is a u32/);
   });
 
   it('checks pipeline constants against the declared overrides', () => {
@@ -201,6 +241,27 @@ describe('kernel contracts', () => {
     expect(k.constants({ N: 3 })).toEqual({ N: 3 });
     expect(() => k.constants({ N: 3, WGG: 4 } as never)).toThrow(/kernels\/t\.wgsl has no override 'WGG'/);
     expect(() => k.constants({} as never)).toThrow(/needs a value for its override 'N'/);
+    // WebGPU would truncate 2.5 to 2 silently and refuse -1 naming no kernel.
+    expect(() => k.constants({ N: 2.5 })).toThrow(
+      /^kernels\/t\.wgsl: override N is a u32: give an integer in 0…4294967295, got 2\.5$/,
+    );
+    expect(() => k.constants({ N: -1 })).toThrow(/override N is a u32/);
+    expect(() => k.constants({ N: 3, WG: 2 ** 32 })).toThrow(/override WG is a u32/);
+  });
+
+  it('writes i32 constants WGSL accepts, the most negative one included', () => {
+    const k = defineKernel({
+      file: 'i.wgsl',
+      declaredIn: 'test/gpu-wgsl-layout.test.ts',
+      code: '',
+      constants: { LOW: { type: 'i32', value: -0x80000000 }, MINUS: { type: 'i32', value: -5 } },
+      bindings: {},
+    });
+    // `-2147483648i` would negate 2147483648i, which is out of i32's range (a WGSL error).
+    expect(k.header).toContain('const LOW: i32 = i32(-2147483648);\nconst MINUS: i32 = -5i;');
+    expect(() => defineKernel({ ...k.decl, constants: { HUGE: { type: 'f32', value: 1e39 } } })).toThrow(
+      /test\/gpu-wgsl-layout\.test\.ts: constant HUGE is an f32: 1e\+39 is past its range/,
+    );
   });
 
   it('refuses a contract that declares a name twice or reuses a binding slot', () => {

@@ -10,6 +10,6 @@ import { launch } from './launch/launcher.js';
 const args = process.argv.slice(2);
 const unfiltered = args.includes('--verbose') || process.env.ADRS_NATIVE_STDERR === 'show';
 
-// The launcher itself never loads the CLI (its start-up is the cost of the launcher).
+// Only the child imports the CLI: the launcher process stays small, and the CLI loads once.
 if (adoptLauncherStreams() || unfiltered) await (await import('./main.js')).runAsEntry();
 else launch({ entry: fileURLToPath(import.meta.url), args });

@@ -1,10 +1,12 @@
 import { readKernel } from './kernel-files.js';
 import {
   type AddressSpace,
+  checkScalar,
   layoutStruct,
   packStruct,
   parseWgslType,
   roundUp,
+  type ScalarKind,
   type StructLayout,
   sizeOf,
   strideOf,
@@ -22,8 +24,6 @@ import { moduleDeclarations } from './wgsl-text.js';
  * host side then type-checks the values it packs.)
  */
 
-export type ScalarName = 'u32' | 'i32' | 'f32';
-
 /** A struct member: its WGSL type, or the type with a comment for the generated WGSL. */
 export type FieldDecl = string | { type: string; doc?: string };
 
@@ -39,13 +39,13 @@ export interface BindingDecl {
 }
 
 export interface ConstDecl {
-  type: ScalarName;
+  type: ScalarKind;
   value: number;
   doc?: string;
 }
 
 export interface OverrideDecl {
-  type: ScalarName;
+  type: ScalarKind;
   /** The WGSL default; without one the host must pass a value. */
   default?: number;
   doc?: string;
@@ -80,8 +80,16 @@ export interface KernelDecl<
   workgroup?: Record<string, WorkgroupDecl>;
 }
 
-/** Values for a struct's fields (numbers, vectors as arrays, arrays of those). */
-export type StructValues<F> = { [K in keyof F]: number | ArrayLike<number> | ArrayLike<ArrayLike<number>> };
+/** The WGSL type text of a field declaration. */
+type FieldType<D> = D extends string ? D : D extends { type: infer T extends string } ? T : string;
+
+/** A scalar field takes a number; a vector, matrix or array takes its components or elements. */
+type FieldValueOf<T extends string> = T extends ScalarKind | `atomic<${string}>`
+  ? number
+  : ArrayLike<number> | ArrayLike<ArrayLike<number>>;
+
+/** Values for a struct's fields, typed by each field's declaration (packStruct checks the counts). */
+export type StructValues<F> = { [K in keyof F]: FieldValueOf<FieldType<F[K]>> };
 
 /** Pipeline-constant values: every override without a default, optionally the others. */
 export type OverrideValues<O extends Record<string, OverrideDecl>> = {
@@ -119,7 +127,10 @@ export class KernelContract<
   readonly layouts: { readonly [K in keyof S]: StructLayout };
   /** The generated WGSL declarations. */
   readonly header: string;
-  private body: string | undefined;
+  /** Lines the header adds before the body (for mapping compiler diagnostics back to the file). */
+  readonly headerLines: number;
+  /** The checked module text, made once: kernelPipeline asks for it on every call. */
+  private source: string | undefined;
 
   constructor(readonly decl: KernelDecl<S, B, O>) {
     this.file = decl.file;
@@ -133,11 +144,7 @@ export class KernelContract<
     }
     this.layouts = layouts as { [K in keyof S]: StructLayout };
     this.header = this.generateHeader();
-  }
-
-  /** Lines the header adds before the body (for mapping compiler diagnostics back to the file). */
-  get headerLines(): number {
-    return this.header.split('\n').length - 1;
+    this.headerLines = this.header.split('\n').length - 1;
   }
 
   /**
@@ -146,8 +153,8 @@ export class KernelContract<
    * contract exists to prevent.
    */
   wgsl(): string {
-    this.body ??= this.decl.code ?? readKernel(this.file);
-    const code = this.body;
+    if (this.source !== undefined) return this.source;
+    const code = this.decl.code ?? readKernel(this.file);
     const names = this.declaredNames();
     const again = moduleDeclarations(code).filter((d) => names.has(d.name));
     if (again.length > 0) {
@@ -157,7 +164,8 @@ export class KernelContract<
           'remove the declaration from the .wgsl file and change the contract instead',
       );
     }
-    return this.header + code;
+    this.source = this.header + code;
+    return this.source;
   }
 
   /** A reusable packing area for a uniform struct of this kernel. */
@@ -167,18 +175,20 @@ export class KernelContract<
 
   /**
    * Pipeline constants for `values`, checked against the declared overrides (an unknown name would
-   * otherwise be a Dawn error without the kernel's name; a missing one a WGSL error).
+   * otherwise be a Dawn error without the kernel's name; a missing one a WGSL error) and against
+   * each override's type: WebGPU converts a u32/i32 value with [EnforceRange], which truncates 2.5
+   * to 2 without a word and refuses -1 with a TypeError that names no kernel.
    */
   constants(values: OverrideValues<O>): Record<string, number> {
     const declared: Record<string, OverrideDecl> = this.decl.overrides ?? {};
     const given = values as Record<string, number>;
     for (const [name, v] of Object.entries(given)) {
-      if (!(name in declared))
+      const d = declared[name];
+      if (!d)
         throw new Error(
           `kernels/${this.file} has no override '${name}' (declared in ${this.decl.declaredIn}: ${Object.keys(declared).join(', ') || 'none'})`,
         );
-      if (typeof v !== 'number' || !Number.isFinite(v))
-        throw new Error(`kernels/${this.file}: override ${name} must be a finite number, got ${String(v)}`);
+      checkScalar(d.type, v, `kernels/${this.file}: override ${name}`);
     }
     for (const [name, d] of Object.entries(declared)) {
       if (d.default === undefined && given[name] === undefined)
@@ -194,7 +204,7 @@ export class KernelContract<
    * Only the overrides that size a variable are needed.
    */
   workgroupBytes(values: Partial<Record<keyof O, number>>): number {
-    const env = this.valuesOf(values as Record<string, number>);
+    const env = this.lengthEnv(values as Record<string, number>);
     let total = 0;
     for (const [name, w] of Object.entries(this.decl.workgroup ?? {})) {
       const type = parseWgslType(w.type);
@@ -262,12 +272,16 @@ export class KernelContract<
     ]);
   }
 
-  private valuesOf(given: Record<string, number>): Map<string, number> {
+  /** Constant and override values by name, for the workgroup length expressions. */
+  private lengthEnv(given: Record<string, number>): Map<string, number> {
     const env = new Map<string, number>();
     for (const [n, c] of Object.entries(this.decl.constants ?? {})) env.set(n, c.value);
     for (const [n, o] of Object.entries(this.decl.overrides ?? {})) {
       const v = given[n] ?? o.default;
-      if (v !== undefined) env.set(n, v);
+      // Checked as constants() checks it: a u32 of 2.5 would budget a fractional byte count.
+      if (v === undefined) continue;
+      checkScalar(o.type, v, `kernels/${this.file}: override ${n}`);
+      env.set(n, v);
     }
     return env;
   }
@@ -313,11 +327,14 @@ export class KernelContract<
     ];
     const doc = (text: string | undefined) => (text ? ` // ${text}` : '');
     for (const [n, o] of Object.entries(d.overrides ?? {})) {
-      const init = o.default === undefined ? '' : ` = ${literal(o.type, o.default)}`;
+      const init =
+        o.default === undefined ? '' : ` = ${literal(o.type, o.default, `${d.declaredIn}: override ${n}`)}`;
       lines.push(`override ${n}: ${o.type}${init};${doc(o.doc)}`);
     }
     for (const [n, c] of Object.entries(d.constants ?? {}))
-      lines.push(`const ${n}: ${c.type} = ${literal(c.type, c.value)};${doc(c.doc)}`);
+      lines.push(
+        `const ${n}: ${c.type} = ${literal(c.type, c.value, `${d.declaredIn}: constant ${n}`)};${doc(c.doc)}`,
+      );
     for (const [n, fields] of Object.entries(d.structs ?? {})) {
       const layout = this.layouts[n as keyof S];
       lines.push(`struct ${n} {`);
@@ -337,7 +354,9 @@ export class KernelContract<
       );
     }
     for (const [n, w] of Object.entries(d.workgroup ?? {})) {
-      const type = w.length === undefined ? w.type : `array<${w.type}, ${wgslLength(w.length)}>`;
+      // The length as written: its integer literals stay abstract and take the type of the
+      // overrides they meet (a `3u` beside an i32 override would be a WGSL type error).
+      const type = w.length === undefined ? w.type : `array<${w.type}, ${w.length}>`;
       lines.push(`var<workgroup> ${n}: ${type};${doc(w.doc)}`);
     }
     return `${lines.join('\n')}\n\n`;
@@ -353,27 +372,20 @@ export function defineKernel<
   return new KernelContract(decl);
 }
 
-function literal(type: ScalarName, v: number): string {
+/** A WGSL literal of `type` for `v` (large u32s in hex, as hash constants are read). */
+function literal(type: ScalarKind, v: number, where: string): string {
+  checkScalar(type, v, where);
   if (type === 'f32') {
-    if (!Number.isFinite(v)) throw new Error(`f32 constant ${v} is not finite`);
     const s = String(v);
     return /[.e]/.test(s) ? s : `${s}.0`;
   }
-  if (!Number.isInteger(v)) throw new Error(`${type} constant ${v} is not an integer`);
-  if (type === 'u32') {
-    if (v < 0 || v > 0xffffffff) throw new Error(`u32 constant ${v} is out of range`);
-    return v > 0xffff ? `0x${v.toString(16)}u` : `${v}u`;
-  }
-  if (v < -0x80000000 || v > 0x7fffffff) throw new Error(`i32 constant ${v} is out of range`);
-  return `${v}i`;
+  if (type === 'u32') return v > 0xffff ? `0x${v.toString(16)}u` : `${v}u`;
+  // `-2147483648i` negates 2147483648i, which is no i32: WGSL refuses it. Converting the abstract
+  // integer gives the value.
+  return v === -0x80000000 ? `i32(${v})` : `${v}i`;
 }
 
 const lengthTerms = (expr: string): string[] => expr.split(/[+*]/).map((t) => t.trim());
-
-/** A length expression in WGSL: integer literals become u32 literals. */
-function wgslLength(expr: number | string): string {
-  return String(expr).replace(/\b(\d+)\b/g, '$1u');
-}
 
 /** Evaluates a sum of products of names and integers (no parentheses). */
 function evalLength(expr: number | string, env: Map<string, number>, what: string): number {

@@ -7,8 +7,6 @@ import type {
 } from './kernel-contract.js';
 import { readKernel } from './kernel-files.js';
 
-export { KERNELS_DIR, readKernel } from './kernel-files.js';
-
 /** A WGSL compilation failure, with every error as "file:line:col: message". */
 export class ShaderCompileError extends Error {
   override name = 'ShaderCompileError';
@@ -59,7 +57,9 @@ export class KernelCache {
 
   pipeline(key: PipelineKey): Promise<GPUComputePipeline> {
     const layout = key.layout && key.layout !== 'auto' ? this.layoutId(key.layout) : 'auto';
-    const id = `${key.file}\u0000${key.entry}\u0000${JSON.stringify(key.constants ?? {})}\u0000${layout}\u0000${key.code ?? ''}`;
+    // Constants by sorted name: the same values given in another order are the same pipeline.
+    const constants = Object.entries(key.constants ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const id = `${key.file}\u0000${key.entry}\u0000${JSON.stringify(constants)}\u0000${layout}\u0000${key.code ?? ''}`;
     let p = this.pipelines.get(id);
     if (!p) {
       p = this.createPipeline(key);
@@ -119,6 +119,8 @@ export class KernelCache {
     group = 0,
   ): GPUBindGroup {
     const c = contract as KernelContract;
+    const layout = this.layouts(c).groups[group];
+    if (!layout) throw new Error(`${label}: kernels/${c.file} has no bind group ${group}`);
     const wanted = Object.entries(c.decl.bindings).filter(([, b]) => (b.group ?? 0) === group);
     const given = buffers as Record<string, GPUBuffer>;
     for (const name of Object.keys(given)) {
@@ -127,7 +129,7 @@ export class KernelCache {
     }
     return this.device.createBindGroup({
       label,
-      layout: this.layouts(c).groups[group]!,
+      layout,
       entries: wanted.map(([name, b]) => {
         const buffer = given[name];
         if (!buffer) throw new Error(`${label}: no buffer for binding '${name}' of kernels/${c.file}`);
@@ -137,7 +139,8 @@ export class KernelCache {
   }
 
   module(file: string, code?: string, headerLines = 0): Promise<GPUShaderModule> {
-    const id = `${file}\u0000${code ?? ''}`;
+    // headerLines belongs to the key: it decides the lines an error of this compilation names.
+    const id = `${file}\u0000${headerLines}\u0000${code ?? ''}`;
     let m = this.modules.get(id);
     if (!m) {
       m = compileModule(this.device, file, code ?? readKernel(file), headerLines);
@@ -198,14 +201,20 @@ export async function compileModule(
   const module = device.createShaderModule({ label: file, code });
   const popped = device.popErrorScope();
   const info = await module.getCompilationInfo();
-  await popped;
+  const scopeError = await popped;
   const failed = info.messages.filter((m) => m.type === 'error');
   const where = (m: GPUCompilationMessage) =>
-    headerLines === 0 || m.lineNum > headerLines
-      ? `${file}:${m.lineNum - headerLines}:${m.linePos}`
-      : `${file} (generated contract declarations):${m.lineNum}:${m.linePos}`;
+    m.lineNum === 0
+      ? file // a message about the whole module has no line (lineNum 0), not one in the header
+      : m.lineNum > headerLines
+        ? `${file}:${m.lineNum - headerLines}:${m.linePos}`
+        : `${file} (generated contract declarations):${m.lineNum}:${m.linePos}`;
   const errors = failed.map((m) => `${where(m)}: ${m.message.split('\n')[0]}`);
   const full = failed.map((m) => `${where(m)}: ${m.message}`).join('\n');
   if (errors.length > 0) throw new ShaderCompileError(file, errors, full);
+  // An invalid module without compiler messages: returned, it would fail later as a pipeline
+  // error that hides why.
+  if (scopeError)
+    throw new ShaderCompileError(file, [`${file}: ${scopeError.message.split('\n')[0]}`], scopeError.message);
   return module;
 }

@@ -122,8 +122,8 @@ export function layoutStruct(
     let fieldAlign = alignOf(type);
     let explicitAlign = 0;
     if (space === 'uniform' && type.kind === 'array') {
-      const stride = strideOf(type.element);
-      if (stride % 16 !== 0)
+      const stride = uniformRefusedStride(type);
+      if (stride !== 0)
         throw new Error(
           `${name}.${field}: ${typeText} has a ${stride}-byte stride; arrays in a uniform buffer need a multiple of 16 ` +
             '(use an array of vec4)',
@@ -139,13 +139,23 @@ export function layoutStruct(
   return { size: roundUp(align, offset), align, fields };
 }
 
-/** A field's value: a number, a vector's components, a matrix's columns, or an array's elements. */
-export type FieldValue = number | ArrayLike<number> | ArrayLike<number | ArrayLike<number>>;
+/**
+ * The first array stride in `t` (the array itself, then the arrays nested in it) that is not a
+ * multiple of 16, else 0: WGSL's core uniform rules refuse such a stride at every level, so an
+ * array<array<f32, 4>, 2> is refused for its inner 4-byte stride although its own is 16. (Dawn's
+ * uniform_buffer_standard_layout extension lifts the rule; contracts keep to the portable core.)
+ */
+function uniformRefusedStride(t: WgslType): number {
+  if (t.kind !== 'array') return 0;
+  const stride = strideOf(t.element);
+  return stride % 16 !== 0 ? stride : uniformRefusedStride(t.element);
+}
 
 /**
  * Writes a record of named values into `out` (little-endian, as WebGPU reads it) by a struct
  * layout. Every field must be given, and nothing else; u32/i32 values must be integers in range,
- * f32 values finite. `what` names the struct in error messages. Padding bytes are left as they are.
+ * f32 values finite and within f32's range. A matrix is given as its cols·rows numbers, column by
+ * column. `what` names the struct in error messages. Padding bytes are left as they are.
  */
 export function packStruct(layout: StructLayout, values: object, out: DataView, what: string): void {
   const given = values as Record<string, unknown>;
@@ -199,18 +209,28 @@ function components(v: unknown, where: string, t: WgslType): ArrayLike<unknown> 
 }
 
 function writeScalar(out: DataView, at: number, kind: ScalarKind, x: unknown, where: string): void {
+  checkScalar(kind, x, where);
+  if (kind === 'f32') out.setFloat32(at, x, true);
+  else if (kind === 'u32') out.setUint32(at, x, true);
+  else out.setInt32(at, x, true);
+}
+
+/**
+ * Throws, naming `where`, unless `x` is a value of the WGSL scalar type: an integer in range for
+ * u32 and i32, a finite number within f32's range (a larger double would become ±Infinity). One
+ * rule for packed uniforms, pipeline-override values and the literals of generated constants.
+ */
+export function checkScalar(kind: ScalarKind, x: unknown, where: string): asserts x is number {
   if (typeof x !== 'number' || !Number.isFinite(x))
     throw new Error(`${where} must be a finite number, got ${String(x)}`);
-  if (kind === 'f32') out.setFloat32(at, x, true);
-  else if (kind === 'u32') {
+  if (kind === 'f32') {
+    if (!Number.isFinite(Math.fround(x)))
+      throw new Error(`${where} is an f32: ${x} is past its range (±3.4028235e38)`);
+  } else if (kind === 'u32') {
     if (!Number.isInteger(x) || x < 0 || x > 0xffffffff)
       throw new Error(`${where} is a u32: give an integer in 0…4294967295, got ${x}`);
-    out.setUint32(at, x, true);
-  } else {
-    if (!Number.isInteger(x) || x < -0x80000000 || x > 0x7fffffff)
-      throw new Error(`${where} is an i32: give an integer in −2147483648…2147483647, got ${x}`);
-    out.setInt32(at, x, true);
-  }
+  } else if (!Number.isInteger(x) || x < -0x80000000 || x > 0x7fffffff)
+    throw new Error(`${where} is an i32: give an integer in −2147483648…2147483647, got ${x}`);
 }
 
 /** The canonical WGSL spelling of a type (for messages). */

@@ -17,7 +17,7 @@ export function adoptLauncherStreams(): boolean {
   const [stderrFd, lifelineFd] = fds.split(',').map(Number);
   if (stderrFd === undefined || lifelineFd === undefined) return false;
 
-  const stderr = isatty(stderrFd) ? new WriteStream(stderrFd) : syncWriter(stderrFd);
+  const stderr = isatty(stderrFd) ? terminalWriter(stderrFd) : syncWriter(stderrFd);
   Object.defineProperty(process, 'stderr', {
     configurable: true,
     enumerable: true,
@@ -31,6 +31,16 @@ export function adoptLauncherStreams(): boolean {
   lifeline.resume();
   lifeline.unref();
   return true;
+}
+
+/**
+ * A terminal writer, kept at the terminal's size as Node keeps its own process.stderr: on SIGWINCH
+ * (which the launcher forwards) it re-reads the size and emits 'resize'.
+ */
+function terminalWriter(fd: number): WriteStream {
+  const stream = new WriteStream(fd);
+  process.on('SIGWINCH', () => (stream as WriteStream & { _refreshSize(): void })._refreshSize());
+  return stream;
 }
 
 /** A synchronous writer, as Node's own stderr is for files and pipes (nothing lost on exit). */
@@ -48,14 +58,19 @@ function syncWriter(fd: number): Writable {
   return Object.assign(stream, { fd, isTTY: false });
 }
 
+/** One 32-bit cell to Atomics.wait on: a synchronous pause without spinning. */
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
+
 function writeAll(fd: number, chunk: Buffer): void {
   let offset = 0;
   while (offset < chunk.length) {
     try {
       offset += writeSync(fd, chunk, offset);
     } catch (error) {
-      // The shared descriptor may be non-blocking (the launcher's libuv set it so): retry.
+      // The shared descriptor may be non-blocking (the launcher's libuv set it so), and a full pipe
+      // (a paused pager) then answers EAGAIN: retry after a millisecond rather than spin a core.
       if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(pauseCell, 0, 0, 1);
     }
   }
 }

@@ -1,18 +1,21 @@
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { NativeStderrFilter } from './native-stderr-filter.js';
 
 /** Environment variable telling the child which descriptors the launcher handed it. */
 export const LAUNCHED_ENV = 'ADRS_LAUNCHED_FDS';
 
-/** Signals a user or a supervisor sends to the command; the launcher passes each on exactly once. */
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+/**
+ * Signals a user, a supervisor or the terminal sends to the command; the launcher passes each on
+ * exactly once. SIGWINCH too: the child has no controlling terminal (own session), so a resize
+ * reaches only the launcher, and the progress line would keep the old width.
+ */
+const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGWINCH'];
 
 export interface LaunchOptions {
   /** The module to run in the child (the CLI's entry). */
   entry: string;
   args: readonly string[];
-  /** Where the filtered native stderr goes (the real stderr). */
-  nativeOut?: (text: string) => void;
 }
 
 /**
@@ -21,8 +24,8 @@ export interface LaunchOptions {
  * stderr (handed over as fd 3), so terminal detection, progress redraws and ordering stay as if
  * there were no launcher. fd 4 is a socket the child watches to die with the launcher.
  *
- * The child runs in its own process group, so a terminal's Ctrl-C reaches it once (forwarded by
- * the launcher) rather than twice. The launcher exits as the child did: same code, or same signal.
+ * The child runs in its own session (detached: setsid), so a terminal's Ctrl-C reaches it once
+ * (forwarded by the launcher) rather than twice. The launcher exits as the child did: same code, or same signal.
  */
 export function launch(options: LaunchOptions): void {
   const child = spawn(process.execPath, [...process.execArgv, options.entry, ...options.args], {
@@ -30,17 +33,14 @@ export function launch(options: LaunchOptions): void {
     env: { ...process.env, [LAUNCHED_ENV]: '3,4' },
     detached: true,
   });
-  const write = options.nativeOut ?? ((text: string) => process.stderr.write(text));
+  // Without the launcher, a native write to a stderr nobody reads any more fails unseen (Node
+  // ignores SIGPIPE); an EPIPE here must not kill the launcher, and with it the CLI.
+  process.stderr.on('error', () => {});
   const filter = new NativeStderrFilter();
+  const write = (text: string) => text && process.stderr.write(text);
   child.stdio[2]?.setEncoding('utf8');
-  child.stdio[2]?.on('data', (chunk: string) => {
-    const text = filter.push(chunk);
-    if (text) write(text);
-  });
-  child.stdio[2]?.on('end', () => {
-    const rest = filter.end();
-    if (rest) write(rest);
-  });
+  child.stdio[2]?.on('data', (chunk: string) => write(filter.push(chunk)));
+  child.stdio[2]?.on('end', () => write(filter.end()));
 
   const handlers = FORWARDED.map((signal) => {
     const handler = () => {
@@ -68,10 +68,18 @@ export function launch(options: LaunchOptions): void {
     process.off('SIGTSTP', suspend);
     process.off('SIGCONT', resume);
     if (signal) {
-      // Die the same way, so a shell or supervisor sees what the child saw.
-      process.kill(process.pid, signal);
+      // Die the same way, so a shell or supervisor sees what the child saw; but only once the
+      // forwarded native stderr still queued for a slow reader is written (a signal would drop it).
+      process.stderr.write('', () => dieBy(signal));
       return;
     }
     process.exitCode = code ?? 1;
   });
+}
+
+function dieBy(signal: NodeJS.Signals): void {
+  // A signal that does not end a Node process (SIGPIPE is ignored, SIGUSR1 starts the inspector)
+  // leaves the exit status a shell gives a death by that signal.
+  process.exitCode = 128 + (constants.signals[signal] ?? 0);
+  process.kill(process.pid, signal);
 }

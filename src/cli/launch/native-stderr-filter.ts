@@ -5,29 +5,24 @@
  * child's native stderr through this filter. Only these exact lines are dropped; everything else,
  * including partial lines such as a progress display, passes through unchanged and at once.
  */
-const STARTUP_WARNINGS: readonly RegExp[] = [
-  /Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?\n/g,
-];
+const STARTUP_WARNING =
+  /Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.\r?\n/g;
 
-const PREFIX = 'Warning: ';
+/** How a dropped warning begins (heldTail relies on it), and a length no such line reaches. */
+const LEAD = 'Warning: maxDynamic';
+const LONGEST_WARNING = 256;
 
 export class NativeStderrFilter {
   private pending = '';
-  /** How many start-up warnings were dropped (reported with --verbose by the caller if it wants). */
+  /** How many start-up warnings were dropped so far. */
   dropped = 0;
 
   /** Feeds a chunk; returns the text to forward now (possibly empty). */
   push(chunk: string): string {
-    let text = this.pending + chunk;
-    this.pending = '';
-    for (const pattern of STARTUP_WARNINGS) {
-      text = text.replace(pattern, () => {
-        this.dropped++;
-        return '';
-      });
-    }
-    // Hold back only a tail that may still become a dropped warning: one that starts like a warning
-    // and has no line end yet.
+    const text = (this.pending + chunk).replace(STARTUP_WARNING, () => {
+      this.dropped++;
+      return '';
+    });
     const hold = heldTail(text);
     this.pending = text.slice(hold);
     return text.slice(0, hold);
@@ -41,13 +36,17 @@ export class NativeStderrFilter {
   }
 }
 
-/** The index from which `text` must be held back (text.length when nothing is). */
+/**
+ * The index from which `text` must be held back (text.length when nothing is): a tail that may
+ * still become a dropped warning. That is a line begun with LEAD, not ended and not yet longer than
+ * any warning, or a tail that is a proper prefix of LEAD (the chunk ended inside it). Any other
+ * partial line, a "Warning: " of someone else's included, goes out at once.
+ */
 function heldTail(text: string): number {
-  const start = text.lastIndexOf(PREFIX);
-  if (start >= 0 && !text.includes('\n', start)) return start;
-  // A tail that is a proper prefix of "Warning: " (the chunk ended inside the word).
-  for (let n = Math.min(PREFIX.length - 1, text.length); n > 0; n--) {
-    if (text.endsWith(PREFIX.slice(0, n))) return text.length - n;
+  const start = text.lastIndexOf(LEAD);
+  if (start >= 0 && text.length - start < LONGEST_WARNING && !text.includes('\n', start)) return start;
+  for (let n = Math.min(LEAD.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(LEAD.slice(0, n))) return text.length - n;
   }
   return text.length;
 }
