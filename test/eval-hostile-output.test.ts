@@ -103,15 +103,16 @@ describe('hostile and broken answers', () => {
     expect(pipelined.valid && early.valid && waited.valid).toBe(true);
     expect(pipelined.metrics.balancedness_next!).toBeLessThan(waited.metrics.balancedness_next!);
     expect(early.metrics.balancedness_next).toBe(waited.metrics.balancedness_next);
-    // The call that returns early pays for the kernel all the same. Compared with the honest twin's
-    // calls, timed by the same harness just before, not with a separate timing of the kernel (a
-    // timing taken apart from the calls on a loaded CPU is not comparable to them). Had the clock
-    // stopped at the return, the early calls would cost only their host work, a small part of the
-    // honest calls' time; the charged time also contains each call's GPU wait.
-    expect(early.metrics.median_ms!).toBeGreaterThan(0.6 * waited.metrics.median_ms!);
+    // The call that returns early pays for the kernel all the same. Checked within each evaluation's
+    // own calls (timings of two evaluations, even one after the other, drift apart on a loaded CPU):
+    // the charged time contains the call's GPU wait, and for the early call that wait (the harness's
+    // final wait: the candidate did not wait) is much of it, the kernel dwarfing the host work. Had
+    // the clock stopped at the return, the wait would be 0, or outside (larger than) the charged time.
     for (const r of [early, waited]) {
-      expect(r.metrics.gpu_wait_ms).not.toBeNull();
-      expect(r.metrics.mean_ms!).toBeGreaterThanOrEqual(r.metrics.gpu_wait_ms!);
+      const { mean_ms, gpu_wait_ms } = r.metrics;
+      expect(gpu_wait_ms).not.toBeNull();
+      expect(mean_ms!).toBeGreaterThanOrEqual(gpu_wait_ms!);
+      expect(gpu_wait_ms!).toBeGreaterThan(0.3 * mean_ms!);
     }
   });
 
