@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NativeStderrFilter } from '../src/cli/launch/native-stderr-filter.js';
+import { wantsVerbose } from '../src/cli/verbose.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'adrs.js');
 const LAUNCH = join(import.meta.dirname, 'fixtures', 'launcher', 'launch.mjs');
@@ -14,6 +15,26 @@ function filtered(chunks: string[]): { out: string; dropped: number } {
   const out = chunks.map((c) => filter.push(c)).join('') + filter.end();
   return { out, dropped: filter.dropped };
 }
+
+describe('when the CLI runs without the launcher', () => {
+  it('--verbose, in either spelling, asks for everything', () => {
+    expect(wantsVerbose(['bench', '--verbose'])).toBe(true);
+    expect(wantsVerbose(['bench', '--verbose=true'])).toBe(true);
+    expect(wantsVerbose(['bench', '--verbose=false', '--json'])).toBe(false);
+  });
+
+  it('a malformed launcher variable leaves the process as it was (not launched), without a crash', () => {
+    const child = join(import.meta.dirname, 'fixtures', 'launcher', 'child.mjs');
+    for (const fds of ['3,x', 'x', '1,2', '3']) {
+      const r = spawnSync(process.execPath, [child, 'streams'], {
+        encoding: 'utf8',
+        env: { ...process.env, ADRS_LAUNCHED_FDS: fds },
+      });
+      expect(r.status, fds).toBe(0);
+      expect(r.stderr, fds).toContain('js stderr launched=false');
+    }
+  });
+});
 
 describe('native stderr filter', () => {
   const stream = `vulkan loader: something real\n${WARNING}${WARNING}\r[3s] progress${WARNING}Warning: keep me\nW`;

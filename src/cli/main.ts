@@ -8,6 +8,7 @@ import { setWarningSink } from '../util/warn.js';
 import { commands } from './commands/index.js';
 import { type CliIo, note, PROCESS_IO, withIo } from './io.js';
 import { errorReport } from './report-error.js';
+import { wantsVerbose } from './verbose.js';
 
 /** yargs' own usage errors (unknown flag or command, missing option) are the user's. */
 class UsageError extends UserError {}
@@ -98,7 +99,7 @@ export function createCli(io: CliIo = PROCESS_IO): Cli {
         if (shown) io.stdout(`${shown}\n`);
         return code;
       } catch (error) {
-        io.stderr(errorReport(error, argv.includes('--verbose')));
+        io.stderr(errorReport(error, wantsVerbose(argv)));
         return 1;
       }
     },

@@ -15,7 +15,8 @@ export function adoptLauncherStreams(): boolean {
   // Grandchildren (eval workers, esbuild) must not think they were launched.
   delete process.env[LAUNCHED_ENV];
   const [stderrFd, lifelineFd] = fds.split(',').map(Number);
-  if (stderrFd === undefined || lifelineFd === undefined) return false;
+  // Anything but the two descriptors the launcher passes: not launched (the CLI runs unfiltered).
+  if (!isPassedFd(stderrFd) || !isPassedFd(lifelineFd)) return false;
 
   const stderr = isatty(stderrFd) ? terminalWriter(stderrFd) : syncWriter(stderrFd);
   Object.defineProperty(process, 'stderr', {
@@ -74,3 +75,5 @@ function writeAll(fd: number, chunk: Buffer): void {
     }
   }
 }
+
+const isPassedFd = (fd: number | undefined): fd is number => Number.isInteger(fd) && fd! > 2;
