@@ -1,7 +1,8 @@
 import { balanceMetrics, gpuLoads } from '../eplb/metrics.js';
-import { deriveLog2phy } from '../eplb/placement.js';
-import type { Shape } from '../eplb/shape.js';
+import type { Placement } from '../eplb/placement.js';
 import { cellKey } from '../evolve/database.js';
+import { PLACEMENT_ARTIFACT } from '../evolve/evaluator-types.js';
+import { type PlacementArtifact, readPlacementArtifact } from '../evolve/placement-artifact.js';
 import type { LineageStep, RunReport } from '../evolve/report.js';
 import { failureClass } from '../evolve/report-classify.js';
 import { stopText } from '../evolve/report-format.js';
@@ -229,57 +230,65 @@ function placementView(
 ): { placement: PlacementView | null; note: string } {
   const none = (note: string) => ({ placement: null, note });
   if (!report.best || !report.seed) return none('no best program yet');
-  const raw = (hash: string): Record<string, unknown> | null => {
-    const text = files.program(hash)?.result?.artifacts?.placement;
-    if (!text) return null;
-    try {
-      const v = JSON.parse(text) as unknown;
-      return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : null;
-    } catch {
-      return null;
-    }
+  const read = (hash: string) => {
+    const text = files.program(hash)?.result?.artifacts?.[PLACEMENT_ARTIFACT];
+    return text ? readPlacementArtifact(text) : null;
   };
-  const rb = raw(report.best.hash);
-  const rs = raw(report.seed.hash);
-  if (!rb || !rs)
+  const b = read(report.best.hash);
+  const s = read(report.seed.hash);
+  if (b === null || s === null)
     return none(
       'The evaluator recorded no placement for the best program or the seed, so there are no per-GPU loads to draw; the per-metric comparison above shows their balancedness.',
     );
-  if (rb.format === 'gpu-loads/1' || rs.format === 'gpu-loads/1') return gpuLoadsView(rb, rs, none);
-  const b = rb as unknown as {
-    shape: Shape;
-    window?: number;
-    loads: number[];
-    phy2log: number[];
-    logcnt: number[];
+  if (typeof b === 'string') return none(`The best program's placement is not drawn: ${b}.`);
+  if (typeof s === 'string') return none(`The seed's placement is not drawn: ${s}.`);
+  if (b.format === 'gpu-loads/1' && s.format === 'gpu-loads/1') return gpuLoadsView(b, s, none);
+  if (b.format === 'placement' && s.format === 'placement') return placementsView(b, s, none);
+  return none(
+    'The best and the seed recorded different kinds of placement, so they are not drawn side by side.',
+  );
+}
+
+type Artifact<F extends PlacementArtifact['format']> = Extract<PlacementArtifact, { format: F }>;
+type NoView = (note: string) => { placement: null; note: string };
+
+/** A plug-in evaluator's placements: both on the best's loads (the seed's placement is re-scored there). */
+function placementsView(
+  b: Artifact<'placement'>,
+  s: Artifact<'placement'>,
+  none: NoView,
+): { placement: PlacementView | null; note: string } {
+  const shape = b.placement.shape;
+  const t = s.placement.shape;
+  if (
+    shape.layers !== t.layers ||
+    shape.experts !== t.experts ||
+    shape.replicas !== t.replicas ||
+    shape.gpus !== t.gpus
+  )
+    return none(
+      'The best and the seed recorded placements of different shapes, so they are not drawn side by side.',
+    );
+  const { layers: L, gpus: P } = shape;
+  const perGpu = (placement: Placement) => {
+    const all = gpuLoads(placement, b.loads);
+    return {
+      rows: Array.from({ length: L }, (_, l) => Array.from(all.subarray(l * P, (l + 1) * P))),
+      balancedness: balanceMetrics(placement, b.loads).perLayerGpuBalancedness,
+    };
   };
-  const s = rs as unknown as typeof b;
-  const loads = Float32Array.from(b.loads);
-  const perGpu = (p: typeof b) => {
-    const placement = deriveLog2phy(p.shape, Int32Array.from(p.phy2log), Int32Array.from(p.logcnt));
-    const m = balanceMetrics(placement, loads);
-    const { layers: L, gpus: P } = p.shape;
-    const all = gpuLoads(placement, loads);
-    const out = Array.from({ length: L }, (_, l) => Array.from(all.subarray(l * P, (l + 1) * P)));
-    return { out, per: m.perLayerGpuBalancedness };
-  };
-  const bb = perGpu(b);
-  const ss = perGpu({ ...s, loads: b.loads });
+  const best = perGpu(b.placement);
+  const seed = perGpu(s.placement);
   return {
     placement: {
-      shape: {
-        layers: b.shape.layers,
-        experts: b.shape.experts,
-        replicas: b.shape.replicas,
-        gpus: b.shape.gpus,
-      },
-      window: b.window ?? null,
-      layers: bb.out.map((row, l) => ({
+      shape: { layers: L, experts: shape.experts, replicas: shape.replicas, gpus: P },
+      window: b.window,
+      layers: best.rows.map((row, l) => ({
         layer: l,
         best: row,
-        seed: ss.out[l]!,
-        bestBalancedness: bb.per[l]!,
-        seedBalancedness: ss.per[l]!,
+        seed: seed.rows[l]!,
+        bestBalancedness: best.balancedness[l]!,
+        seedBalancedness: seed.balancedness[l]!,
       })),
     },
     note: `GPU loads of each placement on scored window ${b.window ?? '?'} (the best's recorded window; the seed's placement is scored on the same loads)`,
@@ -288,23 +297,17 @@ function placementView(
 
 /** The view from two recorded `gpu-loads/1` artifacts (best and seed on the same window). */
 function gpuLoadsView(
-  rb: Record<string, unknown>,
-  rs: Record<string, unknown>,
-  none: (note: string) => { placement: null; note: string },
+  rb: Artifact<'gpu-loads/1'>,
+  rs: Artifact<'gpu-loads/1'>,
+  none: NoView,
 ): { placement: PlacementView | null; note: string } {
-  const ok = (r: Record<string, unknown>) =>
-    r.format === 'gpu-loads/1' &&
-    Number.isInteger(r.layers) &&
-    Number.isInteger(r.gpus) &&
-    Array.isArray(r.loads) &&
-    r.loads.length === (r.layers as number) * (r.gpus as number);
-  if (!ok(rb) || !ok(rs) || rb.layers !== rs.layers || rb.gpus !== rs.gpus || rb.window !== rs.window)
+  if (rb.layers !== rs.layers || rb.gpus !== rs.gpus || rb.window !== rs.window)
     return none(
       'The best and the seed recorded GPU loads of different shapes or windows, so they are not drawn side by side.',
     );
-  const L = rb.layers as number;
-  const P = rb.gpus as number;
-  const row = (r: Record<string, unknown>, l: number) => (r.loads as number[]).slice(l * P, (l + 1) * P);
+  const L = rb.layers;
+  const P = rb.gpus;
+  const row = (r: Artifact<'gpu-loads/1'>, l: number) => r.loads.slice(l * P, (l + 1) * P);
   const balancedness = (xs: number[]) => {
     const max = Math.max(...xs);
     return max > 0 ? xs.reduce((a, x) => a + x, 0) / xs.length / max : 1;
@@ -312,7 +315,7 @@ function gpuLoadsView(
   return {
     placement: {
       shape: { layers: L, experts: 0, replicas: 0, gpus: P },
-      window: typeof rb.window === 'number' ? rb.window : null,
+      window: rb.window,
       layers: Array.from({ length: L }, (_, l) => ({
         layer: l,
         best: row(rb, l),
@@ -321,6 +324,6 @@ function gpuLoadsView(
         seedBalancedness: balancedness(row(rs, l)),
       })),
     },
-    note: `GPU loads of each placement on scored window ${String(rb.window)} of the training series (pass 1's placement from the window before it)`,
+    note: `GPU loads of each placement on scored window ${rb.window ?? '?'} of the training series (pass 1's placement from the window before it)`,
   };
 }
