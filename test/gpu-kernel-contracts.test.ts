@@ -124,6 +124,36 @@ describe("the project's kernels, built from their contracts", () => {
     expect((past as PromiseRejectedResult).reason.diagnostics[0]).toMatch(/^lines\.wgsl:2:\d+: /);
   });
 
+  it('each binding requires the size an auto layout would: the struct, one element of a runtime array', () => {
+    const min = Object.fromEntries(
+      PLACEMENT_EVAL_KERNEL.layoutEntries(0).map((e) => [e.binding, e.buffer?.minBindingSize]),
+    );
+    expect(min[0]).toBe(PLACEMENT_EVAL_KERNEL.uniform('Params').layout.size);
+    expect(min[1]).toBe(4); // array<f32>
+    expect(min[3]).toBe(8); // array<vec2<u32>>
+    expect(min[4]).toBe(16); // array<vec4<f32>>
+    expect(ROUTE_SIM_KERNEL.layoutEntries(0).every((e) => (e.buffer?.minBindingSize ?? 0) >= 4)).toBe(true);
+  });
+
+  it('refuses a buffer smaller than one element where the bind group is made', async () => {
+    const kernel = defineKernel({
+      file: 'min-size.wgsl',
+      declaredIn: 'test/gpu-kernel-contracts.test.ts',
+      code: '@compute @workgroup_size(1) fn main() { v[0] = vec4f(1.0); }',
+      bindings: { v: { binding: 0, access: 'read_write', type: 'array<vec4<f32>>' } },
+    });
+    await gpu.kernels.kernelPipeline(kernel, 'main', {});
+    const small = gpu.device.createBuffer({ label: 'four-bytes', size: 4, usage: GPUBufferUsage.STORAGE });
+    try {
+      gpu.device.pushErrorScope('validation');
+      gpu.kernels.bindGroup(kernel, 'too-small', { v: small });
+      const error = await gpu.device.popErrorScope();
+      expect(error?.message).toMatch(/too-small|four-bytes/);
+    } finally {
+      small.destroy();
+    }
+  });
+
   it('binds buffers by name and refuses a missing or unknown binding', () => {
     const buffer = gpu.device.createBuffer({ label: 'named', size: 64, usage: GPUBufferUsage.STORAGE });
     try {

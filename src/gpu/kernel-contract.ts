@@ -243,16 +243,27 @@ export class KernelContract<
       .filter((b) => (b.group ?? 0) === g)
       .sort((a, b) => a.binding - b.binding)
       .map((b) => {
-        const struct = this.layouts[b.type as keyof S];
         const type: GPUBufferBindingType =
           b.access === 'uniform' ? 'uniform' : b.access === 'read' ? 'read-only-storage' : 'storage';
         return {
           binding: b.binding,
           visibility: GPUShaderStage.COMPUTE,
-          // A struct binding must be at least the struct (as 'auto' layouts require).
-          buffer: struct ? { type, minBindingSize: struct.size } : { type },
+          buffer: { type, minBindingSize: this.minBindingSize(b.type) },
         };
       });
+  }
+
+  /**
+   * The least a buffer bound to a variable of this type must hold, as WebGPU derives it for an
+   * 'auto' layout: the struct or fixed-size type's size, one element of a runtime-sized array. So
+   * a buffer too small is refused where the bind group is made, naming it, not at dispatch.
+   */
+  private minBindingSize(typeText: string): number {
+    const struct = this.layouts[typeText as keyof S];
+    if (struct) return struct.size;
+    const runtime = /^array<(.+)>$/.exec(typeText.replace(/\s+/g, ''));
+    if (runtime && !/,\d+[ui]?$/.test(runtime[1]!)) return strideOf(parseWgslType(runtime[1]!));
+    return sizeOf(parseWgslType(typeText));
   }
 
   private spaceOf(struct: string): AddressSpace {
