@@ -66,7 +66,7 @@ export function planRoute(shape: Shape, input: RouteInput, maxTokens = MAX_TOKEN
   );
   check(
     input.tokens * input.topK <= 0xffffffff,
-    `tokens × top-k must fit in 32 bits (counters are u32): lower --tokens`,
+    `tokens × top-k must fit in 32 bits (counters are u32): route fewer tokens`,
   );
   check(
     ROUTE_POLICIES.includes(input.policy),

@@ -12,6 +12,7 @@ import { COUNTER_NAMES, COUNTERS_PER_GPU } from './cost-model.js';
 import { routeReference } from './route-reference.js';
 import { RouteSimulator } from './route-sim.js';
 import type { RouteInput, RoutePolicy, RouteResult } from './route-types.js';
+import { MAX_TOP_K } from './routing-tables.js';
 
 /** Token-level figures of one simulated placement (snake_case: they are `adrs simulate --json`'s). */
 export interface RouteSummary {
@@ -132,11 +133,25 @@ async function place(balancer: Balancer, shape: Shape, gpu: GpuContext, seed: nu
 }
 
 /**
+ * The options' problems that need no GPU, as one-line UserErrors: a caller checks them before it
+ * takes a device (the router checks everything again per call, planRoute).
+ */
+export function checkSimulateOptions(o: Pick<SimulateOptions, 'trace' | 'shape' | 'tokens' | 'topK'>): void {
+  check(Number.isInteger(o.tokens) && o.tokens >= 1, `tokens must be a positive integer, got ${o.tokens}`);
+  const topK = o.topK ?? o.trace.manifest.topK;
+  const most = Math.min(o.shape.experts, MAX_TOP_K);
+  check(
+    Number.isInteger(topK) && topK >= 1 && topK <= most,
+    `top-k must be an integer in [1, ${most}], got ${topK}`,
+  );
+}
+
+/**
  * Token-level MoE routing on the GPU: the balancer places on window K−1, window K's tokens are routed
  * (and those of the `none` placement beside it), and each layer's time is modelled.
  */
 export async function simulateRouting(gpu: GpuContext, o: SimulateOptions): Promise<SimulateReport> {
-  check(Number.isInteger(o.tokens) && o.tokens >= 1, `--tokens must be a positive integer, got ${o.tokens}`);
+  checkSimulateOptions(o);
   const m = o.trace.manifest;
   const selected = selectWindow(o.trace, o.window);
   const tw = selected.windows;

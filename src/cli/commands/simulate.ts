@@ -2,7 +2,12 @@ import type { CommandModule } from 'yargs';
 import { defaultBalancer, getBalancer, listBalancers } from '../../eplb/registry.js';
 import { withGpu } from '../../gpu/device.js';
 import { ROUTE_POLICIES, type RoutePolicy } from '../../sim/route-types.js';
-import { type SimulateReport, simulateRouting } from '../../sim/simulate.js';
+import {
+  checkSimulateOptions,
+  type SimulateOptions,
+  type SimulateReport,
+  simulateRouting,
+} from '../../sim/simulate.js';
 import { loadTrace } from '../../trace/load.js';
 import { check } from '../../util/errors.js';
 import { formatTable } from '../../util/table.js';
@@ -73,21 +78,21 @@ export const simulateCommand: CommandModule<object, SimulateArgs> = {
     const shape = shapeOf(trace.manifest, argv);
     check(listBalancers().length > 0, 'no balancer is registered: add one to src/eplb/registry.ts');
     const balancer = argv.balancer ? getBalancer(argv.balancer) : defaultBalancer();
-    const report = await withGpu({ adapter: argv.adapter }, (gpu) =>
-      simulateRouting(gpu, {
-        trace,
-        ...(argv.window !== undefined ? { window: argv.window } : {}),
-        balancer,
-        shape,
-        policy: argv.policy,
-        tokens: argv.tokens,
-        ...(argv['top-k'] !== undefined ? { topK: argv['top-k'] } : {}),
-        groupLimited: argv['group-limited'],
-        seed: argv.seed,
-        compareCpu: argv['compare-cpu'],
-        ...(argv.json ? {} : { log: note }),
-      }),
-    );
+    const options: SimulateOptions = {
+      trace,
+      ...(argv.window !== undefined ? { window: argv.window } : {}),
+      balancer,
+      shape,
+      policy: argv.policy,
+      tokens: argv.tokens,
+      ...(argv['top-k'] !== undefined ? { topK: argv['top-k'] } : {}),
+      groupLimited: argv['group-limited'],
+      seed: argv.seed,
+      compareCpu: argv['compare-cpu'],
+      ...(argv.json ? {} : { log: note }),
+    };
+    checkSimulateOptions(options); // before a device is taken
+    const report = await withGpu({ adapter: argv.adapter }, (gpu) => simulateRouting(gpu, options));
     if (argv.json) printJson(report);
     else printReport(report);
     // The report is out either way; a disagreement of the kernel with its reference is a failure.
