@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSession } from '../src/evolve/session.js';
+import { bundleCli } from './helpers/cli-bundle.js';
 import { climbingModel, makeToyProject } from './helpers/evolve-toy.js';
 import { FakeOpenAiServer } from './helpers/fake-openai-server.js';
 
@@ -16,17 +16,7 @@ type RunEventLike = Record<string, any>;
 
 let server: FakeOpenAiServer;
 beforeAll(async () => {
-  mkdirSync(BUNDLE_DIR, { recursive: true });
-  await build({
-    // The CLI's own entry: it runs itself when it is the process's main module.
-    entryPoints: [join('src', 'cli', 'main.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    packages: 'external',
-    outfile: CLI,
-    logLevel: 'error',
-  });
+  await bundleCli(CLI);
   server = await FakeOpenAiServer.start(async (q) => {
     const h = hold;
     if (h) {

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundleCli as bundleCliAt } from './cli-bundle.js';
 
 /**
  * What the distributed tests need: a private redis-server on a free loopback port (its own temp
@@ -94,20 +94,8 @@ export function waitForLine(child: ChildProcess, re: RegExp, what: string): Prom
 const BUNDLE_DIR = join('node_modules', '.cache', 'adrs-distributed-test');
 export const CLI = join(BUNDLE_DIR, 'adrs.mjs');
 
-/** The whole CLI (src/cli/main.ts) as one file inside the repo, so its packages resolve. */
-export async function bundleCli(): Promise<string> {
-  mkdirSync(BUNDLE_DIR, { recursive: true });
-  await build({
-    entryPoints: ['src/cli/main.ts'],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    packages: 'external',
-    outfile: CLI,
-    logLevel: 'error',
-  });
-  return CLI;
-}
+/** The whole CLI as one file (see cli-bundle.ts), for `adrs worker` and `adrs evolve` children. */
+export const bundleCli = (): Promise<string> => bundleCliAt(CLI);
 
 export interface WorkerChild {
   child: ChildProcess;
