@@ -1,5 +1,5 @@
 import { AbortFanout } from '../util/abort.js';
-import { UserError } from '../util/errors.js';
+import { assert, UserError } from '../util/errors.js';
 import { type CandidateFiles, loadSeed, programHash } from './candidate.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { EvolveConfig } from './config.js';
@@ -103,6 +103,11 @@ export interface ControllerOptions {
   seedFiles?: CandidateFiles;
   /** Injectable clock for tests of time limits. */
   now?: () => number;
+  /**
+   * A continued run (resume): its log as the session read and folded it, and how many bytes of
+   * events.jsonl its events take (a torn last line after them is cut before appending).
+   */
+  resumed?: { state: RunState; cleanBytes: number };
 }
 
 interface IterationResult {
@@ -167,7 +172,9 @@ export class Controller {
     this.timing = new TimeSums(this.now);
     this.source = o.source;
     this.evalGate = new Semaphore(Math.max(1, o.evaluator.workers));
-    this.own = RunState.fold(this.source.continues ? o.folder.readEvents(true) : []);
+    assert(!this.source.continues || o.resumed, 'a continued run needs the log its session read');
+    if (o.resumed) o.folder.cutAfter(o.resumed.cleanBytes);
+    this.own = o.resumed?.state ?? new RunState();
     o.signal?.addEventListener('abort', () => this.requestStop('interrupted', 'interrupted (Ctrl-C)'), {
       once: true,
     });

@@ -7,6 +7,7 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  statSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
@@ -79,21 +80,32 @@ export class RunFolder {
 
   /**
    * Every complete event, checked and migrated to the current version (readRunLog); the texts a
-   * version-1 log held inline become readable through `blobs`. With `repair`, whatever follows the
-   * last event read (a line torn by a kill, or a line that is not JSON and everything after it) is
-   * cut off the file, so appends continue from a clean line.
+   * version-1 log held inline become readable through `blobs`. `cleanBytes`: how much of the file
+   * those events take; what follows (a line torn by a kill) is cut by `cutAfter` before appending.
    */
-  readEvents(repair = false): RunEvent[] {
-    if (!existsSync(this.eventsPath)) return [];
-    const text = readFileSync(this.eventsPath, 'utf8');
-    const { events, tail, texts } = readRunLog(text, this.eventsPath);
+  readLog(): { events: RunEvent[]; cleanBytes: number } {
+    if (!existsSync(this.eventsPath)) return { events: [], cleanBytes: 0 };
+    const { events, tail, texts } = readRunLog(readFileSync(this.eventsPath, 'utf8'), this.eventsPath);
     this.blobs.learn(texts);
-    if (repair && tail.cleanBytes < Buffer.byteLength(text)) {
-      const fd = openSync(this.eventsPath, 'r+');
-      ftruncateSync(fd, tail.cleanBytes);
+    return { events, cleanBytes: tail.cleanBytes };
+  }
+
+  /** Every complete event (readLog); with `repair`, the file is cut after the last one. */
+  readEvents(repair = false): RunEvent[] {
+    const { events, cleanBytes } = this.readLog();
+    if (repair) this.cutAfter(cleanBytes);
+    return events;
+  }
+
+  /** Cuts events.jsonl to its first `cleanBytes` bytes, so appends continue from a clean line. */
+  cutAfter(cleanBytes: number): void {
+    if (!existsSync(this.eventsPath) || statSync(this.eventsPath).size <= cleanBytes) return;
+    const fd = openSync(this.eventsPath, 'r+');
+    try {
+      ftruncateSync(fd, cleanBytes);
+    } finally {
       closeSync(fd);
     }
-    return events;
   }
 
   writeCheckpoint(cp: Checkpoint): void {

@@ -68,6 +68,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   let config: EvolveConfig;
   let mode: RunMode;
   let recording: { state: RunState; folder: RunFolder } | undefined;
+  let resumed: { state: RunState; cleanBytes: number } | undefined;
   let seedFiles: Record<string, string> | undefined;
   /** Resume: the folder to continue. New run or replay: the folder to create. */
   let existing: RunFolder | undefined;
@@ -77,8 +78,10 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
   if (o.resume) {
     existing = RunFolder.open(o.resume);
     // A log the reader refuses (damaged, or from a newer adrs) refuses the resume here, before
-    // config.json is rewritten; the controller reads it again to continue (cutting a torn last line).
-    const logged = RunState.fold(existing.readEvents()).committed;
+    // config.json is rewritten; the controller continues from this reading (cutting a torn last line).
+    const log = existing.readLog();
+    resumed = { state: RunState.fold(log.events), cleanBytes: log.cleanBytes };
+    const logged = resumed.state.committed;
     const checkpointed = existing.readCheckpoint()?.committed ?? 0;
     // checkpoint.json is written after the commit it records, so a kill leaves it at or behind the
     // log; ahead of it, the log lost commits (a copy, an edit, a power cut) that nothing can redo.
@@ -150,6 +153,7 @@ export async function runSession(o: SessionOptions): Promise<SessionResult> {
       evaluator,
       source,
       ...(seedFiles ? { seedFiles } : {}),
+      ...(resumed ? { resumed } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
       ...(o.onActivity ? { onActivity: o.onActivity } : {}),
