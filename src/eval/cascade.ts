@@ -4,7 +4,7 @@ import { countReplicas, deriveLog2phy, type Placement, placementProblem } from '
 import type { Shape } from '../eplb/shape.js';
 import type { Trace } from '../trace/trace.js';
 import { assert, UserError } from '../util/errors.js';
-import { summarizeTimes } from '../util/stats.js';
+import { meanOrNull, standardError, summarizeTimes } from '../util/stats.js';
 import type { GpuScorer } from './gpu-scorer.js';
 import type { Failure, FromWorker } from './protocol.js';
 import { adrsObjective, defaultScore, moeScore } from './scores.js';
@@ -161,12 +161,12 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     const gaps = run.workerMs.map((w, i) => run.parentMs[i]! - w).sort((a, b) => a - b);
     const gap = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 0;
     const passes = run.passes.filter((p) => p.next.length > 0);
-    const b = avg(passes.flatMap((p) => p.next));
+    const b = meanOrNull(passes.flatMap((p) => p.next));
     // The mean over every timed call, as the ADRS evaluator charges: a slow call always costs.
-    const mean = avg(times);
+    const mean = meanOrNull(times);
     const summary = times.length ? summarizeTimes(times) : null;
-    const moeMs = avg(run.moe.map((m) => m.ms));
-    const moeNoneMs = avg(run.moe.map((m) => m.noneMs));
+    const moeMs = meanOrNull(run.moe.map((m) => m.ms));
+    const moeNoneMs = meanOrNull(run.moe.map((m) => m.noneMs));
     const scores = (bq: number | null, t: number | null) => ({
       adrs: bq !== null && t !== null ? adrsObjective(bq, t) : null,
       default: bq !== null && t !== null ? defaultScore(bq, t) : null,
@@ -174,18 +174,18 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
     });
     const total = scores(b, mean);
     // Noise: the same score computed per pass (its quality, its mean time); their spread / √passes.
-    const perPass = passes.map((p) => scores(avg(p.next), avg(p.times)));
-    const noise = (k: 'adrs' | 'default' | 'moe') => stdError(perPass.map((s) => s[k]));
+    const perPass = passes.map((p) => scores(meanOrNull(p.next), meanOrNull(p.times)));
+    const noise = (k: 'adrs' | 'default' | 'moe') => standardError(perPass.map((s) => s[k]));
     // A split mean only when every timed call reported that part.
     const split = (k: keyof Split) => {
       const xs = run.splits.map((s) => (s ? s[k] : null)).filter((x): x is number => x !== null);
-      return xs.length > 0 && xs.length === run.splits.length ? avg(xs) : null;
+      return xs.length > 0 && xs.length === run.splits.length ? meanOrNull(xs) : null;
     };
     const metrics: EvalMetrics = {
       balancedness_next: b,
-      balancedness_same: avg(passes.flatMap((p) => p.same)),
-      slot_balancedness_next: avg(passes.flatMap((p) => p.slotNext)),
-      inter_node_share_next: avg(passes.flatMap((p) => p.interNode)),
+      balancedness_same: meanOrNull(passes.flatMap((p) => p.same)),
+      slot_balancedness_next: meanOrNull(passes.flatMap((p) => p.slotNext)),
+      inter_node_share_next: meanOrNull(passes.flatMap((p) => p.interNode)),
       moe_time_ms: moeMs,
       moe_time_none_ms: moeNoneMs,
       moe_tokens: moeTokens,
@@ -193,7 +193,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
       mean_ms: mean,
       median_ms: summary ? summary.median_ms : null,
       p95_ms: summary ? summary.p95_ms : null,
-      mean_ms_noise: stdError(times),
+      mean_ms_noise: standardError(times),
       host_ms: split('host_ms'),
       gpu_wait_ms: split('gpu_wait_ms'),
       gpu_ms: split('gpu_ms'),
@@ -400,7 +400,7 @@ export async function runCascade(job: CascadeJob): Promise<EvalResult> {
         );
       }
     }
-    const passNext = run.passes.map((p) => avg(p.next)!);
+    const passNext = run.passes.map((p) => meanOrNull(p.next)!);
     const best = Math.max(...passNext);
     const worst = Math.min(...passNext);
     if (worst < best * (1 - CONSISTENCY_TOLERANCE)) {
@@ -456,15 +456,6 @@ function splitOf(x: unknown): Split | null {
 function peakRss(workers: readonly WorkerProcess[]): number | null {
   const peak = Math.max(0, ...workers.map((w) => w.peakRssMb));
   return peak > 0 ? Math.round(peak) : null;
-}
-
-/** Standard deviation / √n (null below two finite values). */
-function stdError(xs: ReadonlyArray<number | null>): number | null {
-  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x));
-  if (v.length < 2) return null;
-  const m = v.reduce((a, b) => a + b, 0) / v.length;
-  const variance = v.reduce((a, x) => a + (x - m) ** 2, 0) / (v.length - 1);
-  return Math.sqrt(variance / v.length);
 }
 
 /** GPU loads per layer of `placement` on window `window` (`loads`), rounded for a run folder. */
@@ -534,6 +525,5 @@ function describe(a: unknown): string {
   return typeof length === 'number' ? `${name} of ${length}` : name;
 }
 
-const avg = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 const fmt = (x: number): string => x.toFixed(3);
 const clip = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);

@@ -1,4 +1,5 @@
 import { UserError } from '../util/errors.js';
+import { isCount, isRecord } from '../util/guards.js';
 import type { DatabaseState } from './database.js';
 import type { Attempt } from './prompts.js';
 
@@ -42,16 +43,16 @@ export function parseCheckpoint(text: string, file: string): Checkpoint {
   } catch (error) {
     return fail(`not JSON (${(error as Error).message})`);
   }
-  if (!isObject(cp)) return fail('not a JSON object');
+  if (!isRecord(cp)) return fail('not a JSON object');
   if (cp.format !== 'adrs-evolve-checkpoint/1')
     fail(`format is ${JSON.stringify(cp.format)}, not "adrs-evolve-checkpoint/1"`);
   if (!isCount(cp.committed)) fail('committed is not a non-negative integer');
   const rng = cp.rng;
-  if (!isObject(rng) || !Number.isFinite(rng.seed) || rng.scheme !== 'per-iteration-mulberry32')
+  if (!isRecord(rng) || !Number.isFinite(rng.seed) || rng.scheme !== 'per-iteration-mulberry32')
     fail('rng is not {seed: number, scheme: "per-iteration-mulberry32"}');
-  if (!Array.isArray(cp.attempts) || !cp.attempts.every(isObject)) fail('attempts is not a list of attempts');
+  if (!Array.isArray(cp.attempts) || !cp.attempts.every(isRecord)) fail('attempts is not a list of attempts');
   const counters = cp.counters;
-  if (!isObject(counters)) return fail('counters is not an object');
+  if (!isRecord(counters)) return fail('counters is not an object');
   for (const key of COUNTERS)
     if (!(typeof counters[key] === 'number' && counters[key] >= 0))
       fail(`counters.${key} is not a number ≥ 0`);
@@ -74,11 +75,11 @@ const COUNTERS = [
 const PROGRAM_ID = /^p\d+$/;
 
 function checkDatabase(db: unknown, fail: (problem: string) => never): void {
-  if (!isObject(db)) fail('database is not an object');
+  if (!isRecord(db)) fail('database is not an object');
   const programs = db.programs;
-  if (!isObject(programs)) fail('database.programs is not an object');
+  if (!isRecord(programs)) fail('database.programs is not an object');
   for (const [id, p] of Object.entries(programs)) {
-    if (!PROGRAM_ID.test(id) || !isObject(p) || p.id !== id)
+    if (!PROGRAM_ID.test(id) || !isRecord(p) || p.id !== id)
       fail(`database.programs.${id} is not a program record named ${id}`);
     const r = p as Record<string, unknown>;
     if (
@@ -99,7 +100,7 @@ function checkDatabase(db: unknown, fail: (problem: string) => never): void {
   const known = (id: unknown): boolean => typeof id === 'string' && Object.hasOwn(programs, id);
   if (!Array.isArray(db.islands)) fail('database.islands is not a list');
   db.islands.forEach((island, i) => {
-    if (!isObject(island) || !isObject(island.grid) || !Array.isArray(island.members))
+    if (!isRecord(island) || !isRecord(island.grid) || !Array.isArray(island.members))
       fail(`database.islands[${i}] is not {grid, members}`);
     const isl = island as { grid: Record<string, unknown>; members: unknown[] };
     if (!isl.members.every(known) || !Object.values(isl.grid).every(known))
@@ -109,12 +110,4 @@ function checkDatabase(db: unknown, fail: (problem: string) => never): void {
     fail('database.archive is not a list of programs the database holds');
   if (!(db.best === null || known(db.best))) fail('database.best is not a program the database holds');
   if (!isCount(db.migrations)) fail('database.migrations is not a non-negative integer');
-}
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
-function isCount(x: unknown): x is number {
-  return typeof x === 'number' && Number.isInteger(x) && x >= 0;
 }

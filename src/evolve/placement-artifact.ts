@@ -1,6 +1,7 @@
 import { deriveLog2phy, type Placement, placementProblem } from '../eplb/placement.js';
 import { type Shape, validateShape } from '../eplb/shape.js';
 import { oneLine } from '../util/errors.js';
+import { isCount } from '../util/guards.js';
 
 /**
  * The `placement` artifact of an evaluation (PLACEMENT_ARTIFACT), read for reports. Evaluators
@@ -48,10 +49,6 @@ export function readPlacementArtifact(text: string): PlacementArtifact | string 
   const problem = placementProblem(placement);
   if (problem) return `the placement artifact's placement is invalid: ${problem}`;
   return { format: 'placement', window, placement, loads: Float32Array.from(r.loads) };
-}
-
-function isCount(x: unknown): x is number {
-  return typeof x === 'number' && Number.isInteger(x) && x >= 0;
 }
 
 function isLoads(x: unknown, n: number): x is number[] {

@@ -13,6 +13,7 @@
  * than three rounds, which can agree by chance). Then SE = σ·√(1/n_c + 1/n_i) and the rule is
  * mean_c − mean_i > z·SE.
  */
+import { meanOrNaN } from '../util/stats.js';
 
 /** A comparison as recorded in events.jsonl (type 'comparison'): resume and replay reuse the decision. */
 export interface Comparison {
@@ -90,8 +91,8 @@ export function decide(input: ComparisonInput): Comparison {
   if (cv.length < c.length || cv.length === 0) {
     return {
       ...base,
-      mean_challenger: cv.length ? mean(cv) : null,
-      mean_incumbent: iv.length ? mean(iv) : null,
+      mean_challenger: cv.length ? meanOrNaN(cv) : null,
+      mean_incumbent: iv.length ? meanOrNaN(iv) : null,
       difference: null,
       noise: 0,
       noise_source: 'rounds',
@@ -105,7 +106,7 @@ export function decide(input: ComparisonInput): Comparison {
   if (iv.length === 0) {
     return {
       ...base,
-      mean_challenger: mean(cv),
+      mean_challenger: meanOrNaN(cv),
       mean_incumbent: null,
       difference: null,
       noise: 0,
@@ -117,12 +118,12 @@ export function decide(input: ComparisonInput): Comparison {
       dof: 0,
     };
   }
-  const mc = mean(cv);
-  const mi = mean(iv);
+  const mc = meanOrNaN(cv);
+  const mi = meanOrNaN(iv);
   const ss = sumSq(cv, mc) + sumSq(iv, mi);
   const dof = cv.length - 1 + iv.length - 1;
   const local = dof > 0 ? ss / dof : 0;
-  const fromEvaluator = reported.length ? mean(reported.map((x) => x * x)) : 0;
+  const fromEvaluator = reported.length ? meanOrNaN(reported.map((x) => x * x)) : 0;
   const fromRun = input.run.dof > 0 ? input.run.ss / input.run.dof : 0;
   const variance = Math.max(local, fromEvaluator, fromRun);
   const source: Comparison['noise_source'] =
@@ -154,5 +155,4 @@ export function selectionRule(rounds: number, z: number): string {
     : 'The best is the program with the highest single measurement (re-measurement is off: selection.rounds = 0).';
 }
 
-const mean = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
 const sumSq = (xs: number[], m: number): number => xs.reduce((a, x) => a + (x - m) ** 2, 0);

@@ -20,3 +20,17 @@ export function summarizeTimes(samplesMs: readonly number[]): TimingSummary {
 export function meanOrNaN(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN;
 }
+
+/** Plain arithmetic mean, null for no values (a metric that was not measured). */
+export function meanOrNull(xs: readonly number[]): number | null {
+  return xs.length ? meanOrNaN(xs) : null;
+}
+
+/** Sample standard deviation / √n of the finite values, null below two of them. */
+export function standardError(xs: ReadonlyArray<number | null>): number | null {
+  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x));
+  if (v.length < 2) return null;
+  const m = meanOrNaN(v);
+  const variance = v.reduce((a, x) => a + (x - m) ** 2, 0) / (v.length - 1);
+  return Math.sqrt(variance / v.length);
+}

@@ -1,6 +1,7 @@
+import { isRecord } from '../../util/guards.js';
 import { promptText, sha256Hex } from './blobs.js';
 import type { RefusalClass } from './events.js';
-import { isMessages, isRecord, messagesProblem } from './validate.js';
+import { isMessages, messagesProblem } from './validate.js';
 
 /**
  * The class of a version-1 refusal, recovered from its wording (version 1 logged only the English

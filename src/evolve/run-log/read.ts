@@ -1,7 +1,8 @@
 import { UserError } from '../../util/errors.js';
+import { isRecord } from '../../util/guards.js';
 import { RUN_LOG_VERSION, type RunEvent } from './events.js';
 import { migrateV1 } from './migrate-v1.js';
-import { isRecord, toEvent } from './validate.js';
+import { toEvent } from './validate.js';
 
 /** How events.jsonl ended: cleanly, with a torn final line (a killed run), or with a last line that is not JSON. */
 export interface EventsTail {

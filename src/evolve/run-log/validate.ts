@@ -1,3 +1,4 @@
+import { isRecord } from '../../util/guards.js';
 import type { ChatMessage } from '../llm/types.js';
 import { type CommitOutcome, type Plan, REFUSAL_KINDS, RUN_LOG_VERSION, type RunEvent } from './events.js';
 
@@ -8,9 +9,6 @@ import { type CommitOutcome, type Plan, REFUSAL_KINDS, RUN_LOG_VERSION, type Run
  * checked, down to the numbers the accounting adds up.
  */
 type Check = (v: unknown, path: string) => string | null;
-
-export const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const num: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) ? null : `${p} is not a number`);
 /** An amount the accounting adds up (money, tokens, time): a negative one would buy budget back. */
