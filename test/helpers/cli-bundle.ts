@@ -1,6 +1,5 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { build } from 'esbuild';
+import { writeFileAtomic } from '../../src/util/files.js';
 
 /**
  * The whole CLI (src/cli/main.ts, which runs itself as a process's entry) bundled into one file at
@@ -9,7 +8,6 @@ import { build } from 'esbuild';
  * bundle another is rewriting.
  */
 export async function bundleCli(outfile: string): Promise<string> {
-  mkdirSync(dirname(outfile), { recursive: true });
   const result = await build({
     entryPoints: ['src/cli/main.ts'],
     bundle: true,
@@ -20,8 +18,6 @@ export async function bundleCli(outfile: string): Promise<string> {
     write: false,
     logLevel: 'error',
   });
-  const tmp = `${outfile}.${process.pid}.tmp`;
-  writeFileSync(tmp, result.outputFiles[0]!.contents);
-  renameSync(tmp, outfile);
+  writeFileAtomic(outfile, result.outputFiles[0]!.contents);
   return outfile;
 }
