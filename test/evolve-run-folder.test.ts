@@ -42,7 +42,7 @@ describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
     });
   });
 
-  it('RunFolder.readEvents reads the same events, and a repair cuts the file after the last one', () => {
+  it('RunFolder reads the same events, and cutting after them removes a torn tail', () => {
     for (const [text, kept] of [
       [`${a}${b}{"type":"plan"`, a + b],
       [`${a}garbage\n`, a],
@@ -53,7 +53,9 @@ describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
       const folder = new RunFolder(dir);
       expect(folder.readEvents()).toEqual(parseEvents(text).events);
       expect(readFileSync(folder.eventsPath, 'utf8')).toBe(text);
-      expect(folder.readEvents(true)).toEqual(parseEvents(text).events);
+      const log = folder.readLog();
+      expect(log.events).toEqual(parseEvents(text).events);
+      folder.cutAfter(log.cleanBytes);
       expect(readFileSync(folder.eventsPath, 'utf8')).toBe(kept);
     }
   });
@@ -65,7 +67,7 @@ describe('events.jsonl, as --resume, --replay and adrs report read it', () => {
     const folder = new RunFolder(dir);
     const problem = `${folder.eventsPath}:2: the line is not JSON, yet 1 line(s) follow it`;
     expect(() => folder.readEvents()).toThrow(problem);
-    expect(() => folder.readEvents(true)).toThrow(problem);
+    expect(() => folder.readLog()).toThrow(problem);
     expect(readFileSync(folder.eventsPath, 'utf8')).toBe(text);
   });
 

@@ -90,11 +90,9 @@ export class RunFolder {
     return { events, cleanBytes: tail.cleanBytes };
   }
 
-  /** Every complete event (readLog); with `repair`, the file is cut after the last one. */
-  readEvents(repair = false): RunEvent[] {
-    const { events, cleanBytes } = this.readLog();
-    if (repair) this.cutAfter(cleanBytes);
-    return events;
+  /** Every complete event (readLog), for readers that do not append. */
+  readEvents(): RunEvent[] {
+    return this.readLog().events;
   }
 
   /** Cuts events.jsonl to its first `cleanBytes` bytes, so appends continue from a clean line. */
