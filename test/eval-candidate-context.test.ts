@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CandidateContext } from '../src/eval/candidate-api.js';
 import {
@@ -11,9 +11,8 @@ import {
 import { openCandidate } from '../src/eval/sources.js';
 import { transpileCandidate } from '../src/eval/transpile.js';
 import { reflectWgsl, structLayout, usedBindings } from '../src/eval/wgsl-bindings.js';
-import { buildWorkerBundle, type WorkerBundle } from '../src/eval/worker-bundle.js';
-import { WorkerProcess } from '../src/eval/worker-process.js';
 import { acquireGpu, type GpuContext } from '../src/gpu/device.js';
+import { sandboxedWorker } from './helpers/sandboxed-worker.js';
 
 /**
  * The harness-owned GPU helpers of the candidate context on a real device (lavapipe here), each
@@ -412,16 +411,7 @@ describe('time split', () => {
 });
 
 describe('through the sandboxed worker', () => {
-  let bundle: WorkerBundle;
-  let worker: WorkerProcess;
-  beforeAll(async () => {
-    bundle = await buildWorkerBundle();
-    worker = await WorkerProcess.spawn({ bundle, memoryMb: 1024 });
-  });
-  afterAll(() => {
-    worker?.kill();
-    if (bundle) rmSync(bundle.dir, { recursive: true, force: true });
-  });
+  const sandbox = sandboxedWorker();
 
   it('gives the candidate its history and replies with the time split of each call', async () => {
     const seed = openCandidate('examples/eplb');
@@ -434,13 +424,13 @@ export default async function (input, ctx) {
   if (input.history.length !== 2 || input.history[1][0] !== input.loads[0]) throw new Error('history not passed');
   return ${exported![1]}(input, ctx);
 }`;
-    const loaded = await worker.request({ type: 'load', js, kernels: seed.kernels });
+    const loaded = await sandbox.worker.request({ type: 'load', js, kernels: seed.kernels });
     expect(loaded).toMatchObject({ type: 'loaded' });
     expect((loaded as { failure?: unknown }).failure).toBeUndefined();
     const shape = { layers: 2, experts: 12, replicas: 16, groups: 4, nodes: 2, gpus: 8 };
     const loads = Float32Array.from({ length: 24 }, (_, i) => 1 + ((i * 7) % 13));
     const older = loads.map((v) => v + 1);
-    const reply = (await worker.request({
+    const reply = (await sandbox.worker.request({
       type: 'call',
       loads,
       shape,
@@ -458,7 +448,9 @@ export default async function (input, ctx) {
     expect(split.host_ms + split.gpu_wait_ms).toBeCloseTo(reply.ms, 6);
     if (gpu.hasTimestamps) expect(split.gpu_ms).toBeGreaterThan(0);
     // A call message without history (an older harness) gives a history of one: the wrapper refuses it.
-    const bare = (await worker.request({ type: 'call', loads, shape })) as { failure?: { message: string } };
+    const bare = (await sandbox.worker.request({ type: 'call', loads, shape })) as {
+      failure?: { message: string };
+    };
     expect(bare.failure?.message).toContain('history not passed');
     expect(candidateInput({ loads, shape }).history).toEqual([loads]);
   });

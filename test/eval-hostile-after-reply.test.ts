@@ -1,7 +1,5 @@
-import { rmSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildWorkerBundle, type WorkerBundle } from '../src/eval/worker-bundle.js';
-import { WorkerProcess } from '../src/eval/worker-process.js';
+import { describe, expect, it } from 'vitest';
+import { sandboxedWorker } from './helpers/sandboxed-worker.js';
 
 /**
  * Work shifted past the end of a call. A call's clock stops before the reply is sent; candidate
@@ -40,25 +38,21 @@ export default async function rebalance(input) {
 `;
 
 describe('hostile: work after the reply', () => {
-  let bundle: WorkerBundle;
-  let worker: WorkerProcess;
-  beforeAll(async () => {
-    bundle = await buildWorkerBundle();
-    worker = await WorkerProcess.spawn({ bundle, memoryMb: 1024 });
-  });
-  afterAll(() => {
-    worker?.kill();
-    if (bundle) rmSync(bundle.dir, { recursive: true, force: true });
-  });
+  const sandbox = sandboxedWorker();
 
   it('a microtask chain that outlives its call is charged (to the next call)', async () => {
-    const loaded = await worker.request({ type: 'load', js: CHAIN, kernels: {} });
+    const loaded = await sandbox.worker.request({ type: 'load', js: CHAIN, kernels: {} });
     expect((loaded as { failure?: unknown }).failure).toBeUndefined();
     const shape = { layers: 2, experts: 12, replicas: 16, groups: 4, nodes: 2, gpus: 8 };
     const loads = Float32Array.from({ length: 24 }, (_, i) => 1 + i);
     let charged = 0;
     for (let i = 0; i < CALLS; i++) {
-      const reply = (await worker.request({ type: 'call', loads, shape, history: [loads] } as never)) as {
+      const reply = (await sandbox.worker.request({
+        type: 'call',
+        loads,
+        shape,
+        history: [loads],
+      } as never)) as {
         failure?: unknown;
         ms: number;
         split?: { host_ms: number };
