@@ -25,8 +25,15 @@ import {
   type GpuWaitClock,
   installGpuWaitTiming,
 } from './candidate-context.js';
+import { installGpuMemoryCap } from './gpu-memory.js';
 import { hardenIntrinsics } from './harden.js';
-import { CANDIDATE_SOURCE_URL, type Failure, type FromWorker, type ToWorker } from './protocol.js';
+import {
+  CANDIDATE_SOURCE_URL,
+  type Failure,
+  type FromWorker,
+  GPU_MEMORY_EXIT,
+  type ToWorker,
+} from './protocol.js';
 import { receive, send as sendFrame } from './worker-channel.js';
 
 const proc = process;
@@ -87,6 +94,7 @@ async function start(): Promise<void> {
   const queue = gpu.device.queue;
   onDone = () => apply(queueDone, queue, []) as Promise<undefined>;
   trackGpuWork();
+  capGpuMemory();
   hardenIntrinsics();
   lockDown();
   send({ type: 'ready', adapter: gpu.info.name, uid: proc.getuid?.() ?? -1 });
@@ -167,6 +175,27 @@ function trackGpuWork(): void {
   for (const name of ['submit', 'writeBuffer', 'writeTexture', 'copyExternalImageToTexture'])
     wrap(g.GPUQueue?.prototype, name);
   for (const name of ['mapAsync', 'unmap']) wrap(g.GPUBuffer?.prototype, name);
+}
+
+/**
+ * Bounds the GPU memory the candidate holds by the worker's memory cap (argv[3], MiB; see
+ * gpu-memory.ts): past it the worker reports a resource failure and exits, inside the allocation
+ * (no candidate code runs after it, so the refusal cannot be caught).
+ */
+function capGpuMemory(): void {
+  const mb = toNumber(proc.argv[3]);
+  if (!(mb > 0)) return;
+  installGpuMemoryCap(mb * 1024 * 1024, (held) => {
+    try {
+      send({
+        type: 'fatal',
+        kind: 'resource',
+        message: `GPU memory: the candidate's buffers, textures and query sets reached ${Math.round(held / 1048576)} MiB, over the cap of ${mb} MiB`,
+      });
+    } finally {
+      exit(GPU_MEMORY_EXIT);
+    }
+  });
 }
 
 /** Freezes the WebGPU classes Dawn installed and closes the native-addon door --allow-addons opened. */
