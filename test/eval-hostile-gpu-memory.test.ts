@@ -31,6 +31,12 @@ export default async function rebalance(input, ctx) {
 }
 `;
 
+/** The same with textures (2048 × 4096 rgba32float: 128 MiB each). */
+const TEXTURES = HOARD.replace(
+  `ctx.device.createBuffer({ size: ${BUFFER_MB} * 1024 * 1024, usage: GPUBufferUsage.STORAGE })`,
+  "ctx.device.createTexture({ size: [2048, 4096], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING })",
+);
+
 /** Allocates and destroys: what it destroys no longer counts. */
 const CHURN = `
 export default async function rebalance(input, ctx) {
@@ -75,6 +81,16 @@ describe('hostile: GPU memory', () => {
     expect(death).toBeInstanceOf(WorkerDeath);
     expect((death as WorkerDeath).kind).toBe('resource');
     expect((death as WorkerDeath).message).toMatch(/GPU memory.*over the cap of 512 MiB/);
+  });
+
+  it('so does holding textures past the cap', async () => {
+    expect(TEXTURES).not.toBe(HOARD);
+    const death = await run(TEXTURES).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(death).toBeInstanceOf(WorkerDeath);
+    expect((death as WorkerDeath).kind).toBe('resource');
   });
 
   it('buffers it destroys no longer count', async () => {
