@@ -50,6 +50,9 @@ const int32Set = Int32Array.prototype.set;
 const stringOf = String;
 const slice = String.prototype.slice;
 const freeze = Object.freeze;
+const PromiseOf = Promise;
+const arrayPush = Array.prototype.push;
+const promiseThen = Promise.prototype.then;
 
 const send = (message: FromWorker): void => {
   sendFrame(message as unknown as Record<string, unknown>);
@@ -145,11 +148,35 @@ let carriedMs = 0;
  * For a candidate whose code is done when its call is, this is two promise hops.
  */
 async function settleAfterReply(): Promise<void> {
-  while (repliedAt !== null && gpuBusy) {
-    gpuBusy = false;
-    await onDone();
+  if (repliedAt !== null) await settleGpuWork();
+}
+
+/**
+ * Waits until the GPU work and the pipeline compilations started so far are done, including those
+ * that candidate code (callbacks, microtasks) starts meanwhile: the flag is cleared before each
+ * wait, so a submission during it makes one more.
+ */
+async function settleGpuWork(): Promise<void> {
+  while (gpuBusy || compiling > 0) {
+    if (gpuBusy) {
+      gpuBusy = false;
+      await onDone();
+    } else await compiled();
   }
 }
+
+/**
+ * Pipeline compilations (createComputePipelineAsync, createRenderPipelineAsync) not yet settled.
+ * Dawn compiles them on its own threads: one left running when a call ends would compile while
+ * the worker waits for its next request (no candidate code runs then, but Dawn's threads do), and
+ * the next call would find it done, uncharged.
+ */
+let compiling = 0;
+let compiledWaiters: Array<() => void> = [];
+const compiled = (): Promise<void> =>
+  new PromiseOf<void>((resolve) => {
+    apply(arrayPush, compiledWaiters, [resolve]);
+  });
 
 /** Whether the candidate's code has arrived (it arrives once). */
 let loaded = false;
@@ -175,6 +202,25 @@ function trackGpuWork(): void {
   for (const name of ['submit', 'writeBuffer', 'writeTexture', 'copyExternalImageToTexture'])
     wrap(g.GPUQueue?.prototype, name);
   for (const name of ['mapAsync', 'unmap']) wrap(g.GPUBuffer?.prototype, name);
+  const settle = (): void => {
+    if (--compiling > 0) return;
+    const waiters = compiledWaiters;
+    compiledWaiters = [];
+    for (let i = 0; i < waiters.length; i++) waiters[i]!();
+  };
+  for (const name of ['createComputePipelineAsync', 'createRenderPipelineAsync']) {
+    const proto = g.GPUDevice?.prototype;
+    const original = proto ? (Reflect.get(proto, name) as unknown) : undefined;
+    if (typeof original !== 'function') continue;
+    const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+      const p = apply(original as (...a: unknown[]) => unknown, this, args);
+      // Counted only once the creation started (a synchronous throw starts nothing).
+      compiling++;
+      apply(promiseThen, p, [settle, settle]);
+      return p;
+    };
+    Object.defineProperty(proto, name, { value: wrapped, writable: false, configurable: false });
+  }
 }
 
 /**
@@ -332,10 +378,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   // submission during it makes one more.
   try {
     runtime.flush(); // passes ctx.dispatch recorded and nothing submitted yet
-    while (gpuBusy) {
-      gpuBusy = false;
-      await onDone();
-    }
+    await settleGpuWork();
     gpu.check();
   } catch (error) {
     failure ??= { kind: 'gpu', message: describe(error) };
