@@ -246,6 +246,18 @@ function capGpuMemory(): void {
 
 /** Freezes the WebGPU classes Dawn installed and closes the native-addon door --allow-addons opened. */
 function lockDown(): void {
+  // The device's error handler is the harness's (GpuContext collects the errors gpu.check() turns
+  // into the call's failure). An accessor on the prototype: freezing does not stop its setter, so
+  // `ctx.device.onuncapturederror = null` silenced every GPU error of the candidate's. Refused now.
+  const device = (globalThis as { GPUDevice?: { prototype: object } }).GPUDevice?.prototype;
+  const handler = device ? Object.getOwnPropertyDescriptor(device, 'onuncapturederror') : undefined;
+  if (device && handler?.configurable && handler.get)
+    Object.defineProperty(device, 'onuncapturederror', {
+      get: handler.get,
+      set: refuse('replace the GPU error handler'),
+      enumerable: handler.enumerable ?? false,
+      configurable: false,
+    });
   for (const name of Object.getOwnPropertyNames(globalThis)) {
     if (!name.startsWith('GPU')) continue;
     const value = (globalThis as Record<string, unknown>)[name];
