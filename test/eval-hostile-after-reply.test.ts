@@ -66,3 +66,57 @@ describe('hostile: work after the reply', () => {
     expect(charged).toBeGreaterThanOrEqual(BURNING_HOPS * BURN_MS);
   });
 });
+
+/**
+ * Compilation shifted past the end of a call. Dawn compiles an async pipeline on its own threads: a
+ * candidate that started one and returned had it compile while the worker waited for its next
+ * request, and found it done (its cost uncharged) in the next call. The call now ends only once the
+ * compilations it started have settled. (Before, the compilation's callback could not run before
+ * the next call: no candidate code runs between calls, so the next call always found it pending.)
+ */
+const COMPILE_LATER = `
+let compiling = null;
+let settled = false;
+export default async function rebalance(input, ctx) {
+  const { layers: L, experts: E, replicas: R } = input.shape;
+  if (compiling === null) {
+    const module = ctx.device.createShaderModule({ code: ctx.kernelSource('k.wgsl') });
+    compiling = ctx.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    compiling.then(() => { settled = true; }, () => { settled = true; });
+  } else if (!settled) {
+    throw new Error('the pipeline started in the previous call was still compiling when this call began');
+  }
+  const phy2log = new Int32Array(L * R);
+  const logcnt = new Int32Array(L * E);
+  for (let l = 0; l < L; l++) for (let s = 0; s < R; s++) { phy2log[l * R + s] = s % E; logcnt[l * E + (s % E)]++; }
+  return { phy2log, logcnt };
+}
+`;
+const KERNEL = `@group(0) @binding(0) var<storage, read_write> d: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { d[g.x] = d[g.x] * 2.0; }`;
+
+describe('hostile: compilation after the reply', () => {
+  let bundle: WorkerBundle;
+  let worker: WorkerProcess;
+  beforeAll(async () => {
+    bundle = await buildWorkerBundle();
+    worker = await WorkerProcess.spawn({ bundle, memoryMb: 1024 });
+  });
+  afterAll(() => {
+    worker?.kill();
+    if (bundle) rmSync(bundle.dir, { recursive: true, force: true });
+  });
+
+  it('a pipeline compilation a call started is over (and charged) before its reply', async () => {
+    const loaded = await worker.request({ type: 'load', js: COMPILE_LATER, kernels: { 'k.wgsl': KERNEL } });
+    expect((loaded as { failure?: unknown }).failure).toBeUndefined();
+    const shape = { layers: 2, experts: 12, replicas: 16, groups: 4, nodes: 2, gpus: 8 };
+    const loads = Float32Array.from({ length: 24 }, (_, i) => 1 + i);
+    for (let i = 0; i < 2; i++) {
+      const reply = (await worker.request({ type: 'call', loads, shape, history: [loads] } as never)) as {
+        failure?: { message: string };
+      };
+      expect(reply.failure?.message).toBeUndefined();
+    }
+  });
+});

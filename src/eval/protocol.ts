@@ -40,7 +40,8 @@ export interface Failure {
 export type FromWorker =
   /** The worker holds its device; `uid` is its user id as it sees it (inside its user namespace). */
   | { type: 'ready'; adapter: string; uid?: number }
-  | { type: 'fatal'; message: string }
+  /** `kind: 'resource'`: the worker went over its memory cap (GPU memory, gpu-memory.ts). */
+  | { type: 'fatal'; message: string; kind?: 'resource' }
   | { type: 'loaded'; id: number; failure?: Failure }
   | {
       type: 'result';
@@ -65,5 +66,7 @@ export const CANDIDATE_SOURCE_URL = 'candidate.js';
 export const MAX_MESSAGE_BYTES = 16 << 20;
 /** Largest frame a worker accepts from the parent (candidate code, or a call with its history). */
 export const MAX_REQUEST_BYTES = 256 << 20;
+/** The worker's exit code when its candidate went over the GPU memory cap (gpu-memory.ts). */
+export const GPU_MEMORY_EXIT = 75;
 /** The worker's end of the harness channel. */
 export const CHANNEL_FD = 3;

@@ -25,8 +25,15 @@ import {
   type GpuWaitClock,
   installGpuWaitTiming,
 } from './candidate-context.js';
+import { installGpuMemoryCap } from './gpu-memory.js';
 import { hardenIntrinsics } from './harden.js';
-import { CANDIDATE_SOURCE_URL, type Failure, type FromWorker, type ToWorker } from './protocol.js';
+import {
+  CANDIDATE_SOURCE_URL,
+  type Failure,
+  type FromWorker,
+  GPU_MEMORY_EXIT,
+  type ToWorker,
+} from './protocol.js';
 import { receive, send as sendFrame } from './worker-channel.js';
 
 const proc = process;
@@ -43,6 +50,9 @@ const int32Set = Int32Array.prototype.set;
 const stringOf = String;
 const slice = String.prototype.slice;
 const freeze = Object.freeze;
+const PromiseOf = Promise;
+const arrayPush = Array.prototype.push;
+const promiseThen = Promise.prototype.then;
 
 const send = (message: FromWorker): void => {
   sendFrame(message as unknown as Record<string, unknown>);
@@ -87,6 +97,7 @@ async function start(): Promise<void> {
   const queue = gpu.device.queue;
   onDone = () => apply(queueDone, queue, []) as Promise<undefined>;
   trackGpuWork();
+  capGpuMemory();
   hardenIntrinsics();
   lockDown();
   send({ type: 'ready', adapter: gpu.info.name, uid: proc.getuid?.() ?? -1 });
@@ -137,11 +148,35 @@ let carriedMs = 0;
  * For a candidate whose code is done when its call is, this is two promise hops.
  */
 async function settleAfterReply(): Promise<void> {
-  while (repliedAt !== null && gpuBusy) {
-    gpuBusy = false;
-    await onDone();
+  if (repliedAt !== null) await settleGpuWork();
+}
+
+/**
+ * Waits until the GPU work and the pipeline compilations started so far are done, including those
+ * that candidate code (callbacks, microtasks) starts meanwhile: the flag is cleared before each
+ * wait, so a submission during it makes one more.
+ */
+async function settleGpuWork(): Promise<void> {
+  while (gpuBusy || compiling > 0) {
+    if (gpuBusy) {
+      gpuBusy = false;
+      await onDone();
+    } else await compiled();
   }
 }
+
+/**
+ * Pipeline compilations (createComputePipelineAsync, createRenderPipelineAsync) not yet settled.
+ * Dawn compiles them on its own threads: one left running when a call ends would compile while
+ * the worker waits for its next request (no candidate code runs then, but Dawn's threads do), and
+ * the next call would find it done, uncharged.
+ */
+let compiling = 0;
+let compiledWaiters: Array<() => void> = [];
+const compiled = (): Promise<void> =>
+  new PromiseOf<void>((resolve) => {
+    apply(arrayPush, compiledWaiters, [resolve]);
+  });
 
 /** Whether the candidate's code has arrived (it arrives once). */
 let loaded = false;
@@ -167,10 +202,62 @@ function trackGpuWork(): void {
   for (const name of ['submit', 'writeBuffer', 'writeTexture', 'copyExternalImageToTexture'])
     wrap(g.GPUQueue?.prototype, name);
   for (const name of ['mapAsync', 'unmap']) wrap(g.GPUBuffer?.prototype, name);
+  const settle = (): void => {
+    if (--compiling > 0) return;
+    const waiters = compiledWaiters;
+    compiledWaiters = [];
+    for (let i = 0; i < waiters.length; i++) waiters[i]!();
+  };
+  for (const name of ['createComputePipelineAsync', 'createRenderPipelineAsync']) {
+    const proto = g.GPUDevice?.prototype;
+    const original = proto ? (Reflect.get(proto, name) as unknown) : undefined;
+    if (typeof original !== 'function') continue;
+    const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+      const p = apply(original as (...a: unknown[]) => unknown, this, args);
+      // Counted only once the creation started (a synchronous throw starts nothing).
+      compiling++;
+      apply(promiseThen, p, [settle, settle]);
+      return p;
+    };
+    Object.defineProperty(proto, name, { value: wrapped, writable: false, configurable: false });
+  }
+}
+
+/**
+ * Bounds the GPU memory the candidate holds by the worker's memory cap (argv[3], MiB; see
+ * gpu-memory.ts): past it the worker reports a resource failure and exits, inside the allocation
+ * (no candidate code runs after it, so the refusal cannot be caught).
+ */
+function capGpuMemory(): void {
+  const mb = toNumber(proc.argv[3]);
+  if (!(mb > 0)) return;
+  installGpuMemoryCap(mb * 1024 * 1024, (held) => {
+    try {
+      send({
+        type: 'fatal',
+        kind: 'resource',
+        message: `GPU memory: the candidate's buffers, textures and query sets reached ${Math.round(held / 1048576)} MiB, over the cap of ${mb} MiB`,
+      });
+    } finally {
+      exit(GPU_MEMORY_EXIT);
+    }
+  });
 }
 
 /** Freezes the WebGPU classes Dawn installed and closes the native-addon door --allow-addons opened. */
 function lockDown(): void {
+  // The device's error handler is the harness's (GpuContext collects the errors gpu.check() turns
+  // into the call's failure). An accessor on the prototype: freezing does not stop its setter, so
+  // `ctx.device.onuncapturederror = null` silenced every GPU error of the candidate's. Refused now.
+  const device = (globalThis as { GPUDevice?: { prototype: object } }).GPUDevice?.prototype;
+  const handler = device ? Object.getOwnPropertyDescriptor(device, 'onuncapturederror') : undefined;
+  if (device && handler?.configurable && handler.get)
+    Object.defineProperty(device, 'onuncapturederror', {
+      get: handler.get,
+      set: refuse('replace the GPU error handler'),
+      enumerable: handler.enumerable ?? false,
+      configurable: false,
+    });
   for (const name of Object.getOwnPropertyNames(globalThis)) {
     if (!name.startsWith('GPU')) continue;
     const value = (globalThis as Record<string, unknown>)[name];
@@ -303,10 +390,7 @@ async function call(m: Extract<ToWorker, { type: 'call' }>): Promise<void> {
   // submission during it makes one more.
   try {
     runtime.flush(); // passes ctx.dispatch recorded and nothing submitted yet
-    while (gpuBusy) {
-      gpuBusy = false;
-      await onDone();
-    }
+    await settleGpuWork();
     gpu.check();
   } catch (error) {
     failure ??= { kind: 'gpu', message: describe(error) };

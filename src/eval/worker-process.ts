@@ -12,7 +12,14 @@ import {
   startOutputKind,
   WorkerStartError,
 } from './isolation.js';
-import { CHANNEL_FD, type Failure, type FromWorker, MAX_MESSAGE_BYTES, type ToWorker } from './protocol.js';
+import {
+  CHANNEL_FD,
+  type Failure,
+  type FromWorker,
+  GPU_MEMORY_EXIT,
+  MAX_MESSAGE_BYTES,
+  type ToWorker,
+} from './protocol.js';
 import {
   bubblewrap,
   bwrapArgs,
@@ -186,6 +193,8 @@ export class WorkerProcess {
       '--no-warnings',
       bundle.entry,
       options.adapter ?? process.env.ADRS_ADAPTER ?? '',
+      // The worker's cap on the GPU memory its candidate holds (gpu-memory.ts).
+      String(memoryMb),
     ];
     if (plan.bwrap) {
       const sandbox = bwrapArgs({
@@ -360,6 +369,9 @@ export class WorkerProcess {
             `out of memory: the JavaScript heap reached its ${this.memoryMb} MiB cap`,
           ),
         );
+      } else if (code === GPU_MEMORY_EXIT) {
+        // Its fatal message (which names the figures) did not arrive before the exit.
+        this.die(new WorkerDeath('resource', `GPU memory: over the cap of ${this.memoryMb} MiB`));
       } else {
         const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
         const why = lastLines(stderr);
@@ -373,7 +385,7 @@ export class WorkerProcess {
   /** A checked message from the worker. */
   private onMessage(m: FromWorker): void {
     if (m.type === 'fatal') {
-      this.die(new WorkerDeath('crash', m.message.slice(0, 2000)));
+      this.die(new WorkerDeath(m.kind === 'resource' ? 'resource' : 'crash', m.message.slice(0, 2000)));
       return;
     }
     if (m.type === 'ready') {
@@ -489,7 +501,12 @@ export function checkFromWorker(raw: Record<string, unknown>): FromWorker | stri
     const uid = num(raw.uid);
     return { type, adapter, ...(uid !== undefined ? { uid } : {}) };
   }
-  if (type === 'fatal') return { type, message: str(raw.message, 2000) ?? 'no message' };
+  if (type === 'fatal')
+    return {
+      type,
+      message: str(raw.message, 2000) ?? 'no message',
+      ...(raw.kind === 'resource' ? { kind: 'resource' as const } : {}),
+    };
   const id = raw.id;
   if (typeof id !== 'number' || !Number.isInteger(id))
     return `a ${String(type).slice(0, 20)} message without an id`;
