@@ -96,24 +96,24 @@ const KERNEL = `@group(0) @binding(0) var<storage, read_write> d: array<f32>;
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { d[g.x] = d[g.x] * 2.0; }`;
 
 describe('hostile: compilation after the reply', () => {
-  let bundle: WorkerBundle;
-  let worker: WorkerProcess;
-  beforeAll(async () => {
-    bundle = await buildWorkerBundle();
-    worker = await WorkerProcess.spawn({ bundle, memoryMb: 1024 });
-  });
-  afterAll(() => {
-    worker?.kill();
-    if (bundle) rmSync(bundle.dir, { recursive: true, force: true });
-  });
+  const sandbox = sandboxedWorker();
 
   it('a pipeline compilation a call started is over (and charged) before its reply', async () => {
-    const loaded = await worker.request({ type: 'load', js: COMPILE_LATER, kernels: { 'k.wgsl': KERNEL } });
+    const loaded = await sandbox.worker.request({
+      type: 'load',
+      js: COMPILE_LATER,
+      kernels: { 'k.wgsl': KERNEL },
+    });
     expect((loaded as { failure?: unknown }).failure).toBeUndefined();
     const shape = { layers: 2, experts: 12, replicas: 16, groups: 4, nodes: 2, gpus: 8 };
     const loads = Float32Array.from({ length: 24 }, (_, i) => 1 + i);
     for (let i = 0; i < 2; i++) {
-      const reply = (await worker.request({ type: 'call', loads, shape, history: [loads] } as never)) as {
+      const reply = (await sandbox.worker.request({
+        type: 'call',
+        loads,
+        shape,
+        history: [loads],
+      } as never)) as {
         failure?: { message: string };
       };
       expect(reply.failure?.message).toBeUndefined();
