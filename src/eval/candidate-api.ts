@@ -77,6 +77,10 @@
  *   harness's channel is out of reach.
  * - Everything it may keep between calls (GPU buffers, pipelines, scratch arrays, forecasts) lives
  *   in module variables, `ctx.cache` or the ctx buffers.
+ * - GPU memory it holds (buffers, textures, query sets; destroyed ones do not count) is bounded by
+ *   the same cap as its host memory: past it the evaluation ends as a resource failure.
+ * - A call ends once the GPU work and the pipeline compilations it started are done; what is still
+ *   running after the reply is charged to the next call. Create pipelines once and reuse them.
  * - Lines between `// EVOLVE-BLOCK-START` and `// EVOLVE-BLOCK-END` (in `.ts` and `.wgsl` files)
  *   are the regions evolution may rewrite.
  */
